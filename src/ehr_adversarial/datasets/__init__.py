@@ -1,0 +1,1 @@
+"""Custom Kedro datasets (referenced from the catalog as `ehr_adversarial.datasets.<module>.<Class>`)."""

@@ -1,0 +1,19 @@
+"""Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
+
+from ehr_adversarial.config import ProjectConfigLoader, env_or_default
+from ehr_adversarial.hooks import ActiveEnvironmentHook, TelemetryOffHook
+
+HOOKS = (ActiveEnvironmentHook(), TelemetryOffHook())
+
+CONFIG_LOADER_CLASS = ProjectConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "custom_resolvers": {"env": env_or_default},
+    # An environment overrides single parameters (deep merge); catalog entries are replaced whole.
+    "merge_strategy": {"parameters": "soft"},
+    "config_patterns": {
+        "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
+        "catalog": ["catalog*", "catalog*/**", "**/catalog*"],
+    },
+}
