@@ -8,10 +8,19 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# The real data lives beside the repository (../shared/data); EHR_SHARED_DATA overrides.
+# The real data: EHR_SHARED_DATA if set, else ../shared/data beside the repository, else what
+# `kedro run` downloaded into data/01_raw on a user's machine.
 SHARED_DATA = Path(os.environ.get("EHR_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data")).resolve()
-PHYSIONET2012_DIR = SHARED_DATA / "physionet2012"
-MIMIC3_DEMO_DIR = SHARED_DATA / "mimic3_demo"
+
+
+def _data_dir(name: str) -> Path:
+    shared = SHARED_DATA / name
+    downloaded = PROJECT_ROOT / "data" / "01_raw" / name
+    return shared if shared.exists() or not downloaded.exists() else downloaded
+
+
+PHYSIONET2012_DIR = _data_dir("physionet2012")
+MIMIC3_DEMO_DIR = _data_dir("mimic3_demo")
 
 os.environ["KEDRO_DISABLE_TELEMETRY"] = "1"
 # Point the project's configuration at the real data in place.
