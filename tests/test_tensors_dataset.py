@@ -1,0 +1,123 @@
+"""TensorBundleDataset: round trip of every array kind, versioning, atomic writes, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kedro.io import DataCatalog
+from kedro.io.core import DatasetError, Version
+
+from ehr_adversarial.datasets.tensors import TensorBundleDataset
+
+
+def _bundle(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "X": rng.random((5, 48, 3), dtype=np.float32),
+        "mask": rng.random((5, 48, 3)) < 0.3,
+        "delta": rng.random((5, 48, 3), dtype=np.float32),
+        "static": rng.random((5, 4), dtype=np.float32),
+        "y": np.array([0, 1, 0, 0, 1], dtype=np.int64),
+        "record_id": np.arange(132539, 132544, dtype=np.int64),
+        "group": np.array(["a", "a", "b", "b", "c"]),
+    }
+
+
+def _assert_same(loaded: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    assert sorted(loaded) == sorted(expected)
+    for name, array in expected.items():
+        assert loaded[name].dtype == array.dtype, name
+        np.testing.assert_array_equal(loaded[name], array, err_msg=name)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_round_trip_keeps_values_and_dtypes(tmp_path: Path, compress: bool) -> None:
+    dataset = TensorBundleDataset(filepath=str(tmp_path / "bundle.npz"), compress=compress)
+    bundle = _bundle()
+    dataset.save(bundle)
+    _assert_same(dataset.load(), bundle)
+    assert dataset.exists()
+
+
+def test_object_string_array_is_stored_as_fixed_width_strings(tmp_path: Path) -> None:
+    dataset = TensorBundleDataset(filepath=str(tmp_path / "bundle.npz"))
+    dataset.save({"group": np.array(["a", "bb", "c"], dtype=object), "y": np.arange(3)})
+    loaded = dataset.load()
+    assert loaded["group"].dtype.kind == "U"
+    assert loaded["group"].tolist() == ["a", "bb", "c"]
+
+
+def test_refuses_arrays_that_would_need_pickle(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.npz"
+    dataset = TensorBundleDataset(filepath=str(path))
+    with pytest.raises(DatasetError, match="non-string items"):
+        dataset.save({"bad": np.array([{"a": 1}, None], dtype=object)})
+    with pytest.raises(DatasetError, match="non-empty dict"):
+        dataset.save({})
+    assert not path.exists()
+
+
+def test_versioned_saves_never_overwrite_and_load_latest_or_named(tmp_path: Path) -> None:
+    path = str(tmp_path / "bundle.npz")
+    first, second = _bundle(1), _bundle(2)
+    TensorBundleDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(first)
+    TensorBundleDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z")).save(second)
+
+    versions = sorted(p.name for p in (tmp_path / "bundle.npz").iterdir())
+    assert versions == ["2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"]
+    _assert_same(TensorBundleDataset(filepath=path, version=Version(None, None)).load(), second)
+    _assert_same(
+        TensorBundleDataset(filepath=path, version=Version("2026-01-01T00.00.00.000Z", None)).load(), first
+    )
+    with pytest.raises(DatasetError):
+        TensorBundleDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(second)
+    _assert_same(
+        TensorBundleDataset(filepath=path, version=Version("2026-01-01T00.00.00.000Z", None)).load(), first
+    )
+
+
+def test_failed_write_leaves_neither_target_nor_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = TensorBundleDataset(filepath=str(tmp_path / "out" / "bundle.npz"))
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(dataset._fs, "mv", crash)
+    with pytest.raises(DatasetError, match="disk full"):
+        dataset.save(_bundle())
+    leftovers = list((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
+    assert leftovers == []
+    assert not dataset.exists()
+
+
+def test_failed_write_keeps_the_previous_file_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = TensorBundleDataset(filepath=str(tmp_path / "bundle.npz"))
+    original = _bundle(1)
+    dataset.save(original)
+
+    def crash(*args, **kwargs):
+        raise OSError("killed mid-rename (simulated)")
+
+    monkeypatch.setattr(dataset._fs, "mv", crash)
+    with pytest.raises(DatasetError):
+        dataset.save(_bundle(2))
+    _assert_same(dataset.load(), original)
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle.npz"]
+
+
+def test_catalog_builds_it_from_yaml_style_config(tmp_path: Path) -> None:
+    catalog = DataCatalog.from_config(
+        {
+            "physionet2012.full.model_input_test": {
+                "type": "ehr_adversarial.datasets.tensors.TensorBundleDataset",
+                "filepath": str(tmp_path / "test.npz"),
+                "versioned": True,
+            }
+        }
+    )
+    bundle = _bundle()
+    catalog.save("physionet2012.full.model_input_test", bundle)
+    _assert_same(catalog.load("physionet2012.full.model_input_test"), bundle)
+    assert len(list((tmp_path / "test.npz").iterdir())) == 1
