@@ -1,0 +1,222 @@
+"""Privacy: does the synthetic data reveal the real records the generator trained on?
+
+Three real tables take part: `train` (what the generator saw), `holdout` (real records
+of the same population it never saw) and `synthetic`. Every distance is Euclidean on
+the flat view (flat_view.py) and computed by scikit-learn's brute-force NearestNeighbors,
+which works through the query set in memory-bounded chunks (10k × 10k records is fine).
+
+The real→real baseline is holdout→train: real records the reference set does NOT
+contain, against that reference. An earlier implementation computed its "original→
+original" distances as synthetic→original, so its baseline was no baseline at all; a
+train→train baseline must exclude each record's match with itself (`exclude_self`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+
+from .flat_view import align_columns, to_matrix
+
+logger = logging.getLogger(__name__)
+
+# Distances at or below this count as an exact copy (float32 round-trips of [0, 1] data).
+EXACT_MATCH_TOLERANCE = 1e-6
+
+
+def nearest_distances(
+    query: np.ndarray | None, reference: np.ndarray, k: int = 1, n_jobs: int | None = None
+) -> np.ndarray:
+    """(len(query), k) Euclidean distances to the k nearest rows of `reference`, ascending.
+
+    query=None queries `reference` against itself WITHOUT each row's match with itself
+    (a duplicate record elsewhere in the set still counts, at distance 0).
+    """
+    n_reference = len(reference) - (1 if query is None else 0)
+    if n_reference < k:
+        raise ValueError(f"need at least {k} reference record(s) besides the query; have {n_reference}")
+    index = NearestNeighbors(n_neighbors=k, algorithm="brute", n_jobs=n_jobs).fit(reference)
+    distances, _ = index.kneighbors(query, n_neighbors=k)
+    return distances
+
+
+def _subsample(values: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    return values[rng.permutation(len(values))[:size]] if len(values) > size else values
+
+
+def _nndr(distances: np.ndarray) -> np.ndarray:
+    """d1 / d2; a record with two exact matches (0 / 0) singles no one out: ratio 1."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = distances[:, 0] / distances[:, 1]
+    return np.where(distances[:, 1] == 0, 1.0, ratio)
+
+
+def _exact_share(distances: np.ndarray) -> float:
+    """Share of nearest-neighbour distances that mark an exact copy."""
+    return float((distances <= EXACT_MATCH_TOLERANCE).mean())
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    return {
+        "median": float(np.median(values)),
+        "mean": float(np.mean(values)),
+        "p05": float(np.quantile(values, 0.05)),
+    }
+
+
+def distance_metrics(
+    synthetic: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame, seed: int = 0
+) -> tuple[dict[str, object], pd.DataFrame]:
+    """DCR, NNDR and exact-match rate of synthetic records, with the holdout→train baseline.
+
+    Returns (summary, distances): `distances` is a long table (comparison, distance) for
+    the histograms. Comparisons:
+      synthetic→train / holdout→train  same reference (all of train): synthetic records
+                                       should lie no closer to train than unseen real ones;
+      synthetic→train_subsample / synthetic→holdout  references of equal size (train
+                                       subsampled to the holdout's size): the share of
+                                       synthetic records closer to train should be ≈ 0.5.
+    """
+    holdout = align_columns(train, holdout, "holdout")
+    train_values, holdout_values = to_matrix(train, train), to_matrix(holdout, train)
+    synthetic_values = to_matrix(synthetic, train)
+    rng = np.random.default_rng(seed)
+    train_subsample = _subsample(train_values, len(holdout_values), rng)
+
+    synthetic_to_train = nearest_distances(synthetic_values, train_values, k=2)
+    holdout_to_train = nearest_distances(holdout_values, train_values, k=2)
+    synthetic_to_train_subsample = nearest_distances(synthetic_values, train_subsample)[:, 0]
+    synthetic_to_holdout = nearest_distances(synthetic_values, holdout_values)[:, 0]
+
+    closer = synthetic_to_train_subsample < synthetic_to_holdout
+    ties = synthetic_to_train_subsample == synthetic_to_holdout
+    summary = {
+        "dcr_synthetic_to_train": _summary(synthetic_to_train[:, 0]),
+        "dcr_holdout_to_train": _summary(holdout_to_train[:, 0]),
+        "dcr_synthetic_to_train_subsample": _summary(synthetic_to_train_subsample),
+        "dcr_synthetic_to_holdout": _summary(synthetic_to_holdout),
+        "dcr_median_ratio_to_baseline": float(
+            np.median(synthetic_to_train[:, 0]) / max(np.median(holdout_to_train[:, 0]), 1e-12)
+        ),
+        "share_closer_to_train": float(closer.mean() + 0.5 * ties.mean()),
+        "nndr_synthetic_to_train": _summary(_nndr(synthetic_to_train)),
+        "nndr_holdout_to_train": _summary(_nndr(holdout_to_train)),
+        "exact_match_rate": _exact_share(synthetic_to_train[:, 0]),
+        "exact_match_rate_holdout_baseline": _exact_share(holdout_to_train[:, 0]),
+        "n_synthetic": len(synthetic_values),
+        "n_train": len(train_values),
+        "n_holdout": len(holdout_values),
+    }
+    distances = pd.concat(
+        [
+            pd.DataFrame({"comparison": name, "distance": values})
+            for name, values in (
+                ("synthetic→train", synthetic_to_train[:, 0]),
+                ("holdout→train", holdout_to_train[:, 0]),
+                ("synthetic→train_subsample", synthetic_to_train_subsample),
+                ("synthetic→holdout", synthetic_to_holdout),
+            )
+        ],
+        ignore_index=True,
+    )
+    return summary, distances
+
+
+def exact_match_rate(synthetic: pd.DataFrame, train: pd.DataFrame) -> float:
+    """Share of synthetic records that equal some training record (within float tolerance)."""
+    return _exact_share(nearest_distances(to_matrix(synthetic, train), to_matrix(train, train))[:, 0])
+
+
+def membership_inference_auc(
+    synthetic: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame, seed: int = 0
+) -> dict[str, float]:
+    """AUROC of the distance attack: members (train) score closer to the synthetic data than
+    non-members (holdout, never seen by the generator).
+
+    Members are subsampled to the holdout's size so both classes weigh alike. 0.5 is
+    ideal; a generator that copies its training data gives ≈ 1.0.
+    """
+    holdout = align_columns(train, holdout, "holdout")
+    synthetic_values = to_matrix(synthetic, train)
+    rng = np.random.default_rng(seed)
+    size = min(len(train), len(holdout))
+    members = _subsample(to_matrix(train, train), size, rng)
+    non_members = _subsample(to_matrix(holdout, train), size, rng)
+    candidates = np.concatenate([members, non_members])
+    is_member = np.r_[np.ones(len(members), dtype=int), np.zeros(len(non_members), dtype=int)]
+    score = -nearest_distances(candidates, synthetic_values)[:, 0]
+    return {"auc": float(roc_auc_score(is_member, score)), "n_members": len(members), "n_non_members": len(non_members)}
+
+
+def _source_variable(column: str) -> str:
+    """The variable a flat-view column describes: `HR.mean` → `HR`; `static.age`, `code.401`, `label` stay."""
+    if column.startswith(("static.", "code.")) or "." not in column:
+        return column
+    return column.rsplit(".", 1)[0]
+
+
+def _threshold(reference: np.ndarray) -> float:
+    """Where a target splits into 0/1: a two-valued one at its midpoint, any other at its median."""
+    levels = np.unique(reference[np.isfinite(reference)])
+    if len(levels) == 0:
+        return float("nan")
+    return float(levels.mean() if len(levels) == 2 else np.median(reference[np.isfinite(reference)]))
+
+
+def attribute_inference(
+    synthetic: pd.DataFrame,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    targets: Sequence[str],
+    n_neighbors: int = 5,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Per target column, AUROC of inferring it from the other variables with a kNN fitted on
+    the synthetic data, on training records (members) and on holdout records (baseline).
+
+    The attacker knows every other variable of a record (all summary columns of the
+    target's own variable are hidden too). A continuous target is turned into
+    "above the training median". auc_members ≫ auc_non_members means the synthetic
+    data leaks its training records' attributes beyond what the population allows.
+    """
+    holdout = align_columns(train, holdout, "holdout")
+    synthetic = align_columns(train, synthetic)
+    missing = [t for t in targets if t not in train.columns]
+    if missing:
+        raise ValueError(
+            f"attribute-inference target(s) {missing} are not columns of the flat view; "
+            f"pick from e.g. {list(train.columns[:10])}"
+        )
+    rng = np.random.default_rng(seed)
+    size = min(len(train), len(holdout))
+    members = train.iloc[rng.permutation(len(train))[:size]]
+    results = {}
+    for target in targets:
+        known = [c for c in train.columns if _source_variable(c) != _source_variable(target)]
+        threshold = _threshold(train[target].to_numpy(np.float64))
+        # Records whose target is missing (NaN) can be neither learnt from nor scored.
+        tables = {
+            name: table[np.isfinite(table[target].to_numpy(np.float64))]
+            for name, table in (("synthetic", synthetic), ("members", members), ("non_members", holdout))
+        }
+        labels = {name: (table[target].to_numpy(np.float64) > threshold).astype(int) for name, table in tables.items()}
+        one_class = [name for name, y in labels.items() if len(np.unique(y)) < 2]
+        if one_class:
+            logger.warning("attribute inference of %s: %s hold(s) one class only; AUROC undefined", target, one_class)
+            results[target] = {"auc_members": float("nan"), "auc_non_members": float("nan"), "threshold": threshold}
+            continue
+        reference = train[known]
+        attack = KNeighborsClassifier(n_neighbors=n_neighbors, weights="distance", algorithm="brute")
+        attack.fit(to_matrix(tables["synthetic"][known], reference), labels["synthetic"])
+        results[target] = {
+            f"auc_{name}": float(
+                roc_auc_score(labels[name], attack.predict_proba(to_matrix(tables[name][known], reference))[:, 1])
+            )
+            for name in ("members", "non_members")
+        } | {"threshold": threshold}
+    return results
