@@ -1,0 +1,382 @@
+"""Batched L1 adversarial attack on the logits of a time-series classifier (Sun et al. 2018).
+
+For a record X (T × F, every cell in [0, 1]) with true label y, find δ that flips the label while
+keeping ‖δ‖₁ small:
+
+    minimise over δ:  max(Z_y(X + δ) − max_{c≠y} Z_c(X + δ), −κ) + λ ‖δ‖₁,   X + δ ∈ [0, 1]
+
+by proximal gradient (ISTA): a gradient step on the margin term only, then soft-thresholding by
+lr·λ (the proximal operator of the L1 term), then projection onto the box X + δ ∈ [0, 1].
+
+Everything runs on a batch of records at once, each with its own λ. A record leaves the active
+batch as soon as its run is decided (success and no better δ for `patience` iterations, or a
+fixed point without success), and the λ search over the list runs as rounds of such batched
+runs, each record at its own place in the list. See docs/attack.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+SEARCHES = ("bisect", "descending", "full")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Settings of the attack; checked on construction.
+
+    lambdas: the λ values to search (any order; searched from largest to smallest).
+    lr: step size of the gradient step; the soft threshold is lr·λ.
+    kappa: confidence κ ≥ 0; the margin term is flat below −κ.
+    max_iterations: gradient steps per (record, λ) run.
+    patience: after a success, keep iterating while the smallest successful L1 improved within
+        this many iterations (0 = stop at the first label flip, as the paper's code).
+    search: `bisect` (binary search for the largest λ that succeeds), `descending` (λ from large
+        to small, stop at the first success), `full` (every λ, as the paper).
+    observed_only: perturb only cells that were observed (needs a mask).
+    stall_tol: a run without success stops when no cell of δ moved more than this (fixed point).
+    chunk_size: records per batch; bounds memory.
+    """
+
+    lambdas: tuple[float, ...]
+    lr: float = 0.02
+    kappa: float = 0.0
+    max_iterations: int = 100
+    patience: int = 10
+    search: str = "bisect"
+    observed_only: bool = False
+    stall_tol: float = 1e-7
+    chunk_size: int = 512
+
+    def __post_init__(self) -> None:
+        lambdas = tuple(float(v) for v in self.lambdas)
+        if not lambdas:
+            raise ValueError("attack lambdas is empty; give at least one λ ≥ 0 (e.g. a log-spaced list).")
+        bad = [v for v in lambdas if not math.isfinite(v) or v < 0]
+        if bad:
+            raise ValueError(f"attack lambdas must be finite and ≥ 0; got {bad}.")
+        if not math.isfinite(self.kappa) or self.kappa < 0:
+            raise ValueError(f"attack kappa must be ≥ 0 (it is a confidence margin); got {self.kappa}.")
+        if not self.lr > 0:
+            raise ValueError(f"attack lr must be > 0; got {self.lr}.")
+        if self.max_iterations < 1:
+            raise ValueError(f"attack max_iterations must be ≥ 1; got {self.max_iterations}.")
+        if self.patience < 0:
+            raise ValueError(f"attack patience must be ≥ 0; got {self.patience}.")
+        if self.search not in SEARCHES:
+            raise ValueError(f"attack search is {self.search!r}; it must be one of {', '.join(SEARCHES)}.")
+        if self.stall_tol < 0:
+            raise ValueError(f"attack stall_tol must be ≥ 0; got {self.stall_tol}.")
+        if self.chunk_size < 1:
+            raise ValueError(f"attack chunk_size must be ≥ 1; got {self.chunk_size}.")
+        # Largest first: index 0 is the hardest λ to succeed with, and the sparsest δ when it does.
+        object.__setattr__(self, "lambdas", tuple(sorted(set(lambdas), reverse=True)))
+
+
+def log_spaced_lambdas(low: float, high: float, count: int) -> tuple[float, ...]:
+    """`count` λ values evenly spaced in log between `low` and `high` (the paper: 5e-4, 1.5e-2, 25)."""
+    if not 0 < low <= high or count < 1:
+        raise ValueError(f"λ range must satisfy 0 < low ≤ high and count ≥ 1; got {low}, {high}, {count}.")
+    return tuple(torch.logspace(math.log10(low), math.log10(high), count, dtype=torch.float64).tolist())
+
+
+@dataclass
+class AttackResult:
+    """Per-record outcome of an attack; every tensor has the records on its first axis (CPU).
+
+    The chosen run of a record is the (record, λ) run that gave its smallest successful L1;
+    `delta_first` and `first_iteration` come from that run, `delta_best` is its best δ.
+    """
+
+    success: Tensor  # bool (N,)
+    label: Tensor  # int64 (N,) the true label y
+    lambda_best: Tensor  # float64 (N,), NaN without success
+    first_iteration: Tensor  # int64 (N,), gradient steps until the first flip in the chosen run; -1 if none
+    best_iteration: Tensor  # int64 (N,), gradient steps until the best δ in the chosen run; -1 if none
+    delta_first: Tensor  # (N, T, F), zeros without success
+    delta_best: Tensor  # (N, T, F), zeros without success
+    runs: Tensor  # int64 (N,) how many λ values were tried
+    forward_passes: Tensor  # int64 (N,) how many times the record went through the model (cost)
+    config: AttackConfig = field(repr=False)
+
+    def norms(self, which: str = "best") -> dict[str, Tensor]:
+        """L0, L1 and max|δ| of the first or best δ."""
+        return perturbation_norms(self.delta_best if which == "best" else self.delta_first)
+
+
+def perturbation_norms(delta: Tensor) -> dict[str, Tensor]:
+    """Per record: L0 (cells changed), L1 and L∞ (max |δ|) of a (N, T, F) perturbation."""
+    flat = delta.detach().abs().flatten(1)
+    return {
+        "l0": (flat != 0).sum(1),
+        "l1": flat.sum(1),
+        "linf": flat.amax(1) if flat.shape[1] else flat.sum(1),
+    }
+
+
+def logit_margin(logits: Tensor, label: Tensor) -> Tensor:
+    """Z_y − max_{c≠y} Z_c per record: positive while the record is classified as y."""
+    true = logits.gather(1, label[:, None]).squeeze(1)
+    others = logits.scatter(1, label[:, None], float("-inf"))
+    return true - others.amax(1)
+
+
+@contextmanager
+def input_gradient_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Deterministic logits with gradients w.r.t. the input only; restores the model afterwards.
+
+    Everything is in eval mode (dropout off, batch norm on running statistics), except recurrent
+    layers: cuDNN computes an RNN backward only in training mode, so RNN modules are put in
+    train mode with their inter-layer dropout set to 0 (identical output to eval mode).
+    Parameters stop requiring gradients, which spares the weight gradients in backward.
+    """
+    training = {module: module.training for module in model.modules()}
+    requires_grad = {param: param.requires_grad for param in model.parameters()}
+    rnn_dropout = {}
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.RNNBase):
+            rnn_dropout[module] = module.dropout
+            module.dropout = 0.0
+            module.train()
+    for param in requires_grad:
+        param.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for module, was_training in training.items():
+            module.training = was_training
+        for module, dropout in rnn_dropout.items():
+            module.dropout = dropout
+        for param, flag in requires_grad.items():
+            param.requires_grad_(flag)
+
+
+@dataclass
+class _RunOutcome:
+    """Outcome of one ISTA run per record of a batch (see `_ista_run`)."""
+
+    success: Tensor
+    first_iteration: Tensor
+    best_iteration: Tensor
+    best_l1: Tensor
+    delta_first: Tensor
+    delta_best: Tensor
+    forward_passes: Tensor
+
+
+Forward = Callable[[Tensor, Tensor], Tensor]
+"""forward(x_adv, rows) → logits, where `rows` index the batch's records (for their other inputs)."""
+
+
+def _ista_run(forward: Forward, x: Tensor, label: Tensor, lam: Tensor, cell_mask: Tensor | None,
+              config: AttackConfig) -> _RunOutcome:
+    """One proximal-gradient run per record of the batch, record b with threshold lr·lam[b].
+
+    Iteration k evaluates δ_k (δ_0 = 0), then steps to δ_{k+1}. A record leaves the active set
+    when its best successful δ has not improved for `patience` iterations, or, without success,
+    when δ stopped moving (a fixed point: the model is deterministic, so it would never move).
+    """
+    n = x.shape[0]
+    device = x.device
+    delta = torch.zeros_like(x)
+    lower, upper = -x, 1.0 - x  # X + δ ∈ [0, 1]
+    delta_first = torch.zeros_like(x)
+    delta_best = torch.zeros_like(x)
+    first_iteration = torch.full((n,), -1, dtype=torch.long, device=device)
+    best_iteration = torch.full((n,), -1, dtype=torch.long, device=device)
+    best_l1 = torch.full((n,), math.inf, dtype=torch.float64, device=device)
+    forward_passes = torch.zeros(n, dtype=torch.long, device=device)
+    threshold = (config.lr * lam).to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    active = torch.arange(n, device=device)
+
+    for k in range(config.max_iterations + 1):
+        rows = active
+        current = delta[rows].requires_grad_(True)
+        margin = logit_margin(forward(x[rows] + current, rows), label[rows])
+        forward_passes[rows] += 1
+        with torch.no_grad():
+            success = margin < 0
+            l1 = current.detach().abs().flatten(1).sum(1, dtype=torch.float64)
+            new_first = success & (first_iteration[rows] < 0)
+            first_rows = rows[new_first]
+            first_iteration[first_rows] = k
+            delta_first[first_rows] = current.detach()[new_first]
+            improved = success & (l1 < best_l1[rows])
+            best_rows = rows[improved]
+            best_l1[best_rows] = l1[improved]
+            best_iteration[best_rows] = k
+            delta_best[best_rows] = current.detach()[improved]
+            # δ = 0 already flips the label (a misclassified record): nothing smaller exists.
+            settled = (best_iteration[rows] >= 0) & (
+                (k - best_iteration[rows] >= config.patience) | (best_l1[rows] == 0)
+            )
+        if k == config.max_iterations or bool(settled.all()):
+            break
+        (grad,) = torch.autograd.grad(margin.clamp(min=-config.kappa).sum(), current)
+        with torch.no_grad():
+            before = current.detach()
+            stepped = before - config.lr * grad
+            stepped = stepped.sign() * (stepped.abs() - threshold[rows]).clamp(min=0)
+            stepped = torch.maximum(torch.minimum(stepped, upper[rows]), lower[rows])
+            if cell_mask is not None:
+                stepped = stepped * cell_mask[rows]
+            stalled = ~success & ((stepped - before).abs().flatten(1).amax(1) <= config.stall_tol)
+            delta[rows] = stepped
+            active = rows[~(settled | stalled)]
+        if active.numel() == 0:
+            break
+    return _RunOutcome(
+        success=first_iteration >= 0,
+        first_iteration=first_iteration,
+        best_iteration=best_iteration,
+        best_l1=best_l1,
+        delta_first=delta_first,
+        delta_best=delta_best,
+        forward_passes=forward_passes,
+    )
+
+
+class _LambdaSearch:
+    """Which λ (index into the descending list) each record tries next, per search strategy.
+
+    λ large → only cells with a steep margin gradient move, so a success is sparse and small;
+    too large → no success. Assuming success is monotone in λ, the smallest perturbation is near
+    the largest λ that succeeds; `bisect` finds that λ in ⌈log2(L+1)⌉ runs, `descending` walks
+    down to it, `full` tries every λ (the paper's sweep). Every strategy keeps the smallest L1
+    over all runs it made.
+    """
+
+    def __init__(self, strategy: str, n_lambdas: int, n_records: int, device: torch.device):
+        self.strategy = strategy
+        self.n_lambdas = n_lambdas
+        self.low = torch.zeros(n_records, dtype=torch.long, device=device)
+        self.high = torch.full((n_records,), n_lambdas - 1, dtype=torch.long, device=device)
+        self.next_index = torch.zeros(n_records, dtype=torch.long, device=device)
+        if strategy == "bisect":
+            self.next_index = (self.low + self.high) // 2
+        self.done = torch.zeros(n_records, dtype=torch.bool, device=device)
+
+    def pending(self) -> Tensor:
+        """Records that still have a λ to try."""
+        return torch.nonzero(~self.done).squeeze(1)
+
+    def update(self, rows: Tensor, success: Tensor) -> None:
+        """Advance the records `rows` after their run at `next_index[rows]` (success or not)."""
+        tried = self.next_index[rows]
+        if self.strategy == "bisect":
+            high = torch.where(success, tried - 1, self.high[rows])
+            low = torch.where(success, self.low[rows], tried + 1)
+            self.low[rows], self.high[rows] = low, high
+            self.done[rows] = low > high
+            self.next_index[rows] = (low + high) // 2
+        else:
+            self.next_index[rows] = tried + 1
+            finished = tried + 1 >= self.n_lambdas
+            if self.strategy == "descending":
+                finished = finished | success
+            self.done[rows] = finished
+
+
+def l1_attack(model: nn.Module, x: Tensor, label: Tensor, config: AttackConfig,
+              inputs: Mapping[str, Tensor] | None = None, observed: Tensor | None = None,
+              progress: Callable[[int], None] | None = None) -> AttackResult:
+    """Attack every record of `x` (N, T, F) with true labels `label` (N,), in chunks, on the model's device.
+
+    `model(x_adv, **inputs_of_the_batch)` must return logits (B, C); `inputs` are other per-record
+    tensors the model takes (static features, masks), never perturbed. `observed` (N, T, F) bool is
+    required when `config.observed_only`. `progress(n)` is called after each chunk of n records.
+    """
+    x = torch.as_tensor(x)
+    label = torch.as_tensor(label, dtype=torch.long)
+    inputs = {name: torch.as_tensor(value) for name, value in (inputs or {}).items()}
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("no records to attack (the selection is empty).")
+    if label.shape != (n,):
+        raise ValueError(f"labels have shape {tuple(label.shape)}; expected ({n},) for {n} records.")
+    for name, value in inputs.items():
+        if value.shape[0] != n:
+            raise ValueError(f"model input {name!r} has {value.shape[0]} rows; expected {n}.")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"x must be a floating-point tensor; got {x.dtype}.")
+    if bool(torch.isnan(x).any()) or float(x.min()) < 0 or float(x.max()) > 1:
+        raise ValueError(
+            f"x must lie in [0, 1] without NaN (the attack keeps X + δ in [0, 1]); got range "
+            f"[{float(x.nan_to_num(0).min()):.4g}, {float(x.nan_to_num(0).max()):.4g}], NaN: {bool(torch.isnan(x).any())}."
+        )
+    if config.observed_only:
+        if observed is None:
+            raise ValueError("attack observed_only is true but no observation mask was given.")
+        if observed.shape != x.shape:
+            raise ValueError(f"observation mask has shape {tuple(observed.shape)}; expected {tuple(x.shape)}.")
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    lambdas = torch.tensor(config.lambdas, dtype=torch.float64, device=device)
+
+    parts: list[dict[str, Tensor]] = []
+    with input_gradient_mode(model):
+        for start in range(0, n, config.chunk_size):
+            stop = min(start + config.chunk_size, n)
+            chunk_inputs = {name: value[start:stop].to(device) for name, value in inputs.items()}
+            cell_mask = observed[start:stop].to(device=device, dtype=x.dtype) if config.observed_only else None
+            parts.append(_attack_chunk(model, x[start:stop].to(device), label[start:stop].to(device),
+                                       chunk_inputs, cell_mask, lambdas, config))
+            if progress is not None:
+                progress(stop - start)
+    merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+    log.info("attacked %d records: %d succeeded, %.1f forward passes per record",
+             n, int(merged["success"].sum()), float(merged["forward_passes"].double().mean()))
+    return AttackResult(config=config, **merged)
+
+
+def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[str, Tensor],
+                  cell_mask: Tensor | None, lambdas: Tensor, config: AttackConfig) -> dict[str, Tensor]:
+    """The λ search for one chunk of records: rounds of batched runs, each record at its own λ."""
+    n = x.shape[0]
+    device = x.device
+    search = _LambdaSearch(config.search, len(config.lambdas), n, device)
+    best_l1 = torch.full((n,), math.inf, dtype=torch.float64, device=device)
+    out = {
+        "success": torch.zeros(n, dtype=torch.bool, device=device),
+        "label": label.clone(),
+        "lambda_best": torch.full((n,), math.nan, dtype=torch.float64, device=device),
+        "first_iteration": torch.full((n,), -1, dtype=torch.long, device=device),
+        "best_iteration": torch.full((n,), -1, dtype=torch.long, device=device),
+        "delta_first": torch.zeros_like(x),
+        "delta_best": torch.zeros_like(x),
+        "runs": torch.zeros(n, dtype=torch.long, device=device),
+        "forward_passes": torch.zeros(n, dtype=torch.long, device=device),
+    }
+    while (pending := search.pending()).numel():
+        lam = lambdas[search.next_index[pending]]
+
+        def forward(x_adv: Tensor, rows: Tensor, _pending: Tensor = pending) -> Tensor:
+            index = _pending[rows]
+            return model(x_adv, **{name: value[index] for name, value in inputs.items()})
+
+        run = _ista_run(forward, x[pending], label[pending],
+                        lam, None if cell_mask is None else cell_mask[pending], config)
+        out["runs"][pending] += 1
+        out["forward_passes"][pending] += run.forward_passes
+        better = run.success & (run.best_l1 < best_l1[pending])
+        rows = pending[better]
+        best_l1[rows] = run.best_l1[better]
+        out["success"][rows] = True
+        out["lambda_best"][rows] = lam[better]
+        out["first_iteration"][rows] = run.first_iteration[better]
+        out["best_iteration"][rows] = run.best_iteration[better]
+        out["delta_first"][rows] = run.delta_first[better]
+        out["delta_best"][rows] = run.delta_best[better]
+        search.update(pending, run.success)
+        search.done[rows[best_l1[rows] == 0]] = True  # δ = 0 succeeds: no λ can do better
+    return {key: value.cpu() for key, value in out.items()}

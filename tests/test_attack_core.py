@@ -1,0 +1,280 @@
+"""Known-answer tests of the batched L1 attack: linear models whose minimal flip is analytic, a tiny LSTM."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ehr_adversarial.attack import (
+    AttackConfig,
+    input_gradient_mode,
+    l1_attack,
+    log_spaced_lambdas,
+    logit_margin,
+    perturbation_norms,
+)
+
+
+class LinearLogits(nn.Module):
+    """Z_0 = 0, Z_1 = w·x + b, so the margin of label 1 is w·x + b and of label 0 is −(w·x + b)."""
+
+    def __init__(self, weight: torch.Tensor, bias: float):
+        super().__init__()
+        self.weight = nn.Parameter(weight.double().flatten())
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.flatten(1) @ self.weight + self.bias
+        return torch.stack([torch.zeros_like(z), z], 1)
+
+
+def minimal_flip(weight: np.ndarray, bias: float, x: np.ndarray, label: int) -> np.ndarray:
+    """The minimal-L1 δ that brings the margin to 0 inside the box, computed greedily by hand.
+
+    Each coordinate buys |w_j| of margin per unit of L1, up to its room before the [0, 1] bound,
+    so the cheapest δ spends on the largest |w_j| first.
+    """
+    sign = 1.0 if label == 1 else -1.0  # the margin is sign·(w·x + b)
+    need = sign * (weight @ x + bias)
+    delta = np.zeros_like(x)
+    for j in np.argsort(-np.abs(weight), kind="stable"):
+        if need <= 0:
+            break
+        push = -sign * np.sign(weight[j])  # the direction in which x_j lowers the margin
+        room = 1.0 - x[j] if push > 0 else x[j]
+        step = min(room, need / abs(weight[j]))
+        delta[j] = push * step
+        need -= abs(weight[j]) * step
+    assert need <= 1e-12, "the test record cannot be flipped inside the box"
+    return delta
+
+
+WEIGHT = torch.tensor([[4.0, -2.0, 1.0], [0.5, -0.25, 0.1]])  # (T=2, F=3)
+BIAS = 1.0
+# λ = 0.9·|w_k| moves exactly the k steepest coordinates, the k-th slowly, so some λ on the list
+# moves the coordinates the optimum needs and no other.
+LAMBDAS = (4.5, 3.6, 1.8, 0.9, 0.45)
+RECORDS = torch.tensor([
+    [[0.9, 0.9, 0.5], [0.5, 0.5, 0.5]],  # label 1, margin 3.475: the first coordinate alone, interior
+    [[0.3, 0.6, 0.5], [0.5, 0.5, 0.5]],  # label 1, margin 1.675: the first hits 0, the second (w < 0) goes up
+    [[0.2, 0.5, 0.9], [0.5, 0.5, 0.5]],  # label 1, margin 1.875: the first two hit their bounds, the third ends
+    [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]],  # label 0, margin 1.25: the attack raises the first coordinate
+    [[0.05, 0.9, 0.1], [0.2, 0.8, 0.1]],  # label 0, margin 0.59: likewise, from near 0
+], dtype=torch.float64)
+LABELS = torch.tensor([1, 1, 1, 0, 0])
+
+
+@pytest.fixture
+def linear() -> LinearLogits:
+    model = LinearLogits(WEIGHT, BIAS)
+    assert (logit_margin(model(RECORDS), LABELS) > 0).all()  # every record starts correctly classified
+    return model
+
+
+@pytest.mark.parametrize("search", ["full", "bisect", "descending"])
+def test_attack_finds_the_analytic_minimal_l1_flip_and_stays_in_the_box(linear, search):
+    lr = 0.005
+    config = AttackConfig(lambdas=LAMBDAS, lr=lr, max_iterations=1500, patience=50, search=search)
+    result = l1_attack(linear, RECORDS, LABELS, config)
+    assert result.success.all()
+    for i, (x, label) in enumerate(zip(RECORDS, LABELS)):
+        expected = minimal_flip(WEIGHT.flatten().numpy(), BIAS, x.flatten().numpy(), int(label))
+        found = result.delta_best[i].flatten().numpy()
+        # The iterates move ≤ lr·max|w| per step, so the best flip overshoots the boundary by about that.
+        assert np.abs(found - expected).sum() < 4 * lr * 4.0, (i, found, expected)
+        assert found.__abs__().sum() >= np.abs(expected).sum() - 1e-12  # nothing beats the optimum
+    for delta in (result.delta_first, result.delta_best):
+        adversarial = RECORDS + delta
+        assert adversarial.min() >= -1e-12 and adversarial.max() <= 1 + 1e-12
+        assert (logit_margin(linear(adversarial), LABELS) < 0).all()  # both δ really flip the label
+
+
+def test_bisect_tries_log2_of_the_list_and_matches_the_full_sweep(linear):
+    config = AttackConfig(lambdas=LAMBDAS, lr=0.005, max_iterations=1500, patience=50, search="full")
+    full = l1_attack(linear, RECORDS, LABELS, config)
+    bisect = l1_attack(linear, RECORDS, LABELS, AttackConfig(**{**config.__dict__, "search": "bisect"}))
+    assert (full.runs == len(LAMBDAS)).all()
+    assert (bisect.runs <= math.ceil(math.log2(len(LAMBDAS) + 1))).all()
+    assert bisect.forward_passes.sum() < full.forward_passes.sum()
+    torch.testing.assert_close(bisect.norms()["l1"], full.norms()["l1"], atol=0.03, rtol=0)
+
+
+def test_first_success_iteration_is_the_analytic_step_count():
+    # One coordinate with w = 2, λ = 0.5: δ grows by lr·(|w| − λ) per step from 0 and the margin
+    # 2·x + b falls by |w| times that, so the first flip is at k = ⌊m / (lr·(|w| − λ)·|w|)⌋ + 1.
+    model = LinearLogits(torch.tensor([[2.0]]), -0.5)
+    x = torch.tensor([[[0.8]]], dtype=torch.float64)  # margin m = 1.1 for label 1
+    lr, lam = 0.01, 0.5
+    expected = math.floor(1.1 / (lr * 1.5 * 2.0)) + 1
+    result = l1_attack(model, x, torch.tensor([1]), AttackConfig(lambdas=(lam,), lr=lr, patience=0, max_iterations=100))
+    assert int(result.first_iteration[0]) == expected == int(result.best_iteration[0])
+    assert int(result.forward_passes[0]) == expected + 1  # δ_0 … δ_k evaluated, then the record left the batch
+    torch.testing.assert_close(result.delta_first[0, 0, 0], torch.tensor(-expected * lr * 1.5, dtype=torch.float64))
+    torch.testing.assert_close(result.delta_first, result.delta_best)
+
+
+def test_budget_too_short_is_a_failure_with_no_delta():
+    model = LinearLogits(torch.tensor([[2.0]]), -0.5)
+    x = torch.tensor([[[0.8]]], dtype=torch.float64)
+    result = l1_attack(model, x, torch.tensor([1]), AttackConfig(lambdas=(0.5,), lr=0.01, max_iterations=10))
+    assert not result.success[0] and result.first_iteration[0] == -1 and math.isnan(result.lambda_best[0])
+    assert int(result.forward_passes[0]) == 11 and (result.delta_best == 0).all()
+
+
+def test_best_is_never_larger_than_first_and_patience_zero_keeps_the_first(linear):
+    common = dict(lambdas=(1.8,), lr=0.02, max_iterations=500)
+    stop_at_flip = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common, patience=0))
+    keep_going = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common, patience=100))
+    torch.testing.assert_close(stop_at_flip.delta_first, stop_at_flip.delta_best)
+    assert (stop_at_flip.first_iteration == stop_at_flip.best_iteration).all()
+    # The first flip does not depend on what happens after it.
+    torch.testing.assert_close(keep_going.delta_first, stop_at_flip.delta_first)
+    assert (keep_going.first_iteration == stop_at_flip.first_iteration).all()
+    first, best = keep_going.norms("first")["l1"], keep_going.norms("best")["l1"]
+    assert (best <= first).all() and (best < first).any()
+    assert (keep_going.best_iteration >= keep_going.first_iteration).all()
+
+
+def test_an_already_misclassified_record_needs_no_perturbation(linear):
+    x = torch.tensor([[[0.1, 0.9, 0.1], [0.1, 0.9, 0.1]]], dtype=torch.float64)  # w·x + b < 0: predicted 0
+    result = l1_attack(linear, x, torch.tensor([1]), AttackConfig(lambdas=LAMBDAS, patience=10))
+    assert result.success[0] and result.first_iteration[0] == 0 and result.best_iteration[0] == 0
+    assert (result.delta_best == 0).all() and int(result.runs[0]) == 1 and int(result.forward_passes[0]) == 1
+
+
+def test_a_lambda_above_every_gradient_stalls_at_zero_after_one_pass(linear):
+    lambdas = (5.0, 6.0, 7.0)  # > max|w| = 4: soft thresholding keeps δ at exactly 0
+    result = l1_attack(linear, RECORDS, LABELS, AttackConfig(lambdas=lambdas, search="bisect"))
+    assert not result.success.any()
+    assert (result.runs == 2).all() and (result.forward_passes == 2).all()  # two bisection runs, one pass each
+
+
+def test_observed_only_perturbs_observed_cells_and_finds_the_masked_optimum(linear):
+    observed = torch.ones_like(RECORDS, dtype=torch.bool)
+    observed[:, 0, 0] = False  # the steepest coordinate may not move
+    config = AttackConfig(lambdas=LAMBDAS, lr=0.005, max_iterations=1500, patience=50, observed_only=True)
+    record = slice(2, 3)
+    result = l1_attack(linear, RECORDS[record], LABELS[record], config, observed=observed[record])
+    assert result.success[0]
+    assert (result.delta_best[~observed[record]] == 0).all() and (result.delta_first[~observed[record]] == 0).all()
+    masked_weight = WEIGHT.flatten().numpy().copy()
+    masked_weight[0] = 0.0
+    # On the masked problem the first coordinate is fixed; its contribution moves into the bias.
+    bias = BIAS + float(WEIGHT[0, 0] * RECORDS[2, 0, 0])
+    expected = minimal_flip(masked_weight, bias, RECORDS[2].flatten().numpy(), 1)
+    assert np.count_nonzero(expected) == 2
+    assert np.abs(result.delta_best[0].flatten().numpy() - expected).sum() < 0.08
+
+
+class TinyLSTM(nn.Module):
+    """LSTM over time + static features, dropout inside and between layers, two logits."""
+
+    def __init__(self, n_features: int = 4, n_static: int = 2):
+        super().__init__()
+        self.lstm = nn.LSTM(n_features, 8, num_layers=2, batch_first=True, dropout=0.3)
+        self.dropout = nn.Dropout(0.5)
+        self.head = nn.Linear(8 + n_static, 2)
+
+    def forward(self, x: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(torch.cat([self.dropout(out[:, -1]), static], 1))
+
+
+@pytest.fixture
+def lstm_case():
+    torch.manual_seed(0)
+    model = TinyLSTM().double()
+    x = torch.rand(11, 6, 4, dtype=torch.float64)
+    static = torch.rand(11, 2, dtype=torch.float64)
+    with torch.no_grad(), input_gradient_mode(model):
+        # A steeper head centred on these records: both classes predicted, margins a short attack can cross.
+        model.head.weight[:, :8] *= 20
+        logits = model(x, static)
+        model.head.bias[1] -= (logits[:, 1] - logits[:, 0]).mean()
+        label = model(x, static).argmax(1)  # attack the model's own predictions: all correctly classified
+    return model, x, static, label
+
+
+def test_input_gradient_mode_is_deterministic_and_restores_the_model(lstm_case):
+    model, x, static, _ = lstm_case
+    model.train()
+    with input_gradient_mode(model):
+        assert model.lstm.training and model.lstm.dropout == 0 and not model.dropout.training
+        assert not any(p.requires_grad for p in model.parameters())
+        adversarial = x.clone().requires_grad_(True)
+        out = model(adversarial, static)
+        torch.testing.assert_close(out, model(x, static), rtol=0, atol=0)
+        (grad,) = torch.autograd.grad(out[:, 1].sum(), adversarial)
+        assert grad.abs().sum() > 0
+    assert model.training and model.lstm.training and model.dropout.training and model.lstm.dropout == 0.3
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_chunked_attack_equals_the_unchunked_one_on_an_lstm(lstm_case):
+    model, x, static, label = lstm_case
+    lambdas = log_spaced_lambdas(5e-4, 1.5e-2, 7)
+    results = [
+        l1_attack(model, x, label, AttackConfig(lambdas=lambdas, lr=0.05, max_iterations=60, chunk_size=size),
+                  inputs={"static": static})
+        for size in (3, 64)
+    ]
+    assert results[0].success.all()  # the smoke test is only meaningful if the records flip
+    assert len(set(label.tolist())) == 2 and len(set(results[0].first_iteration.tolist())) > 3
+    for name in ("success", "first_iteration", "best_iteration", "runs", "forward_passes"):
+        assert torch.equal(getattr(results[0], name), getattr(results[1], name)), name
+    for name in ("lambda_best", "delta_first", "delta_best"):
+        torch.testing.assert_close(getattr(results[0], name), getattr(results[1], name), equal_nan=True)
+    flipped = results[0].success
+    adversarial = x + results[0].delta_best
+    with torch.no_grad(), input_gradient_mode(model):
+        margins = logit_margin(model(adversarial, static), label)
+    assert (margins[flipped] < 0).all()
+    assert adversarial.min() >= 0 and adversarial.max() <= 1 + 1e-12
+
+
+def test_norms_count_cells_and_sizes():
+    delta = torch.zeros(2, 3, 2)
+    delta[0, 1, 0], delta[0, 2, 1], delta[1, 0, 0] = 0.5, -0.25, -1.0
+    norms = perturbation_norms(delta)
+    assert norms["l0"].tolist() == [2, 1]
+    assert norms["l1"].tolist() == [0.75, 1.0] and norms["linf"].tolist() == [0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"lambdas": ()}, "lambdas is empty"),
+        ({"lambdas": (0.01, -0.1)}, "finite and ≥ 0"),
+        ({"kappa": -1.0}, "kappa must be ≥ 0"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"max_iterations": 0}, "max_iterations must be ≥ 1"),
+        ({"search": "random"}, "search is 'random'"),
+    ],
+)
+def test_bad_settings_are_clear_errors(settings, message):
+    with pytest.raises(ValueError, match=message):
+        AttackConfig(**{"lambdas": (0.01,), **settings})
+
+
+def test_bad_inputs_are_clear_errors(linear):
+    config = AttackConfig(lambdas=(0.5,))
+    with pytest.raises(ValueError, match="no records to attack"):
+        l1_attack(linear, RECORDS[:0], LABELS[:0], config)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        l1_attack(linear, RECORDS * 2, LABELS, config)
+    with pytest.raises(ValueError, match="labels have shape"):
+        l1_attack(linear, RECORDS, LABELS[:2], config)
+    with pytest.raises(ValueError, match="no observation mask"):
+        l1_attack(linear, RECORDS, LABELS, AttackConfig(lambdas=(0.5,), observed_only=True))
+
+
+def test_lambda_list_is_log_spaced_like_the_paper():
+    lambdas = log_spaced_lambdas(5e-4, 1.5e-2, 25)
+    assert len(lambdas) == 25 and lambdas[0] == pytest.approx(5e-4) and lambdas[-1] == pytest.approx(1.5e-2)
+    ratios = np.diff(np.log(lambdas))
+    assert np.allclose(ratios, ratios[0])
+    assert AttackConfig(lambdas=lambdas).lambdas == tuple(sorted(lambdas, reverse=True))
