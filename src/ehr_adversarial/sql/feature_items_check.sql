@@ -1,0 +1,18 @@
+-- feature_items_check: each configured itemid of the 19 features next to what the
+-- dictionaries say it is: D_ITEMS (label, linksto) for CHARTEVENTS items, D_LABITEMS
+-- (label, fluid) for LABEVENTS items. The pipeline fails when an item is unknown, is not
+-- charted where it is read from, or its label differs from the expected one (as mimic-code's
+-- pivoted_vital documents its itemids by D_ITEMS label).
+-- Temporary table: feature_items (see vitals.sql), with expected_label.
+SELECT
+    f.parameter,
+    f.source_table,
+    f.itemid,
+    f.expected_label,
+    COALESCE(di.label, dl.label) AS found_label,
+    COALESCE(di.linksto, CASE WHEN dl.itemid IS NOT NULL THEN 'labevents' END) AS found_linksto,
+    COALESCE(di.dbsource, dl.fluid) AS found_source
+FROM feature_items AS f
+LEFT JOIN mimiciii.d_items AS di ON f.source_table = 'chartevents' AND di.itemid = f.itemid
+LEFT JOIN mimiciii.d_labitems AS dl ON f.source_table = 'labevents' AND dl.itemid = f.itemid
+ORDER BY f.parameter, f.itemid
