@@ -1,0 +1,79 @@
+"""Mortality models (plain nn.Modules) and a registry that rebuilds them from a JSON-able config.
+
+A model config is what a saved model carries beside its weights::
+
+    {"architecture": "lstm_sun2018", "hyperparameters": {"hidden_size": 128, ...},
+     "feature_set": "sun2018", "feature_names": [...], "static_names": [...],
+     "n_hours": 48, "n_features": 18, "n_static": 8}
+
+Every model takes the tensors it names in its `inputs` attribute, in that order,
+from a tensor bundle (x, mask, delta: (B, 48, F); static: (B, S)) and returns
+2 logits per record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .dssm import DSSM
+from .lstm_sun2018 import LSTMSun2018
+
+MODEL_CLASSES: dict[str, type[nn.Module]] = {
+    "lstm_sun2018": LSTMSun2018,
+    "dssm": DSSM,
+}
+
+
+def build_model(config: Mapping[str, Any]) -> nn.Module:
+    """A freshly initialised model for `config` (see the module docstring); the config is kept on it."""
+    architecture = config.get("architecture")
+    if architecture not in MODEL_CLASSES:
+        raise ValueError(
+            f"unknown model architecture {architecture!r}; known: {', '.join(MODEL_CLASSES)}"
+        )
+    cls = MODEL_CLASSES[architecture]
+    accepted = set(inspect.signature(cls).parameters)
+    hyperparameters = dict(config.get("hyperparameters", {}))
+    unknown = sorted(set(hyperparameters) - accepted)
+    if unknown:
+        raise ValueError(
+            f"{architecture} does not take hyperparameter(s) {unknown}; "
+            f"it accepts {sorted(accepted - {'n_features', 'n_static'})}"
+        )
+    shape = {"n_features": int(config["n_features"])}
+    if "n_static" in accepted:
+        shape["n_static"] = int(config["n_static"])
+    model = cls(**shape, **hyperparameters)
+    model.config = dict(config)
+    return model
+
+
+def model_inputs(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The tensors of `batch` that `model.forward` takes, in its order."""
+    return tuple(batch[name] for name in model.inputs)
+
+
+@contextlib.contextmanager
+def input_gradients(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval-mode logits that can be differentiated w.r.t. the inputs, on any device.
+
+    cuDNN computes an RNN's backward pass only in train mode; train mode would switch
+    dropout on. Inside this context the model stays in eval mode (dropout off, the
+    attack's logits) and cuDNN is disabled, so autograd uses the native LSTM kernels.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.backends.cudnn.flags(enabled=False):
+            yield model
+    finally:
+        model.train(was_training)
+
+
+__all__ = ["DSSM", "LSTMSun2018", "MODEL_CLASSES", "build_model", "input_gradients", "model_inputs"]

@@ -1,0 +1,166 @@
+"""The torch training loop the training nodes share: batches, early stopping, prediction.
+
+Whole splits live on the device as tensors (a PhysioNet split is a few tens of MB),
+batches are index slices in an order drawn from a seeded generator, so a CPU run
+is reproducible and no DataLoader workers are needed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import average_precision_score, roc_auc_score
+from torch import nn
+from tqdm.auto import tqdm
+
+from ehr_adversarial.models import model_inputs
+
+logger = logging.getLogger(__name__)
+
+Tensors = dict[str, torch.Tensor]
+
+
+def to_tensors(bundle: Mapping[str, np.ndarray], device: torch.device) -> Tensors:
+    """The model inputs of a tensor bundle (x, mask, delta, static) and y, on `device`."""
+    return {
+        "x": torch.as_tensor(bundle["X"], dtype=torch.float32, device=device),
+        "mask": torch.as_tensor(bundle["mask"], device=device).to(torch.float32),
+        "delta": torch.as_tensor(bundle["delta"], dtype=torch.float32, device=device),
+        "static": torch.as_tensor(bundle["static"], dtype=torch.float32, device=device),
+        "y": torch.as_tensor(bundle["y"], dtype=torch.long, device=device),
+    }
+
+
+def subset(tensors: Tensors, index: np.ndarray) -> Tensors:
+    """The records at `index` of every tensor."""
+    idx = torch.as_tensor(index, dtype=torch.long, device=tensors["y"].device)
+    return {name: value[idx] for name, value in tensors.items()}
+
+
+def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
+    """Loss weights per class: `balanced` = N / (2 · N_class) (each class weighs half), `none` = 1."""
+    if mode == "none":
+        return np.ones(2)
+    if mode == "balanced":
+        counts = np.bincount(np.asarray(y), minlength=2).astype(np.float64)
+        return counts.sum() / (2.0 * counts)
+    raise ValueError(f"class_weight is {mode!r}; use 'balanced' or 'none'")
+
+
+def prior_shift(weights: np.ndarray) -> float:
+    """log(w1 / w0): what class weights add to the log-odds; subtract it to get calibrated odds."""
+    return float(math.log(weights[1] / weights[0]))
+
+
+def _autocast(device: torch.device, amp: bool):
+    # fp16 autocast on CUDA only; CPU runs stay in fp32 so that they are reproducible.
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, tensors: Tensors, batch_size: int, amp: bool = False) -> torch.Tensor:
+    """Eval-mode logits (N, 2) in fp32."""
+    model.eval()
+    device = tensors["y"].device
+    out = []
+    for start in range(0, tensors["y"].shape[0], batch_size):
+        batch = {k: v[start : start + batch_size] for k, v in tensors.items()}
+        with _autocast(device, amp):
+            out.append(model(*model_inputs(model, batch)).float())
+    return torch.cat(out)
+
+
+def death_probability(logits: torch.Tensor, shift: float) -> np.ndarray:
+    """P(death) from 2 logits, with the class-weight prior shift removed."""
+    log_odds = (logits[:, 1] - logits[:, 0]).double() - shift
+    return torch.sigmoid(log_odds).cpu().numpy()
+
+
+def _scores(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+    if y.min() == y.max():
+        return {"auroc": float("nan"), "auprc": float("nan")}
+    return {"auroc": float(roc_auc_score(y, prob)), "auprc": float(average_precision_score(y, prob))}
+
+
+def fit(
+    model: nn.Module,
+    train: Tensors,
+    monitor_set: Tensors,
+    config: Mapping[str, Any],
+    generator: torch.Generator,
+    description: str = "training",
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Train with Adam on class-weighted cross-entropy; keep the epoch best on `monitor_set`.
+
+    `config` keys: batch_size, max_epochs, patience, monitor (auprc | auroc | loss),
+    class_weight, amp, optimizer {lr, betas, weight_decay}, grad_clip.
+    Returns the model with the best epoch's weights (in eval mode) and the history.
+    """
+    device = train["y"].device
+    weights = class_weights(train["y"].cpu().numpy(), config["class_weight"])
+    shift = prior_shift(weights)
+    loss_weight = torch.as_tensor(weights, dtype=torch.float32, device=device)
+    optimizer_args = dict(config["optimizer"])
+    if "betas" in optimizer_args:
+        optimizer_args["betas"] = tuple(optimizer_args["betas"])
+    optimizer = torch.optim.Adam(model.parameters(), **optimizer_args)
+    amp = bool(config.get("amp", False)) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    monitor = config["monitor"]
+    if monitor not in ("auprc", "auroc", "loss"):
+        raise ValueError(f"monitor is {monitor!r}; use auprc, auroc or loss")
+    batch_size = int(config["batch_size"])
+    n = train["y"].shape[0]
+    y_monitor = monitor_set["y"].cpu().numpy()
+
+    best_score, best_epoch, best_state, history = -math.inf, -1, None, []
+    epochs = tqdm(range(int(config["max_epochs"])), desc=description, unit="epoch", leave=False)
+    for epoch in epochs:
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            batch = {k: v[order[start : start + batch_size]] for k, v in train.items()}
+            with _autocast(device, amp):
+                logits = model(*model_inputs(model, batch))
+                loss = F.cross_entropy(logits.float(), batch["y"], weight=loss_weight)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.get("grad_clip"):
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), float(config["grad_clip"]))
+            scaler.step(optimizer)
+            scaler.update()
+            total += float(loss) * batch["y"].shape[0]
+
+        logits = predict_logits(model, monitor_set, batch_size, amp)
+        monitor_loss = float(F.cross_entropy(logits, monitor_set["y"], weight=loss_weight))
+        row = {"epoch": epoch, "train_loss": total / n, "monitor_loss": monitor_loss,
+               **_scores(y_monitor, death_probability(logits, shift))}
+        history.append(row)
+        score = -monitor_loss if monitor == "loss" else row[monitor]
+        if score > best_score:
+            best_score, best_epoch = score, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        epochs.set_postfix(loss=f"{row['train_loss']:.4f}", auprc=f"{row['auprc']:.3f}",
+                           best_epoch=best_epoch)
+        if epoch - best_epoch >= int(config["patience"]):
+            break
+
+    model.load_state_dict(best_state)
+    history = pd.DataFrame(history)
+    history["best"] = history["epoch"] == best_epoch
+    logger.info("%s: best epoch %d of %d, monitor %s = %.4f", description, best_epoch,
+                len(history), monitor, history.loc[best_epoch, monitor if monitor != "loss" else "monitor_loss"])
+    return model.eval(), history
