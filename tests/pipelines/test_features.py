@@ -5,15 +5,16 @@ splits, bad input, and the whole pipeline on the real PhysioNet 2012 and MIMIC-I
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
+import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from kedro.io import DataCatalog
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 from ehr_adversarial.pipelines.features import FEATURE_SETS, create_pipeline
@@ -469,46 +470,205 @@ def test_spec_from_another_feature_set_is_an_error() -> None:
 # ----------------------------------------------------------------------------- the kedro pipeline
 
 
-def _run_features(source: str, timeseries: pd.DataFrame, static: pd.DataFrame) -> dict[str, object]:
-    """The features pipeline of `source` in memory with the project's parameters."""
-    pipe = create_pipeline(source=source)
+class KeptMemoryDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so a test can read every dataset afterwards."""
+
+    def _release(self) -> None:
+        pass
+
+
+def _project_parameters() -> dict:
+    from ehr_adversarial import settings
+
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)
+    return loader["parameters"]
+
+
+def _run_in_memory(pipe: Pipeline, parameters: dict, datasets: dict | None = None) -> DataCatalog:
+    """Run `pipe` with the project's parameters; every dataset stays in memory and readable."""
     catalog = DataCatalog()
-    catalog[f"{source}.timeseries"] = timeseries
-    catalog[f"{source}.static"] = static
-    catalog[f"params:features.{source}"] = FEATURE_PARAMS[source]
-    for fs in FEATURE_SETS[source]:
-        catalog[f"params:features.{source}.feature_sets.{fs}"] = FEATURE_PARAMS[source]["feature_sets"][fs]
-    catalog["params:seed"] = 2012
+    for name in pipe.datasets():
+        if name.startswith("params:"):
+            value = parameters
+            for key in name.removeprefix("params:").split("."):
+                value = value[key]
+            catalog[name] = value
+        else:
+            catalog[name] = KeptMemoryDataset(copy_mode="assign")
+    for name, dataset in (datasets or {}).items():
+        catalog[name] = dataset
     SequentialRunner().run(pipe, catalog)
-    return {name: catalog.load(name) for name in catalog.keys() if not name.startswith("params:")}
+    return catalog
 
 
-def test_pipeline_shape_namespaces_and_datasets() -> None:
-    pipe = create_pipeline(source="physionet2012")
-    assert {n.name for n in pipe.nodes} == {
-        "physionet2012.make_splits",
-        *(f"physionet2012.{fs}.{name}" for fs in ("full", "sun2018")
-          for name in ("build_hourly_cells", "fit_feature_spec", "build_model_input")),
+def _synthetic_physionet(n_a: int = 60, n_b: int = 30, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random records with every PhysioNet parameter the feature sets use."""
+    rng = np.random.default_rng(seed)
+    names = FEATURE_PARAMS["physionet2012"]["feature_sets"]["full"]["dynamic"]
+    ids = np.arange(132539, 132539 + n_a + n_b)
+    n_rows = 30 * ids.size
+    timeseries = _long(
+        list(zip(rng.choice(ids, n_rows).tolist(), rng.integers(0, 2881, n_rows).tolist(),
+                 rng.choice(names, n_rows).tolist(), rng.normal(50, 10, n_rows).tolist(), strict=True))
+    )
+    static = pd.DataFrame(
+        {
+            "record_id": ids.astype(np.int64),
+            "age": rng.integers(18, 90, ids.size).astype(float),
+            "gender": rng.integers(0, 2, ids.size).astype(float),
+            "height": np.where(rng.random(ids.size) < 0.5, np.nan, rng.normal(170, 10, ids.size)),
+            "weight": rng.normal(80, 15, ids.size),
+            "icu_type": rng.choice(["CCU", "CSRU", "MICU", "SICU"], ids.size),
+            "label": (np.arange(ids.size) % 5 == 0).astype(np.int64),
+            "split_group": np.where(np.arange(ids.size) < n_a, "a", "b"),
+        }
+    )
+    return timeseries, static
+
+
+def test_pipeline_runs_with_the_project_parameters_on_synthetic_records() -> None:
+    timeseries, static = _synthetic_physionet()
+    catalog = _run_in_memory(
+        create_pipeline(source="physionet2012"),
+        {"features": FEATURE_PARAMS, "seed": 2012},
+        {"physionet2012.timeseries": timeseries, "physionet2012.static": static},
+    )
+    splits = catalog.load("physionet2012.splits")
+    assert splits.groupby("split").size().to_dict() == {"train": 48, "validation": 12, "test": 30}
+    for fs, n_features in (("full", 36), ("sun2018", 18)):
+        spec = catalog.load(f"physionet2012.{fs}.feature_spec")
+        assert len(spec["feature_names"]) == n_features and spec["n_hours"] == 48
+        assert spec["static_names"] == ["age", "gender", "height", "weight", "icu_type=CCU", "icu_type=CSRU",
+                                        "icu_type=MICU", "icu_type=SICU"]
+        for split, n in (("train", 48), ("validation", 12), ("test", 30)):
+            bundle = catalog.load(f"physionet2012.{fs}.model_input_{split}")
+            assert bundle["X"].shape == bundle["mask"].shape == bundle["delta"].shape == (n, 48, n_features)
+            assert bundle["static"].shape == (n, 8)
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+def _raw_hourly(physionet2012_dir: Path, set_name: str, record_ids: list[int], parameter: str) -> dict[int, dict[int, float]]:
+    """Hourly means of one parameter read straight from the record files (independent of ingestion)."""
+    wanted = {f"set-{set_name}/{rid}.txt": rid for rid in record_ids}
+    out: dict[int, dict[int, float]] = {}
+    with tarfile.open(physionet2012_dir / f"set-{set_name}.tar.gz") as archive:
+        for member in archive:
+            if member.name not in wanted:
+                continue
+            rows = pd.read_csv(io.BytesIO(archive.extractfile(member).read()))
+            rows = rows[rows["Parameter"] == parameter]
+            hours, minutes = rows["Time"].str.split(":", expand=True).astype(int).T.to_numpy()
+            rows = rows.assign(hour=(60 * hours + minutes) // 60)
+            out[wanted[member.name]] = rows[rows["hour"] < 48].groupby("hour")["Value"].mean().to_dict()
+    return out
+
+
+@pytest.mark.slow
+def test_physionet2012_features_on_the_real_records(physionet2012_dir: Path) -> None:
+    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
+
+    parameters = _project_parameters()
+    catalog = _run_in_memory(
+        create_ingestion(source="physionet2012") + create_pipeline(source="physionet2012"), parameters
+    )
+    outcomes = {
+        name: pd.read_csv(physionet2012_dir / f"Outcomes-{name}.txt").set_index("RecordID")["In-hospital_death"]
+        for name in ("a", "b")
     }
-    assert pipe.inputs() == {
-        "physionet2012.timeseries",
-        "physionet2012.static",
-        "params:features.physionet2012",
-        "params:features.physionet2012.feature_sets.full",
-        "params:features.physionet2012.feature_sets.sun2018",
-        "params:seed",
+    # Every record is kept (the 12 near-empty ones too): set-a → train/validation 80/20 stratified,
+    # set-b → test. 554 deaths in set-a, 568 in set-b (the outcome files).
+    splits = catalog.load("physionet2012.splits")
+    assert len(splits) == 8000 and splits["record_id"].is_unique
+    assert splits.groupby("split").size().to_dict() == {"train": 3200, "validation": 800, "test": 4000}
+    assert set(splits.loc[splits["split"] != "test", "record_id"]) == set(outcomes["a"].index)
+    assert set(splits.loc[splits["split"] == "test", "record_id"]) == set(outcomes["b"].index)
+    assert sorted(splits.loc[splits["split"] == "train", "fold"].unique()) == [0, 1, 2, 3, 4]
+
+    timeseries = catalog.load("physionet2012.timeseries")
+    full_spec = catalog.load("physionet2012.full.feature_spec")
+    full_names = full_spec["feature_names"]
+    assert full_spec["rows_after_window"] == int(
+        ((timeseries["minutes"] >= 2880) & timeseries["parameter"].isin(full_names)).sum()
+    )
+    bundles = {
+        (fs, split): catalog.load(f"physionet2012.{fs}.model_input_{split}")
+        for fs in ("full", "sun2018") for split in ("train", "validation", "test")
     }
-    assert {"physionet2012.splits", "physionet2012.sun2018.feature_spec",
-            "physionet2012.full.model_input_test"} <= pipe.all_outputs()
-    assert {n.name for n in create_pipeline(source="mimic3").nodes} == {
-        "mimic3.make_splits", "mimic3.sun2018.build_hourly_cells", "mimic3.sun2018.fit_feature_spec",
-        "mimic3.sun2018.build_model_input",
-    }
+    positives = {"train": 443, "validation": 111, "test": 568}  # 554 = 443 + 111, stratified
+    for (fs, split), bundle in bundles.items():
+        n = len(splits[splits["split"] == split])
+        n_features = {"full": 36, "sun2018": 18}[fs]
+        assert bundle["X"].shape == (n, 48, n_features) and bundle["static"].shape == (n, 8)
+        assert bundle["X"].dtype == np.float32 and bundle["mask"].dtype == bool
+        for name in ("X", "delta", "static"):
+            assert np.isfinite(bundle[name]).all(), (fs, split, name)
+            assert bundle[name].min() >= 0.0 and bundle[name].max() <= 1.0, (fs, split, name)
+        expected_y = pd.concat(outcomes.values()).loc[bundle["record_id"]].to_numpy()
+        np.testing.assert_array_equal(bundle["y"], expected_y)
+        assert int(bundle["y"].sum()) == positives[split]
+        assert set(bundle["group"]) == ({"b"} if split == "test" else {"a"})
+    ids = [set(bundles[("full", s)]["record_id"]) for s in ("train", "validation", "test")]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(map(len, ids)) == 8000
+
+    # sun2018's blood pressure is observed where the full set has invasive or non-invasive BP.
+    full, sun = bundles[("full", "test")], bundles[("sun2018", "test")]
+    sun_names = catalog.load("physionet2012.sun2018.feature_spec")["feature_names"]
+    np.testing.assert_array_equal(
+        sun["mask"][:, :, sun_names.index("SysBP")],
+        full["mask"][:, :, full_names.index("SysABP")] | full["mask"][:, :, full_names.index("NISysABP")],
+    )
+    np.testing.assert_array_equal(
+        sun["mask"][:, :, sun_names.index("SpO2")], full["mask"][:, :, full_names.index("SaO2")]
+    )
+
+    # Hourly HR means straight from the record files agree with mask and (inside p05..p95) with X
+    # mapped back to clinical units: value = p05 + x * (p95 - p05).
+    hr = full_names.index("HR")
+    scaler = full_spec["scaler"]["HR"]
+    for split, set_name in (("train", "a"), ("test", "b")):
+        bundle = bundles[("full", split)]
+        rows = [0, 1, len(bundle["record_id"]) - 1]
+        raw = _raw_hourly(physionet2012_dir, set_name, [int(bundle["record_id"][r]) for r in rows], "HR")
+        for row in rows:
+            hourly = raw[int(bundle["record_id"][row])]
+            assert np.flatnonzero(bundle["mask"][row, :, hr]).tolist() == sorted(hourly)
+            for hour, value in hourly.items():
+                if scaler["p05"] < value < scaler["p95"]:
+                    back = scaler["p05"] + bundle["X"][row, hour, hr] * (scaler["p95"] - scaler["p05"])
+                    assert back == pytest.approx(value, rel=1e-4)
 
 
-def _load_ingestion(module: str):
-    """`ehr_adversarial.pipelines.ingestion.<module>`; a test needing it fails while it is missing."""
-    name = f"ehr_adversarial.pipelines.ingestion.{module}"
-    if importlib.util.find_spec(name) is None:
-        pytest.fail(f"{name} does not exist yet")
-    return importlib.import_module(name)
+def test_mimic3_demo_features_cover_the_cohort(mimic3_demo_dir: Path, tmp_path: Path) -> None:
+    from ehr_adversarial.datasets.database import DatabaseDataset
+    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
+
+    parameters = _project_parameters()
+    catalog = _run_in_memory(
+        create_ingestion(source="mimic3") + create_pipeline(source="mimic3"),
+        parameters,
+        {"mimic3.database": DatabaseDataset(engine="duckdb", filepath=str(tmp_path / "mimic3.duckdb"))},
+    )
+    cohort = catalog.load("mimic3.cohort")
+    static = catalog.load("mimic3.static")
+    included = cohort.loc[cohort["included"]]
+    splits = catalog.load("mimic3.splits").merge(static[["record_id", "subject_id", "label"]], on="record_id")
+    assert sorted(splits["record_id"]) == sorted(included["icustay_id"])
+    assert splits.groupby("subject_id")["split"].nunique().max() == 1
+    spec = catalog.load("mimic3.sun2018.feature_spec")
+    assert spec["feature_names"] == ["Lactate", "PaCO2", "pH", "Albumin", "HCO3", "Calcium", "Creatinine", "Glucose",
+                                     "Mg", "K", "Na", "BUN", "Platelets", "HR", "SysBP", "DiasBP", "Temp",
+                                     "RespRate", "SpO2"]
+    total = 0
+    for split in ("train", "validation", "test"):
+        bundle = catalog.load(f"mimic3.sun2018.model_input_{split}")
+        expected = splits[splits["split"] == split].sort_values("record_id")
+        np.testing.assert_array_equal(bundle["record_id"], expected["record_id"])
+        np.testing.assert_array_equal(bundle["y"], expected["label"])
+        assert bundle["X"].shape == (len(expected), 48, 19) and bundle["static"].shape == (len(expected), 7)
+        assert np.isfinite(bundle["X"]).all() and 0.0 <= bundle["X"].min() and bundle["X"].max() <= 1.0
+        assert bundle["y"].sum() > 0
+        total += len(expected)
+    assert total == len(included)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .tensorize import (
     bin_hourly,
@@ -76,10 +76,31 @@ def _stratified_unit_split(
     return frame[frame[unit].isin(kept)], frame[frame[unit].isin(held)]
 
 
-def _require_positives(labels: pd.Series, where: str) -> None:
+def _unit_folds(train: pd.DataFrame, unit: str, n_folds: int, seed: int) -> np.ndarray:
+    """CV fold per train record (-1 everywhere when n_folds < 2): stratified K folds over
+    units labelled by their any-positive flag, so a unit's records share one fold.
+    """
+    fold = np.full(len(train), -1, dtype=np.int64)
+    if n_folds < 2:
+        return fold
+    unit_label = train.groupby(unit)["label"].max()
+    unit_fold = pd.Series(-1, index=unit_label.index, dtype=np.int64)
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    try:
+        for k, (_, held) in enumerate(folds.split(unit_label.index, unit_label.to_numpy())):
+            unit_fold.iloc[held] = k
+    except ValueError as exc:
+        raise ValueError(f"cannot make {n_folds} CV folds of {unit_label.size} train {unit} units: {exc}") from exc
+    fold[:] = unit_fold.loc[train[unit]].to_numpy()
+    for k in range(n_folds):
+        _require_positives(train["label"].to_numpy()[fold == k], f"train split's CV fold {k}")
+    return fold
+
+
+def _require_positives(labels: pd.Series | np.ndarray, where: str) -> None:
     if int(labels.sum()) == 0:
         raise ValueError(
-            f"the {where} has no positive record ({labels.size} records, all label 0); "
+            f"the {where} has no positive record ({np.size(labels)} records, all label 0); "
             "metrics such as AUROC are undefined there. Use more data, another seed, or fewer folds "
             "(features.<source>.splits)."
         )
@@ -132,13 +153,7 @@ def make_splits(static: pd.DataFrame, features: dict[str, Any], seed: int) -> pd
         development, unit, float(cfg["validation_fraction"]), seed, "validation_fraction"
     )
 
-    fold = np.full(len(train), -1, dtype=np.int64)
-    n_folds = int(cfg.get("n_folds", 0))
-    if n_folds >= 2:
-        folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        for k, (_, held) in enumerate(folds.split(train, train["label"], groups=train[unit])):
-            fold[held] = k
-            _require_positives(train["label"].iloc[held], f"train split's CV fold {k}")
+    fold = _unit_folds(train, unit, int(cfg.get("n_folds", 0)), seed)
 
     parts = []
     for name, part in zip(SPLITS, (train, validation, test), strict=True):
