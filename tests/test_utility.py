@@ -22,31 +22,22 @@ def _flat_task(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sequence_bundle(n: int, seed: int) -> dict[str, np.ndarray]:
-    """Death follows a rising trend of feature 0 over the 48 hours (a temporal signal)."""
+    """Death follows a rising trend of feature 0 over the 48 hours (a temporal signal); the
+    other 23 features are noise, so a model fitted to noise is nearly blind to the signal."""
     rng = np.random.default_rng(seed)
     y = (rng.random(n) < 0.3).astype(np.int64)
     hours = np.linspace(0, 1, 48)[None, :]
-    x = 0.5 + 0.1 * rng.normal(size=(n, 48, 3))
+    x = 0.5 + 0.1 * rng.normal(size=(n, 48, 24))
     x[:, :, 0] += np.where(y[:, None] == 1, 0.3, -0.3) * (hours - 0.5)
     return {
         "X": np.clip(x, 0, 1).astype(np.float32),
-        "mask": rng.random((n, 48, 3)) < 0.5,
+        "mask": rng.random((n, 48, 24)) < 0.5,
         "static": rng.random((n, 2)).astype(np.float32),
         "y": y,
     }
 
 
-# ------------------------------------------------------------------------------ vectorised metrics
-def test_row_wise_auroc_and_average_precision_match_scikit_learn_with_ties():
-    rng = np.random.default_rng(1)
-    y = (rng.random((30, 200)) < 0.2).astype(int)
-    score = np.round(rng.random((30, 200)) + 0.3 * y, 1)  # rounding makes many ties
-    auroc, ap = utility.auroc_rows(y, score), utility.average_precision_rows(y, score)
-    for row in range(30):
-        assert auroc[row] == pytest.approx(roc_auc_score(y[row], score[row]), abs=1e-12)
-        assert ap[row] == pytest.approx(average_precision_score(y[row], score[row]), abs=1e-12)
-
-
+# ------------------------------------------------------------------------------ bootstrap
 def test_bootstrap_keeps_classes_and_brackets_the_point_estimate():
     y = np.r_[np.ones(20, dtype=int), np.zeros(180, dtype=int)]
     indices = utility.bootstrap_indices(y, 50, seed=2)
@@ -94,30 +85,43 @@ def test_a_one_class_synthetic_training_set_is_refused():
 
 
 # ------------------------------------------------------------------------------ sequence model
-def test_delta_from_mask():
+def test_delta_is_derived_from_the_mask_when_missing():
     mask = np.zeros((1, 6, 2), dtype=bool)
     mask[0, [1, 4], 0] = True
-    delta = utility.delta_from_mask(mask)
+    bundle = utility.with_delta({"mask": mask})
+    delta = bundle["delta"]
     np.testing.assert_allclose(delta[0, :, 0], [1.0, 0, 1 / 6, 2 / 6, 0, 1 / 6])
     np.testing.assert_array_equal(delta[0, :, 1], 1.0)
+
+
+    assert utility.with_delta({"mask": mask, "delta": "kept"})["delta"] == "kept"
 
 
 LSTM_CONFIG = {
     "architecture": "lstm_sun2018",
     "hyperparameters": {"hidden_size": 16, "dropout": 0.0},
-    "epochs": 8,
+    "optimizer": {"lr": 0.01},
     "batch_size": 64,
-    "learning_rate": 0.01,
+    "max_epochs": 8,
+    "patience": 3,
+    "monitor": "auroc",
+    "class_weight": "balanced",
+    "grad_clip": 5.0,
+    "amp": False,
+    "monitor_fraction": 0.15,
 }
 
 
-def test_lstm_learns_a_temporal_signal_and_not_shuffled_labels():
+def test_lstm_learns_a_temporal_signal_and_its_reverse_from_flipped_labels():
     train, test = _sequence_bundle(800, seed=8), _sequence_bundle(400, seed=9)
     trtr = utility.fit_predict_sequence_model(train, test, LSTM_CONFIG, seed=0, device="cpu")
     assert trtr.shape == (400,) and ((trtr >= 0) & (trtr <= 1)).all()
-    assert roc_auc_score(test["y"], trtr) > 0.9
-    again = utility.fit_predict_sequence_model(train, test, LSTM_CONFIG, seed=0, device="cpu")
+    assert roc_auc_score(test["y"], trtr) > 0.95
+    again = utility.fit_predict_sequence_model(dict(train), test, LSTM_CONFIG, seed=0, device="cpu")
     np.testing.assert_allclose(again, trtr, atol=1e-6)  # seeded: a copy scores like the original
-    shuffled = dict(train, y=np.random.default_rng(10).permutation(train["y"]))
-    tstr = utility.fit_predict_sequence_model(shuffled, test, LSTM_CONFIG, seed=0, device="cpu")
-    assert roc_auc_score(test["y"], tstr) == pytest.approx(0.5, abs=0.1)
+    # Synthetic data whose labels are swapped teaches the reverse: AUROC ≈ 1 − TRTR. (Shuffled
+    # labels are no stable known answer for one network: a model of noise is a random function
+    # of x whose AUROC on this strong signal lands anywhere between 0.05 and 0.9.)
+    flipped = dict(train, y=1 - train["y"])
+    tstr = utility.fit_predict_sequence_model(flipped, test, LSTM_CONFIG, seed=0, device="cpu")
+    assert roc_auc_score(test["y"], tstr) < 0.05

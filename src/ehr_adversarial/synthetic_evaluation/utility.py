@@ -14,16 +14,25 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
-from scipy.stats import rankdata
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
 
-from ehr_adversarial.torch_utils import resolve_device
+from ehr_adversarial.evaluation import average_precision_rows, roc_auc_rows
+from ehr_adversarial.models import build_model
+from ehr_adversarial.pipelines.features.tensorize import forward_fill, hours_since_observed
+from ehr_adversarial.pipelines.training.torch_loop import (
+    class_weights,
+    death_probability,
+    fit,
+    predict_logits,
+    prior_shift,
+    subset,
+    to_tensors,
+)
+from ehr_adversarial.torch_utils import resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -48,33 +57,6 @@ def bootstrap_indices(y: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
     )
 
 
-def auroc_rows(y: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """AUROC of each row of (B, n) label/score matrices (Mann–Whitney U, ties averaged)."""
-    y = y.astype(bool)
-    n_pos = y.sum(axis=1)
-    n_neg = y.shape[1] - n_pos
-    ranks = rankdata(score, axis=1)
-    return ((ranks * y).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-def average_precision_rows(y: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Average precision of each row (scikit-learn's definition: Σ ΔRecall · Precision over
-    the distinct score thresholds), vectorised over rows."""
-    order = np.argsort(-score, axis=1, kind="stable")
-    sorted_score = np.take_along_axis(score, order, axis=1)
-    sorted_y = np.take_along_axis(y.astype(np.float64), order, axis=1)
-    true_positives = np.cumsum(sorted_y, axis=1)
-    ranks = np.arange(1, score.shape[1] + 1)
-    # A threshold sits at the last record of each run of tied scores.
-    is_threshold = np.ones_like(sorted_score, dtype=bool)
-    is_threshold[:, :-1] = sorted_score[:, :-1] != sorted_score[:, 1:]
-    tp_at_threshold = np.where(is_threshold, true_positives, 0.0)
-    previous = np.zeros_like(tp_at_threshold)
-    previous[:, 1:] = np.maximum.accumulate(tp_at_threshold, axis=1)[:, :-1]
-    gain = np.where(is_threshold, (true_positives - previous) * true_positives / ranks, 0.0)
-    return gain.sum(axis=1) / true_positives[:, -1]
-
-
 def bootstrap_scores(
     y: np.ndarray, scores: Mapping[str, np.ndarray], n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
 ) -> dict[str, Any]:
@@ -90,7 +72,7 @@ def bootstrap_scores(
     result: dict[str, Any] = {"replicates": {}}
     for name, score in scores.items():
         score = np.asarray(score, dtype=np.float64)
-        rows = {"auroc": auroc_rows(y_rows, score[indices]), "auprc": average_precision_rows(y_rows, score[indices])}
+        rows = {"auroc": roc_auc_rows(y_rows, score[indices]), "auprc": average_precision_rows(y_rows, score[indices])}
         point = {"auroc": roc_auc_score(y, score), "auprc": average_precision_score(y, score)}
         result[name] = {
             metric: {
@@ -162,25 +144,27 @@ def fit_predict_flat(
     return model.predict_proba(test_x)[:, 1]
 
 
-def delta_from_mask(mask: np.ndarray) -> np.ndarray:
-    """Hours since the last observation / n_hours, 1.0 before the first one (the features
-    pipeline's `delta`), for bundles (e.g. synthetic ones) that carry only the mask."""
-    n_hours = mask.shape[1]
-    hours = np.arange(n_hours)[None, :, None]
-    last_seen = np.maximum.accumulate(np.where(mask, hours, -1), axis=1)
-    return np.where(last_seen >= 0, (hours - last_seen) / n_hours, 1.0).astype(np.float32)
+def with_delta(bundle: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The bundle with `delta` (hours since the last observation / n_hours, as the features
+    pipeline computes it) derived from `mask` when absent, as in synthetic bundles."""
+    bundle = dict(bundle)
+    if "delta" not in bundle:
+        mask = np.asarray(bundle["mask"], dtype=bool)
+        _, last_seen = forward_fill(np.where(mask, 0.0, np.nan).astype(np.float32))
+        bundle["delta"] = hours_since_observed(last_seen, mask.shape[1])
+    return bundle
 
 
-def _model_tensors(bundle: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """The bundle under the names models take (x, mask, delta, static)."""
-    mask = np.asarray(bundle["mask"], dtype=bool)
-    delta = bundle["delta"] if "delta" in bundle else delta_from_mask(mask)
-    return {
-        "x": torch.as_tensor(np.asarray(bundle["X"], dtype=np.float32)),
-        "mask": torch.as_tensor(mask.astype(np.float32)),
-        "delta": torch.as_tensor(np.asarray(delta, dtype=np.float32)),
-        "static": torch.as_tensor(np.asarray(bundle["static"], dtype=np.float32)),
-    }
+def _stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, monitor) record indices: `fraction` of each class held out for early stopping."""
+    rng = np.random.default_rng(seed)
+    fit_index, monitor_index = [], []
+    for label in (0, 1):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_monitor = max(1, int(round(fraction * len(members))))
+        monitor_index.append(members[:n_monitor])
+        fit_index.append(members[n_monitor:])
+    return np.sort(np.concatenate(fit_index)), np.sort(np.concatenate(monitor_index))
 
 
 def fit_predict_sequence_model(
@@ -190,19 +174,21 @@ def fit_predict_sequence_model(
     seed: int = 0,
     device: str = "auto",
 ) -> np.ndarray:
-    """Train one of the project's sequence models (ehr_adversarial.models) on a bundle; P(death) on another.
+    """Train one of the project's sequence models on a bundle; P(death) on another.
 
-    config: architecture, hyperparameters, epochs, batch_size, learning_rate. Class-weighted
-    cross-entropy on the logits (weights n / (2 n_c)), Adam.
+    The training loop is the training pipeline's (class-weighted cross-entropy, Adam, early
+    stopping). Early stopping monitors `monitor_fraction` of the TRAINING bundle itself
+    (stratified), so TSTR never touches real data before the test and TRTR follows the
+    same recipe. config: architecture, hyperparameters, monitor_fraction and the keys of
+    training.torch_loop.fit (batch_size, max_epochs, patience, monitor, class_weight, amp,
+    optimizer, grad_clip).
     """
-    from ehr_adversarial.models import build_model, model_inputs
-
     y = np.asarray(train_bundle["y"]).astype(np.int64)
     _check_two_classes(y, "training")
     torch_device = resolve_device(device)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    train, test = _model_tensors(train_bundle), _model_tensors(test_bundle)
+    generator = seed_everything(seed)
+    train = to_tensors(with_delta(train_bundle), torch_device)
+    test = to_tensors(with_delta(test_bundle), torch_device)
     model = build_model(
         {
             "architecture": config["architecture"],
@@ -211,25 +197,10 @@ def fit_predict_sequence_model(
             "n_static": train["static"].shape[1],
         }
     ).to(torch_device)
-    counts = np.bincount(y, minlength=2)
-    loss_fn = torch.nn.CrossEntropyLoss(
-        weight=torch.as_tensor(len(y) / (2.0 * counts), dtype=torch.float32, device=torch_device)
+    fit_index, monitor_index = _stratified_holdout(y, float(config["monitor_fraction"]), seed)
+    model, _ = fit(
+        model, subset(train, fit_index), subset(train, monitor_index), config, generator,
+        description=f"utility {config['architecture']}",
     )
-    optimiser = torch.optim.Adam(model.parameters(), lr=float(config["learning_rate"]))
-    labels = torch.as_tensor(y)
-    batch_size = int(config["batch_size"])
-    model.train()
-    for _ in tqdm(range(int(config["epochs"])), desc=f"{config['architecture']} epochs", leave=False):
-        for batch_index in torch.randperm(len(y), generator=generator).split(batch_size):
-            batch = {name: tensor[batch_index].to(torch_device) for name, tensor in train.items()}
-            optimiser.zero_grad()
-            loss = loss_fn(model(*model_inputs(model, batch)), labels[batch_index].to(torch_device))
-            loss.backward()
-            optimiser.step()
-    model.eval()
-    probabilities = []
-    with torch.no_grad():
-        for batch_index in torch.arange(len(test["x"])).split(4 * batch_size):
-            batch = {name: tensor[batch_index].to(torch_device) for name, tensor in test.items()}
-            probabilities.append(torch.softmax(model(*model_inputs(model, batch)), dim=1)[:, 1].cpu())
-    return torch.cat(probabilities).numpy().astype(np.float64)
+    shift = prior_shift(class_weights(y[fit_index], config["class_weight"]))
+    return death_probability(predict_logits(model, test, int(config["batch_size"])), shift)
