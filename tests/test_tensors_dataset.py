@@ -32,13 +32,29 @@ def _assert_same(loaded: dict[str, np.ndarray], expected: dict[str, np.ndarray])
         np.testing.assert_array_equal(loaded[name], array, err_msg=name)
 
 
-@pytest.mark.parametrize("compress", [True, False])
-def test_round_trip_keeps_values_and_dtypes(tmp_path: Path, compress: bool) -> None:
-    dataset = TensorBundleDataset(filepath=str(tmp_path / "bundle.npz"), compress=compress)
+@pytest.mark.parametrize("compress_level", [0, 1, 9])
+def test_round_trip_keeps_values_and_dtypes(tmp_path: Path, compress_level: int) -> None:
+    path = tmp_path / "bundle.npz"
+    dataset = TensorBundleDataset(filepath=str(path), compress_level=compress_level)
     bundle = _bundle()
     dataset.save(bundle)
     _assert_same(dataset.load(), bundle)
     assert dataset.exists()
+    # A plain .npz that numpy itself reads without pickling.
+    with np.load(path, allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["X"], bundle["X"])
+
+
+def test_higher_compress_level_gives_a_smaller_file(tmp_path: Path) -> None:
+    bundle = {"X": np.repeat(np.arange(1000, dtype=np.float32), 100)}
+    sizes = []
+    for level in (0, 1, 9):
+        path = tmp_path / f"level{level}.npz"
+        TensorBundleDataset(filepath=str(path), compress_level=level).save(bundle)
+        sizes.append(path.stat().st_size)
+    assert sizes[0] > sizes[1] >= sizes[2]
+    with pytest.raises(DatasetError, match="compress_level"):
+        TensorBundleDataset(filepath=str(tmp_path / "x.npz"), compress_level=10)
 
 
 def test_object_string_array_is_stored_as_fixed_width_strings(tmp_path: Path) -> None:
