@@ -4,7 +4,7 @@
 -- which stays; the pipeline keeps the stays where every passes_* column is true.
 --
 -- Parameters:
---   :min_age_years          adults only: age at ICU intime >= this (18)
+--   :min_age_years          adults only: age at ICU intime (after the cap below) >= this (18)
 --   :age_cap_above          MIMIC-III shifts the DOB of patients older than 89 so that they
 --   :age_cap_value          appear ~300 years old; ages above :age_cap_above become :age_cap_value (91.4)
 --   :min_hospital_los_days  (dischtime - admittime) >= this, in days (1)
@@ -40,6 +40,16 @@ WITH stays AS (
     FROM mimiciii.icustays AS ie
     INNER JOIN mimiciii.admissions AS adm ON adm.hadm_id = ie.hadm_id
     INNER JOIN mimiciii.patients AS pat ON pat.subject_id = ie.subject_id
+),
+aged AS (
+    SELECT
+        stays.*,
+        CASE
+            WHEN age_at_intime_years > CAST(:age_cap_above AS DOUBLE PRECISION)
+                THEN CAST(:age_cap_value AS DOUBLE PRECISION)
+            ELSE age_at_intime_years
+        END AS age_years
+    FROM stays
 )
 SELECT
     icustay_id,
@@ -56,19 +66,15 @@ SELECT
     outtime,
     intime + CAST(:window_hours AS INTEGER) * INTERVAL '1 hour' AS window_end,
     age_at_intime_years AS age_raw_years,
-    CASE
-        WHEN age_at_intime_years > CAST(:age_cap_above AS DOUBLE PRECISION)
-            THEN CAST(:age_cap_value AS DOUBLE PRECISION)
-        ELSE age_at_intime_years
-    END AS age_years,
+    age_years,
     hospital_los_days,
     icu_los_hours,
     icu_los_hours / CAST(24 AS DOUBLE PRECISION) AS icu_los_days,
     hospital_expire_flag,
-    COALESCE(age_at_intime_years >= CAST(:min_age_years AS DOUBLE PRECISION), FALSE) AS passes_min_age,
+    COALESCE(age_years >= CAST(:min_age_years AS DOUBLE PRECISION), FALSE) AS passes_min_age,
     COALESCE(hospital_los_days >= CAST(:min_hospital_los_days AS DOUBLE PRECISION), FALSE) AS passes_min_hospital_los,
     COALESCE(icu_los_hours >= CAST(:min_icu_los_days AS DOUBLE PRECISION) * 24, FALSE) AS passes_min_icu_los,
     COALESCE(icu_los_hours >= CAST(:window_hours AS DOUBLE PRECISION), FALSE) AS passes_full_window,
     (CAST(:stay_definition AS VARCHAR) = 'icustay' OR icustay_seq = 1) AS passes_stay_definition
-FROM stays
+FROM aged
 ORDER BY icustay_id

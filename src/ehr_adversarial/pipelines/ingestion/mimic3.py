@@ -36,18 +36,15 @@ logger = logging.getLogger(__name__)
 SCHEMA = "mimiciii"
 DEMO_URL = "https://physionet.org/content/mimiciii-demo/1.4/"
 FULL_URL = "https://physionet.org/content/mimiciii/1.4/"
-# The tables the cohort, measurement and diagnosis SQL read.
-REQUIRED_TABLES = (
-    "patients",
-    "admissions",
-    "icustays",
-    "chartevents",
-    "labevents",
-    "d_items",
-    "d_labitems",
-    "diagnoses_icd",
-    "d_icd_diagnoses",
-)
+# The tables each SQL concept reads (checked before it runs, so a missing one is named).
+SQL_TABLES = {
+    "cohort": ("icustays", "admissions", "patients"),
+    "feature_items_check": ("d_items", "d_labitems"),
+    "vitals": ("chartevents",),
+    "labs": ("labevents",),
+    "diagnoses": ("diagnoses_icd", "d_icd_diagnoses"),
+}
+REQUIRED_TABLES = tuple(dict.fromkeys(t for tables in SQL_TABLES.values() for t in tables))
 CHECKSUM_FILE = "SHA256SUMS.txt"
 _HASH_CHUNK = 1 << 20
 
@@ -191,9 +188,11 @@ def file_columns(path: Path, table: str) -> dict[str, str]:
     unexpected = [name for name in header if name not in expected]
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if missing or unexpected or duplicated:
+        problems = ", ".join(
+            f"{what} {names}" for what, names in (("missing", missing), ("unexpected", unexpected), ("duplicated", duplicated)) if names
+        )
         raise CsvLoadError(
-            f"{path}, line 1: the header does not match MIMIC-III table {table.upper()}: "
-            f"missing {missing}, unexpected {unexpected}, duplicated {duplicated}; "
+            f"{path}, line 1: the header does not match MIMIC-III table {table.upper()}: {problems}; "
             f"expected the columns {', '.join(expected)}"
         )
     return {name: expected[name] for name in header}
@@ -289,6 +288,7 @@ def _unchanged(conn: Connection, table: str, path: Path, file_sha256: str) -> in
 
 
 def _require_tables(conn: Connection, tables: list[str] | tuple[str, ...]) -> None:
+    """Fails naming the tables of `tables` that the database lacks, and where to get them."""
     missing = [table for table in tables if not conn.table_exists(SCHEMA, table)]
     if missing:
         raise DatabaseError(
@@ -350,8 +350,13 @@ def load_mimic3_tables(database: Database, params: dict[str, Any]) -> tuple[dict
             _require_tables(conn, tables)
             for table in tables:
                 summary["tables"][table] = {"rows": conn.count_rows(SCHEMA, table), "status": "existing"}
-        _require_tables(conn, REQUIRED_TABLES)
     return manifest, summary
+
+
+def _query_concept(conn: Connection, name: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Run sql/<name>.sql after checking that the tables it reads exist."""
+    _require_tables(conn, SQL_TABLES.get(name, ()))
+    return conn.query(load_sql(name), params)
 
 
 # --------------------------------------------------------------------------------------
@@ -406,7 +411,7 @@ def check_feature_items(database: Database, load_summary: dict[str, Any], params
     items = feature_items_table(params["features"])
     with database.connect() as conn:
         conn.create_temp_table("feature_items", items, FEATURE_ITEM_TYPES)
-        found = conn.query(load_sql("feature_items_check"))
+        found = _query_concept(conn, "feature_items_check")
     checked = items.merge(
         found[["source_table", "itemid", "found_label", "found_linksto", "found_source"]].astype({"itemid": "int64"}),
         on=["source_table", "itemid"],
@@ -471,7 +476,7 @@ def build_cohort(database: Database, load_summary: dict[str, Any], params: dict[
     and `included` (all filters passed). Fails naming the filter that leaves no stay."""
     settings = _cohort_params(params["cohort"])
     with database.connect() as conn:
-        cohort = _cast(conn.query(load_sql("cohort"), settings), COHORT_DTYPES)
+        cohort = _cast(_query_concept(conn, "cohort", settings), COHORT_DTYPES)
     cohort["included"] = cohort[[flag for flag, _ in COHORT_FILTERS]].all(axis=1)
     if cohort.empty:
         raise ValueError(f"{database.where}: mimiciii.icustays joined with admissions and patients is empty")
@@ -497,7 +502,7 @@ def extract_measurements(
     with database.connect() as conn:
         conn.create_temp_table("cohort_stays", stays, COHORT_STAYS_TYPES)
         conn.create_temp_table("feature_items", feature_items, FEATURE_ITEM_TYPES)
-        rows = pd.concat([conn.query(load_sql(name)) for name in ("vitals", "labs")], ignore_index=True)
+        rows = pd.concat([_query_concept(conn, name) for name in ("vitals", "labs")], ignore_index=True)
     rows = rows.rename(columns={"reject_reason": "reason"})
     rows = rows.sort_values(["record_id", "minutes", "parameter", "source_table", "row_id"], kind="stable")
     kept = rows["reason"].isna()
@@ -535,7 +540,7 @@ def build_static(cohort: pd.DataFrame) -> pd.DataFrame:
 def extract_diagnoses(database: Database, load_summary: dict[str, Any]) -> pd.DataFrame:
     """ICD-9 diagnoses of every admission with the 3-character category (4 for E-codes)."""
     with database.connect() as conn:
-        return _cast(conn.query(load_sql("diagnoses")), DIAGNOSES_DTYPES)
+        return _cast(_query_concept(conn, "diagnoses"), DIAGNOSES_DTYPES)
 
 
 def summarise_ingestion(
