@@ -1,0 +1,215 @@
+"""K-MIMIC training (three stages) and sampling.
+
+1. fit_static_vae: the static vector (N, S); squared error plus β·KL.
+2. fit_temporal_vae: [X, mask] (N, 48, 2F); squared error on X, binary cross-entropy on the mask,
+   plus β·KL.
+3. fit_latent_gan: the posterior means of both encoders on the training records, concatenated and
+   standardised, are the "real" data of a WGAN-GP conditioned on y (λ_gp 10, 5 critic steps per
+   generator step, Adam 1e-4 with β (0, 0.9)).
+Sampling draws y from the training label rates, z ~ N(0, I), decodes G(z, y) with both decoders,
+draws each mask cell from its decoded probability, rounds binary statics and clips statics to their
+training range.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ehr_adversarial.models.kmimic import LatentCritic, LatentGenerator, StaticVAE, TemporalVAE, gradient_penalty, kl_divergence
+from ehr_adversarial.torch_utils import resolve_device, seed_everything
+
+from .common import BundleWriter, binary_columns, build_generator, check_finite, chunks, random_batches
+
+logger = logging.getLogger(__name__)
+
+
+def _train_vae(model, batches, loss_fn, params, desc):
+    optimizer = torch.optim.Adam(model.parameters(), lr=params["learning_rate"])
+    model.train()
+    for step, index in batches:
+        loss = loss_fn(index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0:
+            logger.info("%s step %d: loss %.4f", desc, step, loss.item())
+    return model.cpu().eval()
+
+
+def fit_static_vae(static: np.ndarray, params: Mapping[str, Any], device: str, seed: int) -> StaticVAE:
+    """Stage 1: the static VAE on the training statics."""
+    check_finite("static", static)
+    generator = seed_everything(seed)
+    torch_device = resolve_device(device)
+    config = {
+        "architecture": "kmimic_static_vae",
+        "hyperparameters": {"n_static": int(static.shape[1]), "latent_dim": int(params["latent_dim"]), "hidden": int(params["hidden"])},
+        "binary": binary_columns(static).tolist(),
+        "low": static.min(axis=0).tolist(),
+        "high": static.max(axis=0).tolist(),
+    }
+    model = build_generator(config).to(torch_device)
+    data = torch.as_tensor(static, dtype=torch.float32, device=torch_device)
+
+    def loss_fn(index):
+        s = data[index.to(torch_device)]
+        recon, mu, logvar = model(s)
+        return F.mse_loss(recon, s, reduction="sum") / len(s) + params["beta"] * kl_divergence(mu, logvar)
+
+    batches = random_batches(len(data), params["batch_size"], params["max_steps"], generator, "K-MIMIC static VAE")
+    trained = _train_vae(model, batches, loss_fn, params, "static VAE")
+    trained.config = config
+    return trained
+
+
+def fit_temporal_vae(X: np.ndarray, mask: np.ndarray, params: Mapping[str, Any], device: str, seed: int) -> TemporalVAE:
+    """Stage 2: the temporal VAE on the training tensors."""
+    check_finite("X", X)
+    generator = seed_everything(seed)
+    torch_device = resolve_device(device)
+    config = {
+        "architecture": "kmimic_temporal_vae",
+        "hyperparameters": {
+            "n_features": int(X.shape[2]),
+            "n_steps": int(X.shape[1]),
+            "latent_dim": int(params["latent_dim"]),
+            "hidden": int(params["hidden"]),
+            "num_layers": int(params["num_layers"]),
+        },
+    }
+    model = build_generator(config).to(torch_device)
+    data_x = torch.as_tensor(X, dtype=torch.float32, device=torch_device)
+    data_m = torch.as_tensor(mask, dtype=torch.float32, device=torch_device)
+
+    def loss_fn(index):
+        index = index.to(torch_device)
+        x, m = data_x[index], data_m[index]
+        values, mask_logits, mu, logvar = model(x, m)
+        recon = F.mse_loss(values, x, reduction="sum") + F.binary_cross_entropy_with_logits(mask_logits, m, reduction="sum")
+        return recon / len(x) + params["beta"] * kl_divergence(mu, logvar)
+
+    batches = random_batches(len(data_x), params["batch_size"], params["max_steps"], generator, "K-MIMIC temporal VAE")
+    trained = _train_vae(model, batches, loss_fn, params, "temporal VAE")
+    trained.config = config
+    return trained
+
+
+@torch.no_grad()
+def encode_latents(static_vae: StaticVAE, temporal_vae: TemporalVAE, static: np.ndarray, X: np.ndarray, mask: np.ndarray, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Posterior means [μ_static, μ_temporal] of every record (N, latent_s + latent_t), on CPU."""
+    static_vae, temporal_vae = static_vae.to(device).eval(), temporal_vae.to(device).eval()
+    parts = []
+    for start in range(0, len(X), batch_size):
+        rows = slice(start, start + batch_size)
+        mu_s, _ = static_vae.encode(torch.as_tensor(static[rows], dtype=torch.float32, device=device))
+        mu_t, _ = temporal_vae.encode(
+            torch.as_tensor(X[rows], dtype=torch.float32, device=device), torch.as_tensor(mask[rows], dtype=torch.float32, device=device)
+        )
+        parts.append(torch.cat((mu_s, mu_t), dim=1).cpu())
+    static_vae.cpu(), temporal_vae.cpu()
+    return torch.cat(parts)
+
+
+def fit_latent_gan(
+    static_vae: StaticVAE,
+    temporal_vae: TemporalVAE,
+    static: np.ndarray,
+    X: np.ndarray,
+    mask: np.ndarray,
+    y: np.ndarray,
+    params: Mapping[str, Any],
+    device: str,
+    seed: int,
+) -> LatentGenerator:
+    """Stage 3: the conditional WGAN-GP on the two encoders' latents of the training records."""
+    generator = seed_everything(seed)
+    torch_device = resolve_device(device)
+    latents = encode_latents(static_vae, temporal_vae, static, X, mask, params["batch_size"], torch_device)
+    mean, std = latents.mean(0), latents.std(0).clamp_min(1e-6)
+    real = ((latents - mean) / std).to(torch_device)
+    labels = torch.as_tensor(y, dtype=torch.long, device=torch_device)
+    n_classes = int(max(2, int(labels.max()) + 1))
+    config = {
+        "architecture": "kmimic_latent_generator",
+        "hyperparameters": {
+            "latent_dim": int(real.shape[1]),
+            "noise_dim": int(params["noise_dim"]),
+            "hidden": int(params["hidden"]),
+            "n_classes": n_classes,
+        },
+        "static_latent_dim": int(static_vae.to_mu.out_features),
+    }
+    gen = build_generator(config).to(torch_device)
+    gen.latent_mean.copy_(mean)
+    gen.latent_std.copy_(std)
+    gen.label_rates.copy_(torch.bincount(labels, minlength=n_classes).float() / len(labels))
+    critic = LatentCritic(real.shape[1], int(params["hidden"]), n_classes).to(torch_device)
+    betas = tuple(float(b) for b in params["betas"])
+    opt_g = torch.optim.Adam(gen.parameters(), lr=params["learning_rate"], betas=betas)
+    opt_c = torch.optim.Adam(critic.parameters(), lr=params["learning_rate"], betas=betas)
+    batches = random_batches(len(real), params["batch_size"], params["max_steps"] * params["critic_steps"], generator, "K-MIMIC WGAN-GP (critic steps)")
+    for step, index in batches:
+        index = index.to(torch_device)
+        h, c = real[index], labels[index]
+        z = torch.randn(len(h), gen.noise_dim, device=torch_device)
+        fake = gen(z, c).detach()
+        loss_c = critic(fake, c).mean() - critic(h, c).mean() + params["lambda_gp"] * gradient_penalty(critic, h, fake, c)
+        opt_c.zero_grad(set_to_none=True)
+        loss_c.backward()
+        opt_c.step()
+        if (step + 1) % params["critic_steps"] == 0:
+            z = torch.randn(len(h), gen.noise_dim, device=torch_device)
+            loss_g = -critic(gen(z, c), c).mean()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            if step // params["critic_steps"] % 100 == 0:
+                logger.info("WGAN-GP generator step %d: critic %.4f, generator %.4f", step // params["critic_steps"], loss_c.item(), loss_g.item())
+    trained = gen.cpu().eval()
+    trained.config = config
+    return trained
+
+
+@torch.no_grad()
+def sample_kmimic(
+    static_vae: StaticVAE,
+    temporal_vae: TemporalVAE,
+    latent_generator: LatentGenerator,
+    n_samples: int,
+    params: Mapping[str, Any],
+    device: str,
+    seed: int,
+    fill: np.ndarray,
+    real_ids: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """n_samples synthetic records (the contract's bundle), generated chunk by chunk."""
+    generator = seed_everything(seed)
+    torch_device = resolve_device(device)
+    models = [m.to(torch_device).eval() for m in (static_vae, temporal_vae, latent_generator)]
+    split = latent_generator.config["static_latent_dim"]
+    binary = torch.as_tensor(static_vae.config["binary"], device=torch_device)
+    low = torch.as_tensor(static_vae.config["low"], device=torch_device)
+    high = torch.as_tensor(static_vae.config["high"], device=torch_device)
+    n_static = static_vae.decoder[-1].out_features
+    writer = BundleWriter(n_samples, temporal_vae.n_steps, temporal_vae.n_features, n_static, fill, None, params["max_in_memory_mb"])
+    rates = latent_generator.label_rates.cpu()
+    for rows in chunks(n_samples, params["sample_batch_size"], "K-MIMIC sampling"):
+        n = rows.stop - rows.start
+        y = torch.multinomial(rates, n, replacement=True, generator=generator)
+        z = torch.randn(n, latent_generator.noise_dim, generator=generator)
+        h = latent_generator.latent(z.to(torch_device), y.to(torch_device))
+        static = static_vae.decode(h[:, :split])
+        static = torch.where(binary, (static > 0.5).float(), torch.minimum(torch.maximum(static, low), high))
+        values, mask_logits = temporal_vae.decode(h[:, split:])
+        uniform = torch.rand(mask_logits.shape, generator=generator).to(torch_device)
+        mask = uniform < torch.sigmoid(mask_logits)
+        writer.write(rows, X=values.cpu().numpy(), mask=mask.cpu().numpy(), static=static.cpu().numpy(), y=y.numpy())
+    for m in models:
+        m.cpu()
+    return writer.bundle(real_ids)

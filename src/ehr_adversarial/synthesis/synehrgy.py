@@ -1,0 +1,98 @@
+"""SynEHRgy training and sampling: a GPT over tokenised records.
+
+Training reads random windows of block_size + 1 tokens from the concatenation of all training
+sequences (each <s> … </s>), as nanoGPT does with text, so records longer than the context are
+still learned piecewise. Sampling starts every record from <s> and draws tokens with temperature and
+top-k until </s> or `max_new_tokens`, chunk by chunk; see tokenizer.RecordTokenizer.detokenize for
+how generated sequences are read back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ehr_adversarial.models.gpt import GPT
+from ehr_adversarial.torch_utils import resolve_device, seed_everything
+
+from .common import build_generator, chunks, synthetic_record_ids
+from .tokenizer import BOS, EOS, TokenCorpus, sequences_corpus
+
+logger = logging.getLogger(__name__)
+
+
+def fit_gpt(corpus: Mapping[str, np.ndarray], vocab_size: int, params: Mapping[str, Any], device: str, seed: int) -> GPT:
+    """Train the GPT on a training token corpus; returns it in eval mode on CPU."""
+    generator = seed_everything(seed)
+    torch_device = resolve_device(device)
+    stream = torch.as_tensor(np.asarray(corpus["tokens"], dtype=np.int64))
+    block = int(params["block_size"])
+    if len(stream) <= block:
+        raise ValueError(
+            f"the training corpus has {len(stream)} tokens, not more than block_size {block}; "
+            "lower synthesis.<source>.synehrgy.block_size or train on more records"
+        )
+    config = {
+        "architecture": "gpt",
+        "hyperparameters": {
+            "vocab_size": int(vocab_size),
+            "block_size": block,
+            "n_layer": int(params["n_layer"]),
+            "n_head": int(params["n_head"]),
+            "n_embd": int(params["n_embd"]),
+            "dropout": float(params["dropout"]),
+        },
+        "n_train_records": int(len(corpus["record_id"])),
+        "n_train_tokens": int(len(stream)),
+    }
+    model = build_generator(config).to(torch_device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"], betas=(0.9, 0.95))
+    model.train()
+    offsets = torch.arange(block + 1)
+    for step in (bar := tqdm(range(int(params["max_steps"])), desc="SynEHRgy GPT training", unit="step")):
+        starts = torch.randint(len(stream) - block, (int(params["batch_size"]),), generator=generator)
+        window = stream[starts[:, None] + offsets].to(torch_device)
+        _, loss = model(window[:, :-1], window[:, 1:])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), params["grad_clip"])
+        optimizer.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            logger.info("SynEHRgy step %d: loss %.4f", step, loss.item())
+    trained = model.cpu().eval()
+    trained.config = config
+    return trained
+
+
+def sample_corpus(model: GPT, n_samples: int, params: Mapping[str, Any], device: str, seed: int, real_ids: np.ndarray) -> TokenCorpus:
+    """n_samples generated token sequences (a corpus with new record ids), chunk by chunk."""
+    generator = seed_everything(seed)
+    torch_device = resolve_device(device)
+    model = model.to(torch_device).eval()
+    sequences: list[np.ndarray] = []
+    unfinished = 0
+    for rows in chunks(n_samples, params["sample_batch_size"], "SynEHRgy sampling"):
+        start = torch.full((rows.stop - rows.start, 1), BOS, dtype=torch.long, device=torch_device)
+        out = model.generate(
+            start,
+            int(params["max_new_tokens"]),
+            temperature=float(params["temperature"]),
+            top_k=params["top_k"],
+            eos_id=EOS,
+            generator=generator,
+        ).cpu().numpy()
+        ended = out == EOS
+        unfinished += int((~ended.any(axis=1)).sum())
+        # cut each sequence after its first </s>
+        length = np.where(ended.any(axis=1), ended.argmax(axis=1) + 1, out.shape[1])
+        sequences.extend(row[:k] for row, k in zip(out, length))
+    if unfinished:
+        logger.warning("SynEHRgy: %d of %d sequences reached max_new_tokens without </s>", unfinished, n_samples)
+    model.cpu()
+    return sequences_corpus(synthetic_record_ids(n_samples, real_ids), sequences)
