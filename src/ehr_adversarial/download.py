@@ -46,11 +46,11 @@ def sha256_of(path: Path | str, chunk_bytes: int = CHUNK_BYTES) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: Path | str, expected: str) -> str:
-    """The file's sha256; raises ChecksumMismatchError when it is not `expected`."""
+def verify_sha256(path: Path | str, expected: str, detail: str = "") -> str:
+    """The file's sha256; raises ChecksumMismatchError (with `detail` appended) when it is not `expected`."""
     actual = sha256_of(path)
     if actual != expected.lower():
-        raise ChecksumMismatchError(path, expected.lower(), actual)
+        raise ChecksumMismatchError(path, expected.lower(), actual, detail)
     return actual
 
 

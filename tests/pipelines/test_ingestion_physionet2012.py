@@ -18,7 +18,7 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from ehr_adversarial.download import ChecksumMismatchError, sha256_of
+from ehr_adversarial.download import ChecksumMismatchError, DownloadError, sha256_of
 from ehr_adversarial.pipelines.ingestion.physionet2012 import (
     build_physionet2012_static,
     classify_physionet2012_rows,
@@ -475,3 +475,11 @@ def test_download_with_wrong_server_checksum_leaves_nothing(
         fetch_physionet2012(params)
     assert list(raw.iterdir()) == []
 
+
+
+def test_unreachable_server_says_where_to_put_the_files(params: dict[str, Any], tmp_path: Path):
+    params.update(sets=["a"])
+    params["download"].update(enabled=True, base_url="http://127.0.0.1:9/", timeout_s=5, progress=False)
+    with pytest.raises(DownloadError, match=r"http://127\.0\.0\.1:9/SHA256SUMS\.txt.*put the files into .*raw yourself"):
+        fetch_physionet2012(params)
+    assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []

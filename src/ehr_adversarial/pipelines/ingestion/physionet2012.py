@@ -44,10 +44,12 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from ehr_adversarial.download import (
     ChecksumMismatchError,
+    DownloadError,
     download_file,
     fetch_sha256sums,
     parse_sha256sums,
     sha256_of,
+    verify_sha256,
 )
 
 logger = logging.getLogger(__name__)
@@ -163,19 +165,25 @@ class _Fetcher:
                     "conf/base/parameters_ingestion.yml"
                 )
         logger.info("downloading %s%s into %s", self.base_url, name, self.raw_dir)
-        download_file(
-            self.base_url + name, path, expected,
-            timeout=float(self.settings.get("timeout_s", 60)),
-            progress=bool(self.settings.get("progress", True)),
-        )
+        try:
+            download_file(
+                self.base_url + name, path, expected,
+                timeout=float(self.settings.get("timeout_s", 60)),
+                progress=bool(self.settings.get("progress", True)),
+            )
+        except DownloadError as exc:
+            raise DownloadError(f"{exc}. Without network access, put {name} into {self.raw_dir} yourself.") from exc
         return self._entry(path, kind, verified_against=verified, downloaded=True)
 
     def server_sums(self) -> dict[str, str]:
         if self._server_sums is None:
-            self._server_sums = fetch_sha256sums(
-                self.base_url + self.settings.get("sha256sums", "SHA256SUMS.txt"),
-                timeout=float(self.settings.get("timeout_s", 60)),
-            )
+            try:
+                self._server_sums = fetch_sha256sums(
+                    self.base_url + self.settings.get("sha256sums", "SHA256SUMS.txt"),
+                    timeout=float(self.settings.get("timeout_s", 60)),
+                )
+            except DownloadError as exc:
+                raise DownloadError(f"{exc}. Without network access, put the files into {self.raw_dir} yourself.") from exc
         return self._server_sums
 
     @staticmethod
@@ -185,13 +193,11 @@ class _Fetcher:
 
 
 def _verify_local(path: Path, expected: str) -> None:
-    actual = sha256_of(path)
-    if actual != expected:
-        raise ChecksumMismatchError(
-            path, expected, actual,
-            "the file is not used; delete it so that the run downloads a good copy, or fix "
-            "ingestion.physionet2012.pinned_sha256",
-        )
+    verify_sha256(
+        path, expected,
+        "the file is not used; delete it so that the run downloads a good copy, or fix "
+        "ingestion.physionet2012.pinned_sha256",
+    )
 
 
 def _set_names(ingestion: dict[str, Any]) -> list[str]:
