@@ -289,6 +289,22 @@ def _duckdb_csv_message(path: Path, table: str, exc: Exception) -> str:
     return f"{path}: loading into mimiciii.{table} failed: {text.splitlines()[0]}"
 
 
+# pandas dtypes of PostgreSQL result columns by type OID (psycopg2's cursor.description).
+_PG_DTYPES = {
+    16: "boolean",  # bool
+    20: "Int64",  # int8
+    21: "Int64",  # int2
+    23: "Int64",  # int4
+    700: "float64",  # float4
+    701: "float64",  # float8
+    1700: "float64",  # numeric
+    25: "str",  # text
+    1042: "str",  # char(n)
+    1043: "str",  # varchar
+    1114: "datetime64[us]",  # timestamp
+}
+
+
 class PostgresConnection(Connection):
     engine = "postgres"
     paramstyle = "pyformat"
@@ -314,11 +330,13 @@ class PostgresConnection(Connection):
             while rows := cur.fetchmany(_FETCH_ROWS):
                 columns = columns or [d.name for d in cur.description]
                 chunks.append(pd.DataFrame.from_records(rows, columns=columns))
-            if columns is None:
-                columns = [d.name for d in cur.description] if cur.description else []
-        if not chunks:
-            return pd.DataFrame(columns=columns)
-        return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+            description = cur.description or []
+        columns = [d.name for d in description]
+        frame = pd.DataFrame(columns=columns) if not chunks else pd.concat(chunks, ignore_index=True)
+        # Typed by the result's column types, not by the values: an all-NULL column of a
+        # chunk would otherwise come back as object.
+        dtypes = {d.name: _PG_DTYPES[d.type_code] for d in description if d.type_code in _PG_DTYPES}
+        return frame.astype(dtypes)
 
     def _begin(self) -> None:
         # psycopg2 opens a transaction with the first statement; nothing to do.

@@ -153,7 +153,7 @@ def demo_outputs(tmp_path_factory, demo_params) -> dict:
     return {"database": database, **run_ingestion_nodes(database, demo_params)}
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fresh_database(request, tmp_path):
     """An empty database of each engine."""
     if request.param == "duckdb":
