@@ -20,6 +20,7 @@ def project_copy(tmp_path: Path) -> Path:
     shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
     (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "src").mkdir()  # the package itself is installed
     bootstrap_project(tmp_path)
     return tmp_path
 
