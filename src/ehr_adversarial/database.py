@@ -18,7 +18,7 @@ import re
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -498,6 +498,39 @@ class PostgresDatabase:
         """Connect once, so an unreachable server or a refused login fails early."""
         with self.connect():
             pass
+
+    @classmethod
+    def from_dsn(cls, dsn: str, **overrides: Any) -> PostgresDatabase:
+        """A handle from a libpq DSN ("host=... port=... user=... dbname=..."), with overrides."""
+        from psycopg2.extensions import parse_dsn
+
+        settings = parse_dsn(dsn)
+        values = {
+            "host": settings.get("host", "127.0.0.1"),
+            "port": int(settings.get("port", 5432)),
+            "dbname": settings.get("dbname", "postgres"),
+            "user": settings.get("user"),
+            "password": settings.get("password"),
+            **overrides,
+        }
+        return cls(**values)
+
+    def create_database(self, dbname: str) -> PostgresDatabase:
+        """Create database `dbname` on this server (connected through this handle's database)
+        and return a handle to it. CREATE DATABASE cannot run inside a transaction."""
+        self._run_autocommit(f"CREATE DATABASE {_identifier(dbname)}")
+        return replace(self, dbname=dbname)
+
+    def drop_database(self, dbname: str) -> None:
+        """Drop database `dbname` on this server, closing its sessions (PostgreSQL >= 13)."""
+        self._run_autocommit(f"DROP DATABASE IF EXISTS {_identifier(dbname)} WITH (FORCE)")
+
+    def _run_autocommit(self, sql: str) -> None:
+        with self.connect() as conn:
+            raw = conn._conn  # noqa: SLF001 (this module's own connection class)
+            raw.autocommit = True
+            with raw.cursor() as cur:
+                cur.execute(sql)
 
 
 Database = DuckDBDatabase | PostgresDatabase

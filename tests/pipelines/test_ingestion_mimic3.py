@@ -87,34 +87,14 @@ def run_ingestion_nodes(database, params: dict) -> dict:
 
 def create_postgres_database(dsn: str) -> PostgresDatabase:
     """A new, empty database on the test server, unique to this process."""
-    import psycopg2
-    from psycopg2.extensions import parse_dsn
-
-    settings = parse_dsn(dsn)
+    admin = PostgresDatabase.from_dsn(dsn)
     name = f"ehr_adversarial_test_{os.getpid()}_{next(_database_numbers)}"
-    admin = psycopg2.connect(dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        cur.execute(f"CREATE DATABASE {name}")
-    admin.close()
-    return PostgresDatabase(
-        host=settings.get("host", "127.0.0.1"),
-        port=int(settings.get("port", 5432)),
-        dbname=name,
-        user=settings.get("user"),
-        password=settings.get("password"),
-    )
+    admin.drop_database(name)
+    return admin.create_database(name)
 
 
 def drop_postgres_database(dsn: str, database: PostgresDatabase) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {database.dbname} WITH (FORCE)")
-    admin.close()
+    PostgresDatabase.from_dsn(dsn).drop_database(database.dbname)
 
 
 def csv_folder(tmp_path: Path, demo_dir: Path, tables: list[str], replace: dict[str, str] | None = None) -> Path:
