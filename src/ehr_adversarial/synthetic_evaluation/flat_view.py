@@ -8,8 +8,8 @@ Time-series bundles (X, mask: (N, 48, F); static: (N, S); y: (N,)) become
                              (1 − fraction of hours observed, from mask)
     label                    in-hospital death 0/1
 
-Code-matrix bundles (`codes` (N, C) with `code_names`) become `code.<name>` columns
-(0/1) plus `label` when the bundle has `y`.
+A bundle with a code matrix (`codes` (N, C) with `code_names`, e.g. MIMIC-III ICD-9
+categories) adds `code.<name>` columns (0/1); a code-only bundle has just those and `label`.
 
 Every column lives on a comparable [0, 1]-like scale (the features pipeline min-max
 scales X and the statics with training-split percentiles), so Euclidean distances on
@@ -54,19 +54,11 @@ def flat_view(
     unknown = sorted(set(stats) - set(SUMMARY_STATS))
     if unknown:
         raise ValueError(f"unknown summary statistic(s) {unknown}; choose from {list(SUMMARY_STATS)}")
+    if "X" not in bundle and "codes" not in bundle:
+        raise ValueError(f"the bundle holds neither X nor codes (keys: {sorted(bundle)})")
     blocks: list[np.ndarray] = []
     columns: list[str] = []
-    if "codes" in bundle:
-        codes = np.asarray(bundle["codes"])
-        if codes.ndim != 2:
-            raise ValueError(f"bundle['codes'] must be (records, codes); it has shape {codes.shape}")
-        names = _names(bundle, "code_names", None, codes.shape[1], "code columns")
-        blocks.append(codes.astype(np.float64))
-        columns += [f"code.{name}" for name in names]
-        n_records = codes.shape[0]
-    else:
-        if "X" not in bundle:
-            raise ValueError(f"the bundle holds neither X nor codes (keys: {sorted(bundle)})")
+    if "X" in bundle:
         x = np.asarray(bundle["X"], dtype=np.float64)
         if x.ndim != 3:
             raise ValueError(f"bundle['X'] must be (records, hours, features); it has shape {x.shape}")
@@ -91,6 +83,14 @@ def flat_view(
         for stat in stats:
             blocks.append(summaries[stat]())
             columns += [f"{feature}.{stat}" for feature in features]
+    if "codes" in bundle:
+        codes = np.asarray(bundle["codes"])
+        if codes.ndim != 2 or ("X" in bundle and codes.shape[0] != n_records):
+            raise ValueError(f"bundle['codes'] must be (records, codes) for the bundle's records; it has shape {codes.shape}")
+        names = _names(bundle, "code_names", None, codes.shape[1], "code columns")
+        blocks.append(codes.astype(np.float64))
+        columns += [f"code.{name}" for name in names]
+        n_records = codes.shape[0]
     if "y" in bundle:
         blocks.append(np.asarray(bundle["y"], dtype=np.float64).reshape(n_records, 1))
         columns.append(LABEL)

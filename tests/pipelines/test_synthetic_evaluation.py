@@ -1,0 +1,223 @@
+"""Synthetic-data evaluation pipeline: structure, bad input, and a run on real PhysioNet 2012 bundles
+with stand-in "generators" whose answers are known:
+
+- copier:  the generator's training records themselves (new ids) → MIA ≈ 1, exact matches 1,
+           perfect fidelity, TSTR = TRTR;
+- sampler: real records of the same population the generator never saw → MIA ≈ 0.5, no exact
+           matches, discriminator ≈ 0.5, TSTR ≈ TRTR;
+- noised:  the training records with Gaussian noise → in between.
+The "generator's training split" is half of the real train split; the other half is the sampler.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kedro.io import DataCatalog
+from matplotlib.figure import Figure
+
+from ehr_adversarial.pipelines.synthetic_evaluation import GENERATOR_FEATURE_SETS, create_pipeline
+from ehr_adversarial.pipelines.synthetic_evaluation.nodes import evaluate_fidelity, evaluate_privacy, predict_mortality
+from ehr_adversarial.pipelines.synthetic_evaluation.pipeline import evaluation_pipeline
+from tests.pipelines.test_features import _project_parameters, _run_in_memory
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SOURCE = "physionet2012"
+STAND_INS = {"copier": "full", "sampler": "full", "noised": "full"}
+
+
+def _quick_settings() -> dict:
+    """The project's settings, shrunk so the test runs in about a minute on 2 CPU cores."""
+    settings = copy.deepcopy(_project_parameters()["synthetic_evaluation"][SOURCE])
+    settings["fidelity"].update(discriminator_folds=3, discriminator_max_records=1000, mmd_max_records=1000)
+    settings["utility"]["n_bootstrap"] = 200
+    settings["utility"]["flat_models"]["gradient_boosting"]["max_iter"] = 60
+    settings["utility"]["sequence_model"].update(max_epochs=2, hyperparameters={"hidden_size": 16})
+    return settings
+
+
+def _hand_bundle(n: int, n_features: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "X": rng.random((n, 48, n_features)).astype(np.float32),
+        "mask": rng.random((n, 48, n_features)) < 0.3,
+        "static": rng.random((n, 2)).astype(np.float32),
+        "y": np.arange(n) % 4 == 0,
+        "record_id": np.arange(n, dtype=np.int64) + 1000 * seed,
+    }
+
+
+# ------------------------------------------------------------------------------ structure
+def test_each_generator_has_its_namespace_and_trtr_runs_once_per_feature_set():
+    pipe = create_pipeline(SOURCE)
+    generators = GENERATOR_FEATURE_SETS[SOURCE]
+    assert {n.namespace for n in pipe.nodes} == {SOURCE} | {f"{SOURCE}.{g}" for g in generators} | {
+        f"{SOURCE}.{fs}" for fs in set(generators.values())
+    }
+    assert sum(n.name.endswith("train_on_real_test_on_real") for n in pipe.nodes) == len(set(generators.values()))
+    for n in pipe.nodes:
+        # the real test split only feeds predictions; the holdout only the privacy metrics
+        if any(i.endswith("model_input_test") for i in n.inputs):
+            assert n.name.endswith(("train_on_synthetic_test_on_real", "train_on_real_test_on_real")), n.name
+        if any(i.endswith("model_input_validation") for i in n.inputs):
+            assert n.name.endswith("evaluate_privacy"), n.name
+        if n.namespace == f"{SOURCE}.full":
+            assert not any(i.endswith(".synthetic") for i in n.inputs)
+    for g, fs in generators.items():
+        inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == f"{SOURCE}.{g}"))
+        assert {f"{SOURCE}.{g}.synthetic", f"{SOURCE}.{fs}.model_input_train", f"{SOURCE}.{fs}.trtr_predictions"} <= inputs
+    assert {f"{SOURCE}.synthetic_comparison", f"{SOURCE}.synthetic_comparison_report"} <= pipe.all_outputs()
+    for g in generators:
+        assert f"{SOURCE}.{g}.dcr_histogram" in pipe.all_outputs()
+
+
+def test_catalog_resolves_every_output_to_a_versioned_file():
+    from kedro.io import DataCatalog as Catalog
+
+    from ehr_adversarial import settings
+
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)
+    catalog = Catalog.from_config(loader["catalog"])
+    for name in sorted(create_pipeline(SOURCE).all_outputs()):
+        dataset = catalog.get(name)
+        assert dataset is not None, name
+        assert getattr(dataset, "_version", None) is not None, f"{name} is not versioned"
+        assert "synthetic_evaluation" in str(dataset._filepath), name
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_a_synthetic_bundle_of_another_feature_set_is_refused():
+    spec = {"feature_set": "full", "feature_names": ["HR", "Na", "K"], "static_names": ["age", "gender"]}
+    settings = _quick_settings()
+    real, other = _hand_bundle(60, 3, seed=1), _hand_bundle(60, 2, seed=2)
+    with pytest.raises(ValueError, match=r"synthetic X has \(hours, features\) \(48, 2\) but the real 'full' bundle \(48, 3\)"):
+        evaluate_fidelity(other, real, spec, settings, seed=0)
+    with pytest.raises(ValueError, match="trained on another feature set"):
+        predict_mortality(other, real, spec, settings, seed=0, device="cpu")
+    coded = dict(real, codes=np.zeros((60, 4), dtype=np.uint8), code_names=np.array(["401", "428", "584", "E849"]))
+    with pytest.raises(ValueError, match="code matrix but the real bundle has none"):
+        evaluate_privacy(coded, real, _hand_bundle(30, 3, seed=3), spec, settings, seed=0)
+
+
+def test_a_holdout_that_overlaps_the_train_split_is_refused():
+    spec = {"feature_set": "full", "feature_names": ["HR", "Na", "K"], "static_names": ["age", "gender"]}
+    real = _hand_bundle(60, 3, seed=1)
+    with pytest.raises(ValueError, match="in both the train and the holdout split"):
+        evaluate_privacy(real, real, real, spec, _quick_settings(), seed=0)
+
+
+# ------------------------------------------------------------------------------ real data
+@pytest.fixture(scope="module")
+def real_bundles(physionet2012_dir) -> dict:
+    """The real PhysioNet 2012 `full` bundles, built in memory by the ingestion and features pipelines."""
+    from ehr_adversarial.pipelines.features import create_pipeline as create_features
+    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
+
+    catalog = _run_in_memory(create_ingestion(source=SOURCE) + create_features(source=SOURCE), _project_parameters())
+    return {name: catalog.load(f"{SOURCE}.full.{name}") for name in
+            ("model_input_train", "model_input_validation", "model_input_test", "feature_spec")}
+
+
+def _records(bundle: dict, rows: np.ndarray, new_ids: bool = False) -> dict:
+    out = {k: (v[rows] if isinstance(v, np.ndarray) and v.shape[:1] == bundle["y"].shape else v) for k, v in bundle.items()}
+    if new_ids:
+        out["record_id"] = 900_000_000 + np.arange(len(rows), dtype=np.int64)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stand_in_run(real_bundles) -> DataCatalog:
+    train = real_bundles["model_input_train"]
+    order = np.random.default_rng(0).permutation(len(train["y"]))
+    seen, unseen = np.sort(order[:1600]), np.sort(order[1600:])
+    generator_train = _records(train, seen)
+    noised = _records(train, seen, new_ids=True)
+    rng = np.random.default_rng(1)
+    noised["X"] = np.clip(noised["X"] + rng.normal(scale=0.05, size=noised["X"].shape), 0, 1).astype(np.float32)
+    noised["static"] = np.clip(noised["static"] + rng.normal(scale=0.05, size=noised["static"].shape), 0, 1).astype(np.float32)
+    datasets = {
+        f"{SOURCE}.full.model_input_train": generator_train,
+        f"{SOURCE}.full.model_input_validation": real_bundles["model_input_validation"],
+        f"{SOURCE}.full.model_input_test": real_bundles["model_input_test"],
+        f"{SOURCE}.full.feature_spec": real_bundles["feature_spec"],
+        f"{SOURCE}.copier.synthetic": _records(train, seen, new_ids=True),
+        f"{SOURCE}.sampler.synthetic": _records(train, unseen, new_ids=True),
+        f"{SOURCE}.noised.synthetic": noised,
+    }
+    parameters = {"synthetic_evaluation": {SOURCE: _quick_settings()}, "seed": 2012, "device": "cpu"}
+    return _run_in_memory(evaluation_pipeline(SOURCE, STAND_INS), parameters, datasets)
+
+
+@pytest.mark.slow
+def test_real_bundles_have_the_expected_sizes(real_bundles):
+    # set-a → 3200 train / 800 validation; set-b (568 deaths, Outcomes-b.txt) → test
+    assert len(real_bundles["model_input_train"]["y"]) == 3200
+    assert len(real_bundles["model_input_validation"]["y"]) == 800
+    assert int(real_bundles["model_input_test"]["y"].sum()) == 568
+
+
+@pytest.mark.slow
+def test_a_copying_generator_is_caught(stand_in_run):
+    fid = stand_in_run.load(f"{SOURCE}.copier.fidelity_metrics")
+    priv = stand_in_run.load(f"{SOURCE}.copier.privacy_metrics")
+    util = stand_in_run.load(f"{SOURCE}.copier.utility_metrics")
+    assert fid["n_real"] == fid["n_synthetic"] == 1600
+    assert fid["pearson_r"]["means"] == pytest.approx(1.0) and fid["ks"]["max"] == 0.0
+    assert fid["correlation_distance"] == {"frobenius": 0.0, "mean_abs_diff": 0.0}
+    # each side is subsampled to 1000 records, so only some copies meet their twin: ≈ 0.5
+    assert fid["discriminator"]["auc"] == pytest.approx(0.5, abs=0.03) and abs(fid["mmd"]["mmd2"]) < 1e-3
+    assert fid["autocorrelation"]["mean_abs_diff"] == 0.0
+    assert priv["membership_inference"]["auc"] > 0.99
+    assert priv["exact_match_rate"] == 1.0 and priv["dcr_synthetic_to_train"]["median"] == 0.0
+    assert (priv["n_train"], priv["n_holdout"]) == (1600, 800)
+    assert priv["exact_match_rate_holdout_baseline"] == 0.0 and priv["dcr_holdout_to_train"]["median"] > 0
+    assert priv["attribute_inference"]["static.gender"]["auc_members"] == 1.0
+    assert util["n_test"] == 4000 and util["n_test_positive"] == 568
+    for model, scores in util["models"].items():  # same data, same seed: the same model
+        assert scores["tstr_over_trtr"]["auroc"]["value"] == pytest.approx(1.0, abs=1e-9), model
+
+
+@pytest.mark.slow
+def test_a_perfect_sampler_looks_like_the_population(stand_in_run):
+    fid = stand_in_run.load(f"{SOURCE}.sampler.fidelity_metrics")
+    priv = stand_in_run.load(f"{SOURCE}.sampler.privacy_metrics")
+    util = stand_in_run.load(f"{SOURCE}.sampler.utility_metrics")
+    assert fid["pearson_r"]["means"] > 0.99
+    assert fid["discriminator"]["auc"] == pytest.approx(0.5, abs=0.06)
+    assert priv["membership_inference"]["auc"] == pytest.approx(0.5, abs=0.05)
+    assert priv["exact_match_rate"] == 0.0
+    assert priv["dcr_median_ratio_to_baseline"] == pytest.approx(1.0, abs=0.1)
+    assert priv["share_closer_to_train"] == pytest.approx(0.5, abs=0.05)
+    assert util["models"]["logistic_regression"]["tstr_over_trtr"]["auroc"]["value"] == pytest.approx(1.0, abs=0.05)
+    assert util["models"]["logistic_regression"]["trtr"]["auroc"]["value"] > 0.75
+
+
+@pytest.mark.slow
+def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(stand_in_run):
+    noised = stand_in_run.load(f"{SOURCE}.noised.privacy_metrics")
+    # noise far smaller than the gaps between patients hides no one: the exact-match rate is
+    # 0, yet membership inference still wins and DCR/NNDR sit far below the real baseline
+    assert noised["exact_match_rate"] == 0.0
+    assert noised["membership_inference"]["auc"] > 0.95
+    assert noised["dcr_median_ratio_to_baseline"] < 0.5
+    assert noised["nndr_synthetic_to_train"]["median"] < 0.5 < noised["nndr_holdout_to_train"]["median"]
+    fid = stand_in_run.load(f"{SOURCE}.noised.fidelity_metrics")
+    assert fid["discriminator"]["auc"] > 0.9 and fid["ks"]["mean"] > 0.1
+    assert fid["autocorrelation"]["mean_abs_diff_per_lag"][0] > 0.1  # white noise breaks hour-to-hour ACF
+    mia = {g: stand_in_run.load(f"{SOURCE}.{g}.privacy_metrics")["membership_inference"]["auc"] for g in STAND_INS}
+
+    table = stand_in_run.load(f"{SOURCE}.synthetic_comparison")
+    assert table["generator"].tolist() == list(STAND_INS)
+    assert table.set_index("generator")["mia_auc"].to_dict() == pytest.approx(mia)
+    report = stand_in_run.load(f"{SOURCE}.synthetic_comparison_report")
+    for generator in STAND_INS:
+        assert f"| {generator} |" in report
+    assert "membership-inference AUC ≤ 0.55" in report
+    variables = stand_in_run.load(f"{SOURCE}.copier.variable_statistics")
+    assert len(variables) == 8 + 6 * 36 + 1  # statics, 6 summaries × 36 features, label
+    for g in STAND_INS:
+        for figure in ("mean_scatter", "variable_distributions", "dcr_histogram"):
+            assert isinstance(stand_in_run.load(f"{SOURCE}.{g}.{figure}"), Figure)
