@@ -34,11 +34,22 @@ from ehr_adversarial.torch_utils import resolve_device, seed_everything
 
 from . import plots
 from .summary_features import summary_statistics
-from .torch_loop import class_weights, death_probability, fit, predict_logits, prior_shift, subset, to_tensors
+from .torch_loop import (
+    class_weights,
+    death_probability,
+    fit,
+    limited_threads,
+    predict_logits,
+    prior_shift,
+    subset,
+    to_tensors,
+)
 
 logger = logging.getLogger(__name__)
 
 BUNDLE_KEYS = ("X", "mask", "delta", "static", "y", "record_id")
+# CPU threads per model fit unless a model block sets n_threads (see torch_loop.limited_threads)
+DEFAULT_THREADS = 1
 
 
 # ---------------------------------------------------------------- input checks
@@ -152,9 +163,10 @@ def _model_config(training: Mapping[str, Any], feature_spec: Mapping[str, Any]) 
 
 def _train_once(config: Mapping[str, Any], feature_spec: Mapping[str, Any], train, monitor_set,
                 seed: int, description: str) -> tuple[nn.Module, pd.DataFrame]:
-    generator = seed_everything(seed)
-    model = build_model(_model_config(config, feature_spec)).to(train["y"].device)
-    return fit(model, train, monitor_set, config, generator, description)
+    with limited_threads(config.get("n_threads", DEFAULT_THREADS)):
+        generator = seed_everything(seed)
+        model = build_model(_model_config(config, feature_spec)).to(train["y"].device)
+        return fit(model, train, monitor_set, config, generator, description)
 
 
 def select_torch_config(
@@ -225,7 +237,9 @@ def predict_torch_model(
     check_model_matches_data(model.config, model_input, feature_spec, "the model input")
     torch_device = resolve_device(device)
     model = model.to(torch_device)
-    logits = predict_logits(model, to_tensors(model_input, torch_device), model.config.get("batch_size", 256))
+    with limited_threads(DEFAULT_THREADS):
+        logits = predict_logits(model, to_tensors(model_input, torch_device),
+                                model.config.get("batch_size", 256))
     return _prediction_frame(model_input, death_probability(logits, model.config["probability_shift"]))
 
 
@@ -273,8 +287,9 @@ def select_estimator_config(
         for f in held_out:
             start = time.perf_counter()
             train, held = fold != f, fold == f
-            estimator = _estimator(candidate, seed).fit(features[train], y[train])
-            prob = estimator.predict_proba(features[held])[:, 1]
+            with limited_threads(training.get("n_threads", DEFAULT_THREADS)):
+                estimator = _estimator(candidate, seed).fit(features[train], y[train])
+                prob = estimator.predict_proba(features[held])[:, 1]
             rows.append({"candidate": c, "fold": f, "auroc": roc_auc_score(y[held], prob),
                          "auprc": average_precision_score(y[held], prob),
                          "seconds": time.perf_counter() - start})
@@ -290,7 +305,8 @@ def fit_estimator(
     """Refit the selected baseline on the whole train split."""
     check_model_input(model_input_train, feature_spec, "model_input_train")
     y = np.asarray(model_input_train["y"])
-    estimator = _estimator(selected_config, seed).fit(_summaries(model_input_train, feature_spec), y)
+    with limited_threads(selected_config.get("n_threads", DEFAULT_THREADS)):
+        estimator = _estimator(selected_config, seed).fit(_summaries(model_input_train, feature_spec), y)
     weights = class_weights(y, selected_config.get("class_weight", "none"))
     # same prior-shift correction as the torch models (0 without class weights)
     estimator.probability_shift_ = prior_shift(weights)
@@ -305,7 +321,8 @@ def predict_estimator(estimator, model_input: Mapping[str, np.ndarray], feature_
     if list(features.columns) != expected:
         raise ValueError(f"the estimator was fitted on {len(expected)} summary columns but the model "
                          f"input gives {features.shape[1]} (feature set {feature_spec['feature_set']!r})")
-    prob = _estimator_probability(estimator, features, estimator.probability_shift_)
+    with limited_threads(DEFAULT_THREADS):
+        prob = _estimator_probability(estimator, features, estimator.probability_shift_)
     return _prediction_frame(model_input, prob)
 
 
