@@ -15,12 +15,18 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from kedro.io import DataCatalog
 from matplotlib.figure import Figure
 
 from ehr_adversarial.pipelines.synthetic_evaluation import GENERATOR_FEATURE_SETS, create_pipeline
-from ehr_adversarial.pipelines.synthetic_evaluation.nodes import evaluate_fidelity, evaluate_privacy, predict_mortality
+from ehr_adversarial.pipelines.synthetic_evaluation.nodes import (
+    attach_codes,
+    evaluate_fidelity,
+    evaluate_privacy,
+    predict_mortality,
+)
 from ehr_adversarial.pipelines.synthetic_evaluation.pipeline import evaluation_pipeline
 from tests.pipelines.test_features import _project_parameters, _run_in_memory
 
@@ -221,3 +227,77 @@ def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(st
     for g in STAND_INS:
         for figure in ("mean_scatter", "variable_distributions", "dcr_histogram"):
             assert isinstance(stand_in_run.load(f"{SOURCE}.{g}.{figure}"), Figure)
+
+
+# ------------------------------------------------------------------------------ MIMIC-III codes
+def test_attach_codes_uses_the_training_code_columns():
+    bundle = {"y": np.array([0, 1, 0]), "record_id": np.array([11, 12, 13])}
+    static = pd.DataFrame({"record_id": [11, 12, 13], "hadm_id": [101, 102, 103]})
+    diagnoses = pd.DataFrame({"hadm_id": [101, 101, 102, 103], "icd9_3digit": ["401", "E849", "250", "999"]})
+    train_codes = {"code_names": np.array(["250", "401", "428", "E849"])}
+    coded = attach_codes(bundle, static, diagnoses, train_codes)
+    assert coded["code_names"].tolist() == ["250", "401", "428", "E849"]
+    # 999 was never seen in training: no column; 428 is in no record here: a zero column
+    np.testing.assert_array_equal(coded["codes"], [[0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0]])
+    assert coded["codes"].dtype == np.uint8 and coded["record_id"] is bundle["record_id"]
+
+
+def test_mimic3_pipeline_compares_code_generators_with_coded_real_bundles():
+    pipe = create_pipeline("mimic3")
+    ehrdiff_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "mimic3.ehrdiff"))
+    kmimic_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "mimic3.kmimic"))
+    assert "mimic3.sun2018_codes.model_input_train" in ehrdiff_inputs
+    assert "mimic3.sun2018.feature_spec" in ehrdiff_inputs
+    assert "mimic3.sun2018.model_input_train" in kmimic_inputs  # K-MIMIC writes no codes
+    assert {"mimic3.diagnoses", "mimic3.code_matrix_train", "mimic3.static"} <= pipe.inputs()
+
+
+@pytest.mark.slow
+def test_mimic3_demo_copier_with_codes(mimic3_demo_dir, tmp_path):
+    """The MIMIC-III demo through ingestion and features; the synthesis code matrix of the train
+    split; a copying 'generator' with codes: the evaluation catches it, codes included."""
+    from ehr_adversarial.datasets.database import DatabaseDataset
+    from ehr_adversarial.pipelines.features import create_pipeline as create_features
+    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
+    from ehr_adversarial.pipelines.synthesis.nodes import build_code_matrix
+
+    real = _run_in_memory(
+        create_ingestion(source="mimic3") + create_features(source="mimic3"),
+        _project_parameters(),
+        {"mimic3.database": DatabaseDataset(engine="duckdb", filepath=str(tmp_path / "mimic3.duckdb"))},
+    )
+    train = real.load("mimic3.sun2018.model_input_train")
+    static, diagnoses = real.load("mimic3.static"), real.load("mimic3.diagnoses")
+    code_matrix_train = build_code_matrix(train, static, diagnoses)
+
+    # independent check of the code columns from DIAGNOSES_ICD.csv.gz itself
+    raw = pd.read_csv(mimic3_demo_dir / "DIAGNOSES_ICD.csv.gz", dtype={"icd9_code": str}).dropna(subset=["icd9_code"])
+    raw["category"] = np.where(raw["icd9_code"].str.startswith("E"), raw["icd9_code"].str[:4], raw["icd9_code"].str[:3])
+    hadm = static.set_index("record_id").loc[train["record_id"], "hadm_id"].to_numpy()
+    per_record = [set(raw.loc[raw["hadm_id"] == h, "category"]) for h in hadm]
+    coded_train = attach_codes(train, static, diagnoses, code_matrix_train)
+    names = coded_train["code_names"].tolist()
+    assert set(names) == set().union(*per_record)
+    for row in range(len(hadm)):
+        assert {names[j] for j in np.flatnonzero(coded_train["codes"][row])} == per_record[row]
+
+    settings = _quick_settings()
+    settings["fidelity"].update(discriminator_folds=2)
+    settings["privacy"]["attribute_targets"] = ["static.gender", "code.401"]
+    datasets = {
+        **{f"mimic3.sun2018.model_input_{s}": real.load(f"mimic3.sun2018.model_input_{s}") for s in ("train", "validation", "test")},
+        "mimic3.sun2018.feature_spec": real.load("mimic3.sun2018.feature_spec"),
+        "mimic3.static": static, "mimic3.diagnoses": diagnoses, "mimic3.code_matrix_train": code_matrix_train,
+        "mimic3.copier.synthetic": dict(coded_train, record_id=900_000_000 + np.arange(len(train["y"]))),
+    }
+    parameters = {"synthetic_evaluation": {"mimic3": settings}, "seed": 2012, "device": "cpu"}
+    run = _run_in_memory(evaluation_pipeline("mimic3", {"copier": "sun2018"}, {"copier"}), parameters, datasets)
+    fid = run.load("mimic3.copier.fidelity_metrics")
+    assert fid["pearson_r"]["codes"] == pytest.approx(1.0)
+    assert fid["nonzero_code_columns"] == {"real": len(names), "synthetic": len(names), "of": len(names)}
+    priv = run.load("mimic3.copier.privacy_metrics")
+    assert priv["exact_match_rate"] == 1.0 and priv["membership_inference"]["auc"] > 0.95
+    holdout = run.load("mimic3.sun2018_codes.model_input_validation")
+    assert holdout["code_names"].tolist() == names and holdout["codes"].shape == (len(holdout["y"]), len(names))
+    variables = run.load("mimic3.copier.variable_statistics")["variable"].tolist()
+    assert sum(v.startswith("code.") for v in variables) == len(names)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ehr_adversarial.pipelines.synthesis.nodes import build_code_matrix
 from ehr_adversarial.synthetic_evaluation import fidelity, privacy, utility
 from ehr_adversarial.synthetic_evaluation.flat_view import LABEL, align_columns, flat_view
 
@@ -42,6 +43,23 @@ def _check_bundles(synthetic: Mapping[str, np.ndarray], real: Mapping[str, np.nd
             "the synthetic bundle has a code matrix but the real bundle has none; give the real bundles "
             "their codes (the same code_names) before evaluating"
         )
+
+
+def attach_codes(
+    bundle: Mapping[str, np.ndarray], static: pd.DataFrame, diagnoses: pd.DataFrame, code_matrix_train: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The real bundle with its records' ICD-9 category matrix in the generators' code columns.
+
+    The columns are those of the training code matrix the generators learnt
+    (`code_matrix_train["code_names"]`); a category absent from the training records has
+    no column (a generator cannot produce it either).
+    """
+    own = build_code_matrix(bundle, static, diagnoses)
+    names = np.asarray(code_matrix_train["code_names"]).astype(str)
+    column = pd.Index(own["code_names"]).get_indexer(names)
+    codes = np.zeros((len(bundle["y"]), len(names)), dtype=np.uint8)
+    codes[:, column >= 0] = own["codes"][:, column[column >= 0]]
+    return {**bundle, "codes": codes, "code_names": names}
 
 
 def _ks_summary(table: pd.DataFrame) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 a TRTR reference per feature set, and a comparison of all generators under `<source>`.
 
 Per generator it reads `<source>.<generator>.synthetic` and the real bundles of the generator's
-feature set (`<source>.<feature_set>.model_input_{train,validation,test}`, `.feature_spec`):
+feature set (`<source>.<feature_set>.model_input_{train,validation,test}`, `.feature_spec`; on
+MIMIC-III, for generators that write ICD-9 codes, the same bundles with their code matrices,
+`<source>.<feature_set>_codes.model_input_*`):
 - fidelity against the real train split (what the generator learnt from);
 - utility: TSTR (train on synthetic) vs TRTR (train on real train), both tested on the real
   test split; TRTR is computed once per feature set (`<source>.<feature_set>.trtr_predictions`);
@@ -18,7 +20,10 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from ehr_adversarial.pipelines.synthesis import CODE_SOURCES, GENERATOR_FEATURE_SETS
+
 from .nodes import (
+    attach_codes,
     compare_generators,
     evaluate_fidelity,
     evaluate_privacy,
@@ -29,13 +34,10 @@ from .nodes import (
     predict_mortality,
 )
 
-# Which generators run on which source, and the feature set each one learns.
-# PROVISIONAL: to be imported from ehr_adversarial.pipelines.synthesis once it exists, so that
-# synthesis and evaluation share one constant.
-GENERATOR_FEATURE_SETS: dict[str, dict[str, str]] = {
-    "physionet2012": {"ehrdiff": "full", "synehrgy": "full", "kmimic": "full"},
-    "mimic3": {"ehrdiff": "sun2018", "synehrgy": "sun2018", "kmimic": "sun2018"},
-}
+# On sources with diagnoses (CODE_SOURCES) these generators also write a code matrix, so their
+# real comparators get one too (the synthesis pipeline builds code_matrix_train for them).
+CODE_GENERATORS = frozenset({"ehrdiff", "synehrgy"})
+SPLITS = ("train", "validation", "test")
 
 def _named(func, **bound):
     """`func` with keyword arguments bound, keeping the function's name for kedro-viz."""
@@ -92,19 +94,44 @@ def trtr_pipeline() -> Pipeline:
     )
 
 
-def evaluation_pipeline(source: str, generator_feature_sets: Mapping[str, str]) -> Pipeline:
-    """TRTR per feature set, the evaluation of each generator (name → its feature set), the comparison."""
+def coded_inputs_pipeline(source: str, feature_set: str) -> Pipeline:
+    """The real bundles of `feature_set` with their ICD-9 code matrices: `<source>.<feature_set>_codes.model_input_<split>`."""
+    return Pipeline(
+        [
+            node(attach_codes,
+                 [f"{source}.{feature_set}.model_input_{split}", f"{source}.static", f"{source}.diagnoses",
+                  f"{source}.code_matrix_train"],
+                 f"{source}.{feature_set}_codes.model_input_{split}",
+                 name=f"attach_codes_{split}", namespace=f"{source}.{feature_set}_codes")
+            for split in SPLITS
+        ]
+    )
+
+
+def evaluation_pipeline(source: str, generator_feature_sets: Mapping[str, str], code_generators=frozenset()) -> Pipeline:
+    """TRTR per real input, the evaluation of each generator (name → its feature set), the comparison.
+
+    Generators in `code_generators` are compared with real bundles that carry codes, read from
+    `<source>.<feature_set>_codes.*` (built by coded_inputs_pipeline).
+    """
     generators = tuple(generator_feature_sets)
     if not generators:
         raise ValueError(f"no generators to evaluate for {source}")
+    # the real inputs a generator is compared with: its feature set, with codes or without
+    real_inputs = {g: f"{fs}_codes" if g in code_generators else fs for g, fs in generator_feature_sets.items()}
     references = [
-        pipeline(trtr_pipeline(), namespace=f"{source}.{fs}", parameters=_parameters(source))
-        for fs in sorted(set(generator_feature_sets.values()))
+        pipeline(trtr_pipeline(), namespace=f"{source}.{key}",
+                 inputs={"feature_spec": f"{source}.{key.removesuffix('_codes')}.feature_spec"},
+                 parameters=_parameters(source))
+        for key in sorted(set(real_inputs.values()))
     ]
+    coded = [coded_inputs_pipeline(source, key.removesuffix("_codes"))
+             for key in sorted(set(real_inputs.values())) if key.endswith("_codes")]
     evaluations = []
     for generator, fs in generator_feature_sets.items():
-        real = {name: f"{source}.{fs}.{name}" for name in
-                ("model_input_train", "model_input_validation", "model_input_test", "feature_spec", "trtr_predictions")}
+        key = real_inputs[generator]
+        real = {f"model_input_{split}": f"{source}.{key}.model_input_{split}" for split in SPLITS}
+        real |= {"feature_spec": f"{source}.{fs}.feature_spec", "trtr_predictions": f"{source}.{key}.trtr_predictions"}
         evaluations.append(
             pipeline(generator_pipeline(generator), namespace=f"{source}.{generator}", inputs=real,
                      parameters=_parameters(source))
@@ -120,11 +147,13 @@ def evaluation_pipeline(source: str, generator_feature_sets: Mapping[str, str]) 
         name="compare_generators",
         namespace=source,
     )
-    return sum(references + evaluations, Pipeline([comparison]))
+    return sum(coded + references + evaluations, Pipeline([comparison]))
 
 
 def create_pipeline(source: str = "physionet2012", **kwargs) -> Pipeline:
     """The evaluation of every generator of `source` (GENERATOR_FEATURE_SETS)."""
     if source not in GENERATOR_FEATURE_SETS:
         raise ValueError(f"no generators defined for source {source!r}; known: {sorted(GENERATOR_FEATURE_SETS)}")
-    return evaluation_pipeline(source, GENERATOR_FEATURE_SETS[source])
+    generators = GENERATOR_FEATURE_SETS[source]
+    code_generators = CODE_GENERATORS & set(generators) if source in CODE_SOURCES else frozenset()
+    return evaluation_pipeline(source, generators, code_generators)
