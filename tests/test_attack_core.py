@@ -19,6 +19,16 @@ from ehr_adversarial.attack import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy shared CPU the threads' spin-waits
+    make each step up to 100× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class LinearLogits(nn.Module):
     """Z_0 = 0, Z_1 = w·x + b, so the margin of label 1 is w·x + b and of label 0 is −(w·x + b)."""
 
