@@ -57,6 +57,15 @@ def test_flat_view_of_a_code_matrix():
     np.testing.assert_array_equal(table.to_numpy()[:, :3], codes)
 
 
+def test_flat_view_of_tensors_with_codes_has_both():
+    bundle = dict(_bundle(4, seed=2), codes=np.eye(4, 2, dtype=np.uint8), code_names=np.array(["401", "428"]))
+    table = flat_view(bundle, ["HR", "Na", "pH"], ["age", "gender"])
+    assert table.columns[-3:].tolist() == ["code.401", "code.428", "label"]
+    assert table.shape == (4, 2 + 18 + 2 + 1)
+    with pytest.raises(ValueError, match="codes"):
+        flat_view(dict(bundle, codes=np.zeros((3, 2))), ["HR", "Na", "pH"], ["age", "gender"])
+
+
 def test_flat_view_refuses_names_of_another_feature_set():
     with pytest.raises(ValueError, match="3 time-series features but 2 feature_names"):
         flat_view(_bundle(5, seed=1), ["HR", "Na"], ["age", "gender"])
