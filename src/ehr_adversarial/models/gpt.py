@@ -140,16 +140,21 @@ class GPT(nn.Module):
         top_k: int | None = None,
         eos_id: int | None = None,
         generator: torch.Generator | None = None,
+        allowed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Extend idx (B, T) by sampling; sequences that emitted eos_id are padded with eos_id.
 
+        `allowed` (L, V) bool, optional, constrains the vocabulary: row i holds the tokens the
+        i-th new token may be, and the last row applies to every token after the first L − 1.
         Stops early once every sequence has ended. Returns (B, T + n) with n ≤ max_new_tokens.
         """
         logits, cache = self._prefill(idx[:, -self.block_size :])
         finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         out = [idx]
-        for _ in range(max_new_tokens):
+        for i in range(max_new_tokens):
             logits = logits / max(temperature, 1e-6)
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed[min(i, len(allowed) - 1)], float("-inf"))
             if top_k is not None and top_k < logits.size(-1):
                 kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))

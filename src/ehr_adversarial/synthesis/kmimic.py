@@ -144,6 +144,7 @@ def fit_latent_gan(
             "n_classes": n_classes,
         },
         "static_latent_dim": int(static_vae.to_mu.out_features),
+        "n_train_records": int(len(real)),
     }
     gen = build_generator(config).to(torch_device)
     gen.latent_mean.copy_(mean)

@@ -70,11 +70,18 @@ def fit_gpt(corpus: Mapping[str, np.ndarray], vocab_size: int, params: Mapping[s
     return trained
 
 
-def sample_corpus(model: GPT, n_samples: int, params: Mapping[str, Any], device: str, seed: int, real_ids: np.ndarray) -> TokenCorpus:
-    """n_samples generated token sequences (a corpus with new record ids), chunk by chunk."""
+def sample_corpus(
+    model: GPT, n_samples: int, params: Mapping[str, Any], device: str, seed: int, real_ids: np.ndarray, grammar: np.ndarray | None = None
+) -> TokenCorpus:
+    """n_samples generated token sequences (a corpus with new record ids), chunk by chunk.
+
+    `grammar` (RecordTokenizer.grammar()) constrains each position to the tokens the record format
+    allows there, so every sequence decodes to a record with all covariates and a label.
+    """
     generator = seed_everything(seed)
     torch_device = resolve_device(device)
     model = model.to(torch_device).eval()
+    allowed = torch.as_tensor(grammar, device=torch_device) if grammar is not None else None
     sequences: list[np.ndarray] = []
     unfinished = 0
     for rows in chunks(n_samples, params["sample_batch_size"], "SynEHRgy sampling"):
@@ -86,6 +93,7 @@ def sample_corpus(model: GPT, n_samples: int, params: Mapping[str, Any], device:
             top_k=params["top_k"],
             eos_id=EOS,
             generator=generator,
+            allowed=allowed,
         ).cpu().numpy()
         ended = out == EOS
         unfinished += int((~ended.any(axis=1)).sum())

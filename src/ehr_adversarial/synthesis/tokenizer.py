@@ -8,8 +8,8 @@ One record becomes one token sequence::
 - Continuous covariates (age, height, weight) and every time-series variable are cut into about
   `n_bins` bins (`uniform` or `quantile` edges) after trimming outliers: values are clipped to the
   [trim_quantiles] range of the training values first. A bin decodes to its representative value,
-  the median of the training values inside it (a bin's midpoint if none), so discrete variables such
-  as GCS or MechVent come back exactly. Quantile edges that coincide are merged, so a variable may
+  the (lower) median of the training values inside it, itself a training value (a bin's midpoint if
+  it holds none), so discrete variables such as GCS or MechVent come back exactly. Quantile edges that coincide are merged, so a variable may
   have fewer bins than asked. A missing covariate has its own `nan` token.
 - Categorical covariates (gender, ICU type) get one token per level seen in training, plus `nan`.
 - A time step is the set of measurements sharing one timestamp, after timestamps are floored to
@@ -17,7 +17,7 @@ One record becomes one token sequence::
   1-, 2- and 3-hour gaps come back exactly; 1 keeps the raw irregular minutes as SynEHRgy does).
   Its value tokens (in variable order) are closed by one gap token: the time since the previous step (since admission for the first),
   cut at `gap_edges_hours` (SynEHRgy's 0, .5, 1.5, 2.5, 3.5, 6.5, 10.5, 16.5, 26.5, 48). A gap bin
-  decodes to the median training gap inside it, except the first ([0, 0.5 h)), which decodes to 0.
+  decodes to the (lower) median training gap inside it, except the first ([0, 0.5 h)), which decodes to 0.
   Gaps are measured from the *decoded* time of the previous step (error feedback) and the first bin
   adds nothing, so decoding errors cannot accumulate: a decoded time is off from the real one by
   at most about one gap bin's width (0 for the common exact-hour spacing), and never lies past
@@ -85,7 +85,7 @@ def fit_binning(values: np.ndarray, n_bins: int, strategy: str, trim_quantiles: 
     representatives = []
     for b in range(len(edges) + 1):  # ≤ n_bins iterations
         inside = clipped[bins == b]
-        representatives.append(float(np.median(inside)) if inside.size else float((bounds[b] + bounds[b + 1]) / 2))
+        representatives.append(float(np.quantile(inside, 0.5, method="lower")) if inside.size else float((bounds[b] + bounds[b + 1]) / 2))
     return Binning(low, high, [float(e) for e in edges], representatives)
 
 
@@ -158,6 +158,23 @@ class RecordTokenizer:
         data["covariate_bins"] = [Binning(**b) for b in data["covariate_bins"]]
         return cls(**data)
 
+    def grammar(self) -> np.ndarray:
+        """Allowed tokens per position after <s>, (K + 2, V) bool: one row per covariate (its own
+        tokens), one for the label, then one for everything after (codes, values, gaps, </s>).
+
+        Sampling with this mask gives every generated record all its covariates and a label.
+        """
+        rows = []
+        for name in self.covariates:
+            row = np.zeros(self.vocab_size, dtype=bool)
+            row[(self._kind == 2) & (self._owner == self.covariates.index(name))] = True
+            rows.append(row)
+        rows.append(self._kind == 1)
+        body = np.isin(self._kind, (3, 4, 5))
+        body[EOS] = True
+        rows.append(body)
+        return np.stack(rows)
+
     # ---------------------------------------------------------------- fitting
     @classmethod
     def fit(
@@ -220,7 +237,9 @@ class RecordTokenizer:
         gap_reps = [0.0]
         for b in range(1, len(edges_min) - 1):  # ~10 gap bins
             inside = gaps[gap_bin == b]
-            gap_reps.append(float(np.median(inside)) if inside.size else float((edges_min[b] + edges_min[b + 1]) / 2))
+            # an empty bin decodes to its midpoint, floored onto the time grid
+            midpoint = (edges_min[b] + edges_min[b + 1]) / 2 // time_resolution_minutes * time_resolution_minutes
+            gap_reps.append(float(np.quantile(inside, 0.5, method="lower")) if inside.size else float(midpoint))
         tokenizer = cls(
             variables=variables,
             value_bins=value_bins,
