@@ -1,3 +1,4 @@
+# ruff: noqa: T201  (a command-line script: its printed lines are its report)
 """Benchmark: hourly feature tensors for all PhysioNet 2012 records, ours vs a per-patient pandas resample.
 
 Ours: the features pipeline's nodes for one feature set (build_hourly_cells → fit_feature_spec →
@@ -28,8 +29,9 @@ import resource
 import statistics
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,7 +61,11 @@ def load_inputs(env: str, feature_set: str) -> tuple[pd.DataFrame, pd.DataFrame,
 
 
 def ours(timeseries, static, splits, features, feature_set):
-    from ehr_adversarial.pipelines.features.nodes import build_hourly_cells, build_model_input, fit_feature_spec
+    from ehr_adversarial.pipelines.features.nodes import (
+        build_hourly_cells,
+        build_model_input,
+        fit_feature_spec,
+    )
 
     definition = features["feature_sets"][feature_set]
     cells = build_hourly_cells(timeseries, splits, features, definition, feature_set_name=feature_set)

@@ -546,6 +546,52 @@ def test_pipeline_runs_with_the_project_parameters_on_synthetic_records() -> Non
             assert bundle["static"].shape == (n, 8)
 
 
+def test_pipeline_shape_namespaces_and_datasets() -> None:
+    # The contract with training and the attack.
+    assert FEATURE_SETS == {"physionet2012": ("full", "sun2018"), "mimic3": ("sun2018",)}
+    pipe = create_pipeline(source="physionet2012")
+    assert {n.name for n in pipe.nodes} == {
+        "physionet2012.make_splits",
+        *(f"physionet2012.{fs}.{name}" for fs in ("full", "sun2018")
+          for name in ("build_hourly_cells", "fit_feature_spec", "build_model_input")),
+    }
+    assert pipe.inputs() == {
+        "physionet2012.timeseries",
+        "physionet2012.static",
+        "params:features.physionet2012",
+        "params:features.physionet2012.feature_sets.full",
+        "params:features.physionet2012.feature_sets.sun2018",
+        "params:seed",
+    }
+    assert pipe.all_outputs() == {
+        "physionet2012.splits",
+        *(f"physionet2012.{fs}.{name}" for fs in ("full", "sun2018")
+          for name in ("hourly_cells", "feature_spec", "model_input_train", "model_input_validation",
+                       "model_input_test")),
+    }
+    assert {n.name for n in create_pipeline(source="mimic3").nodes} == {
+        "mimic3.make_splits", "mimic3.sun2018.build_hourly_cells", "mimic3.sun2018.fit_feature_spec",
+        "mimic3.sun2018.build_model_input",
+    }
+    with pytest.raises(ValueError, match="no feature sets defined for source 'eicu'"):
+        create_pipeline(source="eicu")
+
+
+def test_every_dataset_has_a_versioned_catalog_entry() -> None:
+    from kedro.io import DataCatalog as Catalog
+
+    catalog_config = {}
+    for name in ("catalog_04_feature.yml", "catalog_05_model_input.yml"):
+        catalog_config.update(yaml.safe_load((PROJECT_ROOT / "conf/base" / name).read_text()))
+    assert all(entry["versioned"] for entry in catalog_config.values())
+    catalog = Catalog.from_config(catalog_config)
+    for source in FEATURE_SETS:
+        pipe = create_pipeline(source=source)
+        for name in pipe.all_outputs():
+            assert catalog.get(name) is not None, name
+            assert "Memory" not in type(catalog.get(name)).__name__, name
+
+
 # ----------------------------------------------------------------------------- real data
 
 
