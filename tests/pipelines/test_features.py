@@ -433,6 +433,15 @@ def test_feature_names_the_data_lacks_are_an_error_listing_the_available_ones() 
         build_hourly_cells(HAND_TIMESERIES, HAND_SPLITS, SMALL, {"dynamic": ["HR", "Calcium"]}, feature_set_name="x")
 
 
+@pytest.mark.parametrize(
+    ("dynamic", "message"),
+    [(["HR", "HR"], "'HR' appears twice"), ([], "empty `dynamic` list"), ([{"HR": ["HR"]}, "HR"], "'HR' appears twice")],
+)
+def test_malformed_feature_set_is_an_error(dynamic: list, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_hourly_cells(HAND_TIMESERIES, HAND_SPLITS, SMALL, {"dynamic": dynamic}, feature_set_name="x")
+
+
 def test_rows_before_admission_are_an_error() -> None:
     timeseries = pd.concat([HAND_TIMESERIES, _long([(2, -5, "HR", 70.0)])])
     with pytest.raises(ValueError, match="before ICU admission"):

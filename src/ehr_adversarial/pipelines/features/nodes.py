@@ -186,10 +186,14 @@ def _feature_sources(feature_set: dict[str, Any]) -> dict[str, list[str]]:
     `SysBP: [SysABP, NISysABP]` takes the first source observed in each hour cell.
     """
     sources: dict[str, list[str]] = {}
-    for entry in feature_set["dynamic"]:
+    for entry in feature_set.get("dynamic") or []:
         items = entry.items() if isinstance(entry, dict) else [(entry, entry)]
         for name, source in items:
+            if str(name) in sources:
+                raise ValueError(f"feature {name!r} appears twice in a feature set's `dynamic` list.")
             sources[str(name)] = [source] if isinstance(source, str) else [str(s) for s in source]
+    if not sources:
+        raise ValueError("a feature set has an empty `dynamic` list (parameters_features.yml).")
     return sources
 
 
