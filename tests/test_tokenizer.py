@@ -130,6 +130,8 @@ def test_unseen_variable_level_and_code_are_clear_errors():
     new_level = HAND_STATIC.assign(icu_type=["MICU", "TSICU"])
     with pytest.raises(ValueError, match=r"icu_type level \['TSICU'\]"):
         tokenizer.tokenize(HAND_TS, new_level)
+    with pytest.raises(ValueError, match="icu_type is missing in 1 record"):
+        tokenizer.tokenize(HAND_TS, HAND_STATIC.assign(icu_type=["MICU", None]))
     with pytest.raises(ValueError, match="non-finite value"):
         tokenizer.tokenize(HAND_TS.assign(value=[80.0, np.nan, 90.0, 100.0, 70.0]), HAND_STATIC)
     with pytest.raises(ValueError, match="outside 0..2880 minutes"):
@@ -177,7 +179,9 @@ def test_grammar_rows_allow_one_covariate_then_the_label_then_the_body():
     tokenizer = _hand_tokenizer()
     grammar = tokenizer.grammar()
     assert grammar.shape == (len(tokenizer.covariates) + 2, tokenizer.vocab_size)
-    assert [tokenizer.vocab[i] for i in np.flatnonzero(grammar[0])] == ["age:60", "age:70", "age:nan"]
+    # age is never missing in training: no age:nan; height is
+    assert [tokenizer.vocab[i] for i in np.flatnonzero(grammar[0])] == ["age:60", "age:70"]
+    assert [tokenizer.vocab[i] for i in np.flatnonzero(grammar[1])] == ["height:170", "height:nan"]
     assert [tokenizer.vocab[i] for i in np.flatnonzero(grammar[-2])] == ["label:0", "label:1"]
     body = {tokenizer.vocab[i] for i in np.flatnonzero(grammar[-1])}
     assert "</s>" in body and "HR:70" in body and "gap:60min" in body

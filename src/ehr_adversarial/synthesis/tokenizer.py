@@ -10,8 +10,10 @@ One record becomes one token sequence::
   [trim_quantiles] range of the training values first. A bin decodes to its representative value,
   the (lower) median of the training values inside it, itself a training value (a bin's midpoint if
   it holds none), so discrete variables such as GCS or MechVent come back exactly. Quantile edges that coincide are merged, so a variable may
-  have fewer bins than asked. A missing covariate has its own `nan` token.
-- Categorical covariates (gender, ICU type) get one token per level seen in training, plus `nan`.
+  have fewer bins than asked.
+- Categorical covariates (gender, ICU type) get one token per level seen in training.
+- A covariate that is missing in some training records (e.g. height) also gets a `nan` token; one
+  that never is (ICU type) does not, and a missing value of it is unseen input (see below).
 - A time step is the set of measurements sharing one timestamp, after timestamps are floored to
   `time_resolution_minutes` (60 by default: the hourly grid of the tensors, so that the common
   1-, 2- and 3-hour gaps come back exactly; 1 keeps the raw irregular minutes as SynEHRgy does).
@@ -99,6 +101,7 @@ class RecordTokenizer:
     covariate_bins: list[Binning]
     categorical_covariates: list[str]
     categorical_levels: list[list[Any]]
+    covariate_missing: list[bool]
     codes: list[str]
     gap_edges_minutes: list[float]
     gap_representatives: list[float]
@@ -119,10 +122,11 @@ class RecordTokenizer:
             vocab.extend(labels)
 
         block("label", [f"label:{k}" for k in range(self.n_labels)])
-        for name, bins in zip(self.continuous_covariates, self.covariate_bins):
-            block(f"cov:{name}", [f"{name}:{r:g}" for r in bins.representatives] + [f"{name}:nan"])
-        for name, levels in zip(self.categorical_covariates, self.categorical_levels):
-            block(f"cov:{name}", [f"{name}:{level}" for level in levels] + [f"{name}:nan"])
+        nan = [[f"{name}:nan"] if missing else [] for name, missing in zip(self.covariates, self.covariate_missing)]
+        for k, (name, bins) in enumerate(zip(self.continuous_covariates, self.covariate_bins)):
+            block(f"cov:{name}", [f"{name}:{r:g}" for r in bins.representatives] + nan[k])
+        for k, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels)):
+            block(f"cov:{name}", [f"{name}:{level}" for level in levels] + nan[len(self.continuous_covariates) + k])
         block("code", [f"code:{c}" for c in self.codes])
         value_offsets = []
         for name, bins in zip(self.variables, self.value_bins):
@@ -247,6 +251,7 @@ class RecordTokenizer:
             covariate_bins=covariate_bins,
             categorical_covariates=list(categorical_covariates),
             categorical_levels=levels,
+            covariate_missing=[bool(static[name].isna().any()) for name in (*continuous_covariates, *categorical_covariates)],
             codes=code_list,
             gap_edges_minutes=[float(e) for e in edges_min],
             gap_representatives=gap_reps,
@@ -297,14 +302,14 @@ class RecordTokenizer:
         add(all_pos, 0, 0, 0, np.full(n, BOS))
         for k, (name, bins) in enumerate(zip(self.continuous_covariates, self.covariate_bins)):
             raw = static[name].to_numpy(np.float64)
-            token = self.offsets[f"cov:{name}"] + np.where(np.isnan(raw), len(bins.representatives), bins.assign(np.nan_to_num(raw)))
-            add(all_pos, 1, 0, k, token)
-        for k, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels)):
+            index = np.where(np.isnan(raw), self._missing_index(k, np.isnan(raw)), bins.assign(np.nan_to_num(raw)))
+            add(all_pos, 1, 0, k, np.where(index < 0, UNK, self.offsets[f"cov:{name}"] + index))
+        for j, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels)):
+            k = len(self.continuous_covariates) + j
             missing = static[name].isna().to_numpy()
-            index = np.full(n, len(levels), dtype=np.int64)
+            index = np.full(n, self._missing_index(k, missing), dtype=np.int64)
             index[~missing] = self._lookup(f"{name} level", static[name][~missing].to_numpy(object), levels)
-            token = np.where(index < 0, UNK, self.offsets[f"cov:{name}"] + index)
-            add(all_pos, 1, 0, len(self.continuous_covariates) + k, token)
+            add(all_pos, 1, 0, k, np.where(index < 0, UNK, self.offsets[f"cov:{name}"] + index))
         labels = static["label"].to_numpy(np.int64)
         if ((labels < 0) | (labels >= self.n_labels)).any():
             raise ValueError(f"static.label must lie in 0..{self.n_labels - 1}")
@@ -349,6 +354,21 @@ class RecordTokenizer:
             "offsets": np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
             "tokens": token[order].astype(np.int32),
         }
+
+    def _missing_index(self, k: int, missing: np.ndarray) -> int:
+        """Index of covariate k's `nan` token within its block; −1 (<unk>) or an error if it has none."""
+        name = self.covariates[k]
+        size = len(self.covariate_bins[k].representatives) if k < len(self.continuous_covariates) else len(self.categorical_levels[k - len(self.continuous_covariates)])
+        if self.covariate_missing[k]:
+            return size
+        if missing.any():
+            if self.on_unknown == "error":
+                raise ValueError(
+                    f"tokenizer: {name} is missing in {int(missing.sum())} record(s) but in none of the training records; "
+                    "refit the tokenizer or set synthesis.<source>.synehrgy.on_unknown: unk"
+                )
+            logger.warning("tokenizer: missing %s (never missing in training) mapped to <unk>", name)
+        return -1
 
     def _value_tokens(self, var: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Token of each (variable, value); <unk> where the variable is unseen (var = −1)."""
@@ -398,15 +418,17 @@ class RecordTokenizer:
         self._decoded[start : start + self.n_labels] = np.arange(self.n_labels)
         for k, (name, bins) in enumerate(zip(self.continuous_covariates, self.covariate_bins)):
             start = self.offsets[f"cov:{name}"]
-            reps = bins.representatives + [np.nan]
+            reps = bins.representatives + ([np.nan] if self.covariate_missing[k] else [])
             self._kind[start : start + len(reps)] = 2
             self._owner[start : start + len(reps)] = k
             self._decoded[start : start + len(reps)] = reps
-        for k, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels)):
+        for j, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels)):
+            k = len(self.continuous_covariates) + j
             start = self.offsets[f"cov:{name}"]
-            self._kind[start : start + len(levels) + 1] = 2
-            self._owner[start : start + len(levels) + 1] = len(self.continuous_covariates) + k
-            self._decoded[start : start + len(levels) + 1] = list(range(len(levels))) + [np.nan]  # level index
+            index = list(range(len(levels))) + ([np.nan] if self.covariate_missing[k] else [])  # level index
+            self._kind[start : start + len(index)] = 2
+            self._owner[start : start + len(index)] = k
+            self._decoded[start : start + len(index)] = index
         start = self.offsets["code"]
         self._kind[start : start + len(self.codes)] = 3
         self._owner[start : start + len(self.codes)] = np.arange(len(self.codes))

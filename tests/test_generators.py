@@ -1,0 +1,418 @@
+"""The three generators: known answers for their pieces (EDM schedule, preconditioning, loss,
+Heun sampler, gradient penalty, KV-cache decoding), the shared bundle writer, and each generator
+trained a few steps on the REAL PhysioNet 2012 / MIMIC-III demo training split."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from torch import nn
+
+from ehr_adversarial.models.ehrdiff import EHRDiff, edm_sigmas, heun_sample
+from ehr_adversarial.models.gpt import GPT
+from ehr_adversarial.models.kmimic import gradient_penalty
+from ehr_adversarial.synthesis import ehrdiff, kmimic, synehrgy
+from ehr_adversarial.synthesis.common import (
+    SYNTHETIC_ID_START,
+    BundleWriter,
+    impute_like_features,
+    output_array,
+    scaled_fill,
+    synthetic_record_ids,
+)
+from ehr_adversarial.synthesis.tokenizer import BOS, EOS, RecordTokenizer
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _parameters() -> dict:
+    from ehr_adversarial import settings
+
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)
+    return loader["parameters"]
+
+
+def _quick(generator: dict, steps: int = 3) -> dict:
+    """A generator's project parameters with few training steps (the tests check plumbing, not quality)."""
+    block = copy.deepcopy(generator)
+    for stage in ("static_vae", "temporal_vae", "latent_gan"):
+        if stage in block:
+            block[stage]["max_steps"] = steps
+    if "max_steps" in block:
+        block["max_steps"] = steps
+    return block
+
+
+def _random_bundle(n: int = 40, hours: int = 48, features: int = 5, statics: int = 4, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, hours, features)) < 0.3
+    X, delta = impute_like_features(rng.random((n, hours, features)).astype(np.float32), mask, np.full(features, 0.5, np.float32))
+    static = rng.random((n, statics)).astype(np.float32)
+    static[:, 0] = rng.random(n) < 0.5  # a binary static column
+    return {"X": X, "mask": mask, "delta": delta, "static": static, "y": (np.arange(n) % 4 == 0).astype(np.int64),
+            "record_id": np.arange(1000, 1000 + n, dtype=np.int64)}
+
+
+# ---------------------------------------------------------------------------------- EHRDiff
+
+
+def test_edm_sigmas_follow_the_karras_schedule():
+    sigmas = edm_sigmas(32, 0.02, 80.0, 7.0).numpy()
+    assert len(sigmas) == 33 and sigmas[0] == pytest.approx(80.0) and sigmas[31] == pytest.approx(0.02) and sigmas[32] == 0
+    i = 10
+    expected = (80.0 ** (1 / 7) + i / 31 * (0.02 ** (1 / 7) - 80.0 ** (1 / 7))) ** 7
+    assert sigmas[i] == pytest.approx(expected)
+    assert (np.diff(sigmas) < 0).all()
+
+
+def test_preconditioning_keeps_clean_data_at_zero_noise_and_uses_the_noise_alone_at_large_noise():
+    torch.manual_seed(0)
+    model = EHRDiff(6, hidden_dims=(16,), time_dim=8, sigma_data=[0.14, 0.14, 0.14, 0.5, 0.5, 0.5])
+    x = torch.rand(3, 6, dtype=torch.float64)
+    np.testing.assert_allclose(model(x, torch.full((3,), 1e-9)).detach(), x, atol=1e-8)
+    # c_skip = σd²/(σ² + σd²) per column
+    with torch.no_grad():
+        model.net.blocks[-1].out[1].weight.zero_()
+        model.net.blocks[-1].out[1].bias.zero_()
+    sigma = torch.full((3,), 2.0)
+    c_skip = model.sigma_data.double() ** 2 / (4.0 + model.sigma_data.double() ** 2)
+    np.testing.assert_allclose(model(x, sigma).detach(), c_skip * x, rtol=1e-6)
+
+
+def test_edm_loss_matches_an_independent_computation():
+    torch.manual_seed(1)
+    model = EHRDiff(4, hidden_dims=(8,), time_dim=8, sigma_data=0.14)
+    with torch.no_grad():  # F ≡ 0, so D(x + n; σ) = c_skip·(x + n)
+        model.net.blocks[-1].out[1].weight.zero_()
+        model.net.blocks[-1].out[1].bias.zero_()
+    x = torch.rand(64, 4)
+    torch.manual_seed(5)
+    loss = model.loss(x, p_mean=-1.2, p_std=1.2).item()
+    torch.manual_seed(5)  # the same draws, in the same order
+    sigma = np.exp(torch.randn(64, 1).numpy().astype(np.float64) * 1.2 - 1.2)
+    noise = torch.randn(64, 4).numpy().astype(np.float64)
+    sd = 0.14
+    denoised = sd**2 / (sigma**2 + sd**2) * (x.numpy() + noise * sigma)
+    weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+    assert loss == pytest.approx(float(np.mean(weight * (denoised - x.numpy()) ** 2)), rel=1e-5)
+
+
+class GaussianDenoiser(nn.Module):
+    """The exact denoiser of data ~ N(μ, s²) per column: E[x | x + σn] = μ + s²/(s² + σ²)(x_σ − μ)."""
+
+    def __init__(self, mu: float, s: float):
+        super().__init__()
+        self.mu, self.s = mu, s
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        sigma = sigma.reshape(-1, 1).to(x.dtype)
+        return self.mu + self.s**2 / (self.s**2 + sigma**2) * (x - self.mu)
+
+
+def test_heun_sampler_with_the_exact_denoiser_reproduces_the_data_distribution():
+    latents = torch.randn(6000, 3, generator=torch.Generator().manual_seed(0))
+    samples = heun_sample(GaussianDenoiser(0.3, 0.1), latents, num_steps=32, sigma_min=0.02, sigma_max=80.0, rho=7.0)
+    # along the exact ODE x(σ) − μ = (x(σ_max) − μ)·√(s² + σ²)/√(s² + σ_max²), so σ_max·z ends at
+    # μ + s·z (up to s·μ/σ_max); Heun's error over 32 steps is small
+    assert samples.mean().item() == pytest.approx(0.3, abs=0.003)
+    assert samples.std().item() == pytest.approx(0.1, rel=0.03)
+
+
+def test_ehrdiff_trains_and_samples_the_contract_bundle_reproducibly():
+    bundle = _random_bundle()
+    matrix = ehrdiff.record_matrix(bundle)
+    assert matrix.shape == (40, 2 * 48 * 5 + 4 + 1)
+    layout = ehrdiff.matrix_layout(bundle, matrix)
+    binary = np.asarray(layout["binary"])
+    assert binary[48 * 5 : 2 * 48 * 5].all() and binary[-1] and binary[2 * 48 * 5]  # mask, y, binary static
+    params = _quick(_parameters()["synthesis"]["physionet2012"]["ehrdiff"]) | {"hidden_dims": [32], "time_dim": 16}
+    model = ehrdiff.fit_ehrdiff(matrix, layout, params, "cpu", seed=3)
+    assert model.config["hyperparameters"]["sigma_data"][48 * 5] == pytest.approx(0.14)  # a mask column
+    assert model.config["hyperparameters"]["sigma_data"][0] == pytest.approx(matrix[:, ~binary].std(), rel=1e-5)
+    fill = np.full(5, 0.5, np.float32)
+    first = ehrdiff.sample_ehrdiff(model, 7, params | {"sample_batch_size": 3}, "cpu", 11, fill, bundle["record_id"])
+    again = ehrdiff.sample_ehrdiff(model, 7, params | {"sample_batch_size": 3}, "cpu", 11, fill, bundle["record_id"])
+    _check_contract(first, 7, 48, 5, 4, bundle["record_id"])
+    assert set(np.unique(first["static"][:, 0])) <= {0.0, 1.0}
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name])
+
+
+def _check_contract(synthetic: dict, n: int, hours: int, features: int, statics: int, real_ids: np.ndarray) -> None:
+    """The synthetic-EHR contract: model_input's arrays, shapes and dtypes; new record ids."""
+    assert synthetic["X"].shape == synthetic["mask"].shape == synthetic["delta"].shape == (n, hours, features)
+    assert synthetic["X"].dtype == np.float32 and synthetic["mask"].dtype == bool and synthetic["delta"].dtype == np.float32
+    assert synthetic["static"].shape == (n, statics) and synthetic["static"].dtype == np.float32
+    assert synthetic["y"].shape == (n,) and synthetic["y"].dtype == np.int64 and set(np.unique(synthetic["y"])) <= {0, 1}
+    assert synthetic["record_id"].dtype == np.int64 and len(set(synthetic["record_id"])) == n
+    assert not set(synthetic["record_id"]) & set(real_ids.tolist())
+    for name in ("X", "delta", "static"):
+        assert np.isfinite(synthetic[name]).all(), name
+    assert 0.0 <= synthetic["X"].min() and synthetic["X"].max() <= 1.0
+    # delta is 0 exactly where a cell is observed
+    np.testing.assert_array_equal(synthetic["delta"] == 0, synthetic["mask"])
+
+
+# ---------------------------------------------------------------------------------- shared pieces
+
+
+def test_reimputation_forward_fills_and_fills_before_the_first_observation():
+    X = np.array([[[0.9], [0.2], [0.7], [0.4]]], dtype=np.float32)
+    mask = np.array([[[False], [True], [False], [True]]])
+    filled, delta = impute_like_features(X, mask, np.array([0.5], np.float32))
+    np.testing.assert_allclose(filled[0, :, 0], [0.5, 0.2, 0.2, 0.4])
+    np.testing.assert_allclose(delta[0, :, 0], [1.0, 0.0, 0.25, 0.0])
+
+
+def test_scaled_fill_maps_the_spec_fill_onto_the_unit_scale():
+    spec = {"feature_names": ["HR", "MechVent"],
+            "scaler": {"HR": {"p05": 60.0, "p95": 120.0, "fill": 90.0}, "MechVent": {"p05": 0.0, "p95": 1.0, "fill": 0.0}}}
+    np.testing.assert_allclose(scaled_fill(spec), [0.5, 0.0])
+
+
+def test_synthetic_ids_never_meet_real_ones():
+    assert synthetic_record_ids(3, np.array([132539, 142673])).tolist() == [SYNTHETIC_ID_START, SYNTHETIC_ID_START + 1, SYNTHETIC_ID_START + 2]
+    assert synthetic_record_ids(2, np.array([SYNTHETIC_ID_START + 5])).tolist() == [SYNTHETIC_ID_START + 6, SYNTHETIC_ID_START + 7]
+
+
+def test_outputs_beyond_the_memory_budget_go_through_a_temporary_file():
+    small = output_array((10, 4), np.float32, max_in_memory_mb=1)
+    assert not isinstance(small, np.memmap)
+    big = output_array((1024, 1024), np.float32, max_in_memory_mb=1)  # 4 MiB
+    assert isinstance(big, np.memmap)
+    path = big.filename
+    assert Path(path).exists()
+    writer = BundleWriter(5, 48, 3, 2, np.zeros(3, np.float32), max_in_memory_mb=0)
+    writer.write(slice(0, 5), X=np.ones((5, 48, 3)), mask=np.ones((5, 48, 3), bool), static=np.zeros((5, 2)), y=np.zeros(5))
+    assert isinstance(writer.arrays["X"], np.memmap) and writer.bundle(np.array([1]))["X"].min() == 1.0
+    del big
+    import gc
+
+    gc.collect()
+    assert not Path(path).exists()
+
+
+# ---------------------------------------------------------------------------------- GPT
+
+
+def _reference_greedy(model: GPT, idx: torch.Tensor, n: int) -> torch.Tensor:
+    """Greedy decoding re-running the whole sequence at every step (no cache)."""
+    for _ in range(n):
+        logits, _ = model(idx)
+        idx = torch.cat((idx, logits[:, -1].argmax(-1, keepdim=True)), dim=1)
+    return idx
+
+
+def test_cached_generation_equals_full_recomputation():
+    torch.manual_seed(0)
+    model = GPT(30, block_size=32, n_layer=2, n_head=2, n_embd=16).eval()
+    with torch.no_grad():
+        model.wte.weight.mul_(50)  # sharpen the logits so that greedy choices are unambiguous
+    start = torch.tensor([[1, 4], [1, 7]])
+    cached = model.generate(start, 20, top_k=1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        np.testing.assert_array_equal(cached, _reference_greedy(model, start, 20))
+
+
+def test_attention_is_causal():
+    torch.manual_seed(0)
+    model = GPT(30, block_size=16, n_layer=2, n_head=2, n_embd=16).eval()
+    a = torch.tensor([[1, 5, 6, 7, 8]])
+    b = torch.tensor([[1, 5, 6, 9, 2]])
+    with torch.no_grad():
+        np.testing.assert_allclose(model(a)[0][0, :3], model(b)[0][0, :3], atol=1e-6)
+
+
+def test_generation_respects_the_grammar_and_runs_past_the_context():
+    torch.manual_seed(0)
+    model = GPT(12, block_size=8, n_layer=1, n_head=2, n_embd=16).eval()
+    allowed = torch.zeros(3, 12, dtype=torch.bool)
+    allowed[0, 5] = True           # first new token: 5
+    allowed[1, [6, 7]] = True      # second: 6 or 7
+    allowed[2, [8, 9, 10]] = True  # all later ones
+    out = model.generate(torch.ones(4, 1, dtype=torch.long), 30, top_k=5, generator=torch.Generator().manual_seed(1), allowed=allowed)
+    assert out.shape == (4, 31)  # 30 new tokens with a context of 8: the cache was rebuilt
+    assert (out[:, 1] == 5).all() and torch.isin(out[:, 2], torch.tensor([6, 7])).all()
+    assert torch.isin(out[:, 3:], torch.tensor([8, 9, 10])).all()
+
+
+def test_generation_stops_once_every_sequence_has_ended_and_pads_with_eos():
+    torch.manual_seed(0)
+    model = GPT(6, block_size=16, n_layer=1, n_head=1, n_embd=8).eval()
+    allowed = torch.zeros(2, 6, dtype=torch.bool)
+    allowed[0, 3] = True
+    allowed[1, [2, 4]] = True  # EOS = 2 or a value
+    out = model.generate(torch.full((16, 1), BOS), 50, eos_id=EOS, generator=torch.Generator().manual_seed(0), allowed=allowed)
+    ended = out == EOS
+    assert ended.any(dim=1).all() and out.shape[1] < 51
+    first = ended.int().argmax(dim=1)
+    for row, k in enumerate(first.tolist()):
+        assert (out[row, k:] == EOS).all()
+
+
+# ---------------------------------------------------------------------------------- K-MIMIC
+
+
+class LinearCritic(nn.Module):
+    def __init__(self, weight: list[float]):
+        super().__init__()
+        self.weight = torch.tensor(weight)
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return h @ self.weight
+
+
+def test_gradient_penalty_of_a_linear_critic_is_its_gradient_norm_deviation():
+    real, fake, y = torch.randn(16, 2), torch.randn(16, 2), torch.zeros(16, dtype=torch.long)
+    assert gradient_penalty(LinearCritic([0.6, 0.8]), real, fake, y).item() == pytest.approx(0.0, abs=1e-10)
+    assert gradient_penalty(LinearCritic([2.0, 0.0]), real, fake, y).item() == pytest.approx(1.0)
+
+
+def test_kmimic_stages_train_in_order_and_sample_the_contract_bundle():
+    bundle = _random_bundle(n=48, features=4)
+    params = _quick(_parameters()["synthesis"]["physionet2012"]["kmimic"])
+    params["temporal_vae"]["hidden"] = 16
+    static_vae = kmimic.fit_static_vae(bundle["static"], params["static_vae"], "cpu", 0)
+    temporal_vae = kmimic.fit_temporal_vae(bundle["X"], bundle["mask"], params["temporal_vae"], "cpu", 0)
+    gan = kmimic.fit_latent_gan(static_vae, temporal_vae, bundle["static"], bundle["X"], bundle["mask"], bundle["y"], params["latent_gan"], "cpu", 0)
+    assert gan.config["hyperparameters"]["latent_dim"] == 32 + 256
+    np.testing.assert_allclose(gan.label_rates.numpy(), [0.75, 0.25])
+    synthetic = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 9, params | {"sample_batch_size": 4}, "cpu", 0,
+                                     np.full(4, 0.5, np.float32), bundle["record_id"])
+    _check_contract(synthetic, 9, 48, 4, 4, bundle["record_id"])
+    assert set(np.unique(synthetic["static"][:, 0])) <= {0.0, 1.0}
+    low, high = bundle["static"].min(0), bundle["static"].max(0)
+    assert ((synthetic["static"] >= low - 1e-6) & (synthetic["static"] <= high + 1e-6)).all()
+
+
+# ---------------------------------------------------------------------------------- real data
+
+
+class KeptMemoryDataset(MemoryDataset):
+    """A MemoryDataset the runner does not empty once its consumers have run."""
+
+    def _release(self) -> None:
+        pass
+
+
+def _run_in_memory(pipe, parameters: dict, datasets: dict | None = None) -> DataCatalog:
+    catalog = DataCatalog()
+    for name in pipe.datasets():
+        if name.startswith("params:"):
+            value = parameters
+            for key in name.removeprefix("params:").split("."):
+                value = value[key]
+            catalog[name] = value
+        else:
+            catalog[name] = KeptMemoryDataset(copy_mode="assign")
+    for name, dataset in (datasets or {}).items():
+        catalog[name] = dataset
+    SequentialRunner().run(pipe, catalog)
+    return catalog
+
+
+@pytest.fixture(scope="module")
+def physionet(physionet2012_dir: Path) -> DataCatalog:
+    """Ingestion + features on the real PhysioNet 2012 records, in memory."""
+    from ehr_adversarial.pipelines.features import create_pipeline as create_features
+    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
+
+    return _run_in_memory(create_ingestion(source="physionet2012") + create_features(source="physionet2012"), _parameters())
+
+
+@pytest.fixture(scope="module")
+def mimic3(mimic3_demo_dir: Path, tmp_path_factory) -> DataCatalog:
+    """Ingestion + features on the MIMIC-III demo, in memory (DuckDB in a temporary folder)."""
+    from ehr_adversarial.datasets.database import DatabaseDataset
+    from ehr_adversarial.pipelines.features import create_pipeline as create_features
+    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
+
+    database = DatabaseDataset(engine="duckdb", filepath=str(tmp_path_factory.mktemp("mimic3") / "mimic3.duckdb"))
+    return _run_in_memory(create_ingestion(source="mimic3") + create_features(source="mimic3"), _parameters(), {"mimic3.database": database})
+
+
+@pytest.mark.slow
+def test_ehrdiff_on_real_physionet_training_records(physionet: DataCatalog):
+    train = physionet.load("physionet2012.full.model_input_train")
+    splits = physionet.load("physionet2012.splits")
+    assert train["X"].shape == (3200, 48, 36)
+    params = _quick(_parameters()["synthesis"]["physionet2012"]["ehrdiff"])
+    matrix = ehrdiff.record_matrix(train)
+    model = ehrdiff.fit_ehrdiff(matrix, ehrdiff.matrix_layout(train, matrix), params, "cpu", 0)
+    assert model.config["n_train_records"] == 3200
+    fill = scaled_fill(physionet.load("physionet2012.full.feature_spec"))
+    synthetic = ehrdiff.sample_ehrdiff(model, 50, params, "cpu", 0, fill, splits["record_id"].to_numpy())
+    _check_contract(synthetic, 50, 48, 36, 8, splits["record_id"].to_numpy())
+
+
+@pytest.mark.slow
+def test_synehrgy_on_real_physionet_training_records(physionet: DataCatalog):
+    splits = physionet.load("physionet2012.splits")
+    train_ids = splits.loc[splits["split"] == "train", "record_id"]
+    timeseries = physionet.load("physionet2012.timeseries")
+    static = physionet.load("physionet2012.static")
+    train_ts = timeseries[timeseries["record_id"].isin(train_ids)]
+    train_static = static[static["record_id"].isin(train_ids)]
+    params = _quick(_parameters()["synthesis"]["physionet2012"]["synehrgy"]) | {"max_new_tokens": 200}
+    tokenizer = RecordTokenizer.fit(train_ts, train_static)
+    corpus = tokenizer.tokenize(train_ts, train_static)
+    assert len(corpus["record_id"]) == 3200
+    model = synehrgy.fit_gpt(corpus, tokenizer.vocab_size, params, "cpu", 0)
+    generated = synehrgy.sample_corpus(model, 12, params, "cpu", 0, splits["record_id"].to_numpy(), tokenizer.grammar())
+    assert len(generated["record_id"]) == 12 and generated["tokens"].dtype == np.int32
+    decoded_ts, decoded_static, _ = tokenizer.detokenize(generated)
+    # the grammar gives every record its covariates and a label: none is dropped
+    assert len(decoded_static) == 12 and decoded_static["label"].isin([0, 1]).all()
+    assert decoded_static["icu_type"].isin(["CCU", "CSRU", "MICU", "SICU"]).all()
+    assert set(decoded_ts["parameter"]) <= set(tokenizer.variables)
+    assert decoded_ts["minutes"].between(0, 2880).all() and decoded_ts["minutes"].dtype == np.int32
+
+
+@pytest.mark.slow
+def test_kmimic_on_real_physionet_training_records(physionet: DataCatalog):
+    train = physionet.load("physionet2012.full.model_input_train")
+    splits = physionet.load("physionet2012.splits")
+    params = _quick(_parameters()["synthesis"]["physionet2012"]["kmimic"])
+    static_vae = kmimic.fit_static_vae(train["static"], params["static_vae"], "cpu", 0)
+    temporal_vae = kmimic.fit_temporal_vae(train["X"], train["mask"], params["temporal_vae"], "cpu", 0)
+    gan = kmimic.fit_latent_gan(static_vae, temporal_vae, train["static"], train["X"], train["mask"], train["y"], params["latent_gan"], "cpu", 0)
+    # the label rate of the real train split: 443 deaths of 3200 (features pipeline, stratified)
+    assert gan.label_rates[1].item() == pytest.approx(443 / 3200)
+    fill = scaled_fill(physionet.load("physionet2012.full.feature_spec"))
+    synthetic = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 30, params, "cpu", 0, fill, splits["record_id"].to_numpy())
+    _check_contract(synthetic, 30, 48, 36, 8, splits["record_id"].to_numpy())
+
+
+@pytest.mark.slow
+def test_ehrdiff_with_the_real_mimic3_code_matrix(mimic3: DataCatalog, mimic3_demo_dir: Path):
+    from ehr_adversarial.pipelines.synthesis.nodes import build_code_matrix
+
+    train = mimic3.load("mimic3.sun2018.model_input_train")
+    static = mimic3.load("mimic3.static")
+    codes = build_code_matrix(train, static, mimic3.load("mimic3.diagnoses"))
+    # independently from the CSV: the 3-character categories (4 for E-codes) of the train stays' admissions
+    raw = pd.read_csv(mimic3_demo_dir / "DIAGNOSES_ICD.csv.gz", dtype={"icd9_code": str}).dropna(subset=["icd9_code"])
+    raw["category"] = np.where(raw["icd9_code"].str.startswith("E"), raw["icd9_code"].str[:4], raw["icd9_code"].str[:3])
+    admissions = static.set_index("record_id").loc[train["record_id"], "hadm_id"]
+    expected = [sorted(set(raw.loc[raw["hadm_id"] == h, "category"])) for h in admissions]
+    assert codes["code_names"].tolist() == sorted(set().union(*map(set, expected)))
+    assert [sorted(codes["code_names"][np.flatnonzero(row)].tolist()) for row in codes["codes"]] == expected
+    assert codes["codes"].dtype == np.uint8
+
+    params = _quick(_parameters()["synthesis"]["mimic3"]["ehrdiff"])
+    matrix = ehrdiff.record_matrix(train, codes["codes"])
+    model = ehrdiff.fit_ehrdiff(matrix, ehrdiff.matrix_layout(train, matrix, codes["code_names"].tolist()), params, "cpu", 0)
+    real_ids = mimic3.load("mimic3.splits")["record_id"].to_numpy()
+    fill = scaled_fill(mimic3.load("mimic3.sun2018.feature_spec"))
+    synthetic = ehrdiff.sample_ehrdiff(model, 20, params, "cpu", 0, fill, real_ids)
+    _check_contract(synthetic, 20, 48, 19, 7, real_ids)
+    assert synthetic["codes"].shape == (20, len(codes["code_names"])) and synthetic["codes"].dtype == np.uint8
+    assert set(np.unique(synthetic["codes"])) <= {0, 1}
+    np.testing.assert_array_equal(synthetic["code_names"], codes["code_names"])
