@@ -44,6 +44,7 @@ DEMO_CHARTEVENTS = 758_355
 FULL_CHARTEVENTS = 330_712_483  # MIMIC-III v1.4
 # What the demo gives (tests/pipelines/test_ingestion_mimic3.py); N copies must give N× these.
 DEMO_INCLUDED, DEMO_TIMESERIES = 72, 24_510
+DUCKDB_MEMORY_LIMIT = "4GB"  # as conf/base/catalog_01_raw.yml
 
 
 def _peak_rss_mb() -> float:
@@ -113,7 +114,7 @@ def worker(engine: str, csv_dir: Path, dsn: str) -> dict:
         from ehr_adversarial.database import DuckDBDatabase
 
         path = csv_dir / "bench.duckdb"
-        result = _run_nodes(DuckDBDatabase(str(path)), params)
+        result = _run_nodes(DuckDBDatabase(str(path), memory_limit=DUCKDB_MEMORY_LIMIT), params)
         result["db_mb"] = path.stat().st_size / 2**20
     else:
         from ehr_adversarial.database import PostgresDatabase
@@ -213,8 +214,15 @@ def main() -> None:
             if any(v is None or v <= 0 for v in values):
                 continue
             b, a = _fit_exponent([float(n) for n in ns], values)
-            unit = "MB" if key == "peak_rss_mb" else "s"
-            print(f"  {engine:>8} {key:>12}: b = {b:.2f}; at N={factor:.0f}: {math.exp(a) * factor**b:,.0f} {unit}")
+            if key == "peak_rss_mb":
+                # Memory has a fixed part (interpreter, libraries): extrapolate the growth per copy.
+                slope = (values[-1] - values[0]) / max(ns[-1] - ns[0], 1)
+                linear = values[0] + slope * (factor - ns[0])
+                print(f"  {engine:>8} {key:>12}: b = {b:.2f}; at N={factor:.0f}: fit {math.exp(a) * factor**b:,.0f} MB, "
+                      f"linear growth {linear:,.0f} MB")
+            else:
+                print(f"  {engine:>8} {key:>12}: b = {b:.2f}; at N={factor:.0f}: fit {math.exp(a) * factor**b:,.0f} s, "
+                      f"linear from N={ns[-1]} {values[-1] * factor / ns[-1]:,.0f} s")
 
 
 if __name__ == "__main__":

@@ -305,6 +305,13 @@ _PG_DTYPES = {
 }
 
 
+def _typed_frame(rows: list[tuple], description: Any) -> pd.DataFrame:
+    """Rows of a PostgreSQL result as a DataFrame typed by the result's column types, not by
+    the values (an all-NULL column would otherwise come back as object)."""
+    frame = pd.DataFrame.from_records(rows, columns=[d.name for d in description])
+    return frame.astype({d.name: _PG_DTYPES[d.type_code] for d in description if d.type_code in _PG_DTYPES})
+
+
 class PostgresConnection(Connection):
     engine = "postgres"
     paramstyle = "pyformat"
@@ -326,17 +333,12 @@ class PostgresConnection(Connection):
             cur.itersize = _FETCH_ROWS
             cur.execute(sql, params or None)
             chunks = []
-            columns: list[str] | None = None
             while rows := cur.fetchmany(_FETCH_ROWS):
-                columns = columns or [d.name for d in cur.description]
-                chunks.append(pd.DataFrame.from_records(rows, columns=columns))
-            description = cur.description or []
-        columns = [d.name for d in description]
-        frame = pd.DataFrame(columns=columns) if not chunks else pd.concat(chunks, ignore_index=True)
-        # Typed by the result's column types, not by the values: an all-NULL column of a
-        # chunk would otherwise come back as object.
-        dtypes = {d.name: _PG_DTYPES[d.type_code] for d in description if d.type_code in _PG_DTYPES}
-        return frame.astype(dtypes)
+                chunks.append(_typed_frame(rows, cur.description))
+                del rows  # only one chunk of Python row tuples alive at a time
+            if not chunks:
+                return _typed_frame([], cur.description or [])
+        return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
     def _begin(self) -> None:
         # psycopg2 opens a transaction with the first statement; nothing to do.

@@ -297,6 +297,7 @@ def test_first_icustay_definition_keeps_one_stay_per_admission(demo_outputs, dem
     per_stay = demo_outputs["cohort"]
     expected = per_stay[per_stay["included"] & (per_stay["icustay_seq"] == 1)]
     assert set(included["icustay_id"]) == set(expected["icustay_id"])
+    assert len(included) == 68
 
 
 def test_measurements_match_an_independent_pandas_computation(demo_outputs, pandas_demo):

@@ -504,7 +504,8 @@ def extract_measurements(
         conn.create_temp_table("feature_items", feature_items, FEATURE_ITEM_TYPES)
         rows = pd.concat([_query_concept(conn, name) for name in ("vitals", "labs")], ignore_index=True)
     rows = rows.rename(columns={"reject_reason": "reason"})
-    rows = rows.sort_values(["record_id", "minutes", "parameter", "source_table", "row_id"], kind="stable")
+    # Vitals and labs never share a parameter, so (record, minute, parameter, row_id) is a total order.
+    rows = rows.sort_values(["record_id", "minutes", "parameter", "row_id"], kind="stable")
     kept = rows["reason"].isna()
     timeseries = _cast(rows.loc[kept], TIMESERIES_DTYPES).reset_index(drop=True)
     rejected = _cast(rows.loc[~kept], REJECTED_DTYPES).reset_index(drop=True)
