@@ -1,3 +1,4 @@
+# ruff: noqa: T201  (a command-line script: its printed lines are its report)
 """Benchmark: MIMIC-III ingestion (load + cohort/measurement SQL) at growing scale, DuckDB vs
 PostgreSQL side by side, with a pandas read_csv baseline for the load.
 
@@ -31,7 +32,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -136,7 +136,7 @@ def _fit_exponent(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """(b, a) of log y = a + b log x, least squares."""
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
     mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    b = sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sum((x - mx) ** 2 for x in lx)
+    b = sum((x - mx) * (y - my) for x, y in zip(lx, ly, strict=True)) / sum((x - mx) ** 2 for x in lx)
     return b, my - b * mx
 
 

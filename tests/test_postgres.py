@@ -15,7 +15,12 @@ import pandas as pd
 import pytest
 from kedro.io import DatasetError
 
-from ehr_adversarial.database import DatabaseConnectionError, DatabaseError, DuckDBDatabase, PostgresDatabase
+from ehr_adversarial.database import (
+    DatabaseConnectionError,
+    DatabaseError,
+    DuckDBDatabase,
+    PostgresDatabase,
+)
 from ehr_adversarial.datasets.database import DatabaseDataset
 from ehr_adversarial.pipelines.ingestion import mimic3
 from tests.pipelines.test_ingestion_mimic3 import (

@@ -99,7 +99,8 @@ class Connection:
     engine: ClassVar[str]
     paramstyle: ClassVar[str]
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, conn: Any, where: str) -> None:
+        self._conn = conn  # the driver's connection
         self.where = where
         self._in_transaction = False
 
@@ -118,13 +119,13 @@ class Connection:
         raise NotImplementedError
 
     def _commit(self) -> None:
-        raise NotImplementedError
+        self._conn.commit()
 
     def _rollback(self) -> None:
-        raise NotImplementedError
+        self._conn.rollback()
 
     def close(self) -> None:
-        raise NotImplementedError
+        self._conn.close()
 
     def copy_csv(self, table: str, columns: Mapping[str, str], path: Path) -> int:
         """Bulk-load the CSV(.gz) `path` (header line first, columns in file order with their
@@ -219,10 +220,6 @@ class DuckDBConnection(Connection):
     engine = "duckdb"
     paramstyle = "dollar"
 
-    def __init__(self, conn: Any, where: str) -> None:
-        super().__init__(where)
-        self._conn = conn
-
     def _run(self, sql: str, params: dict[str, Any]) -> None:
         self._conn.execute(sql, params)
 
@@ -235,15 +232,6 @@ class DuckDBConnection(Connection):
     def _autocommit(self) -> None:
         # DuckDB commits each statement outside an explicit transaction by itself.
         pass
-
-    def _commit(self) -> None:
-        self._conn.commit()
-
-    def _rollback(self) -> None:
-        self._conn.rollback()
-
-    def close(self) -> None:
-        self._conn.close()
 
     def copy_csv(self, table: str, columns: Mapping[str, str], path: Path) -> int:
         import duckdb
@@ -317,8 +305,7 @@ class PostgresConnection(Connection):
     paramstyle = "pyformat"
 
     def __init__(self, conn: Any, where: str) -> None:
-        super().__init__(where)
-        self._conn = conn
+        super().__init__(conn, where)
         self._cursor_seq = 0
 
     def _run(self, sql: str, params: dict[str, Any]) -> None:
@@ -349,15 +336,6 @@ class PostgresConnection(Connection):
 
     def _recover(self) -> None:
         self._conn.rollback()
-
-    def _commit(self) -> None:
-        self._conn.commit()
-
-    def _rollback(self) -> None:
-        self._conn.rollback()
-
-    def close(self) -> None:
-        self._conn.close()
 
     def copy_csv(self, table: str, columns: Mapping[str, str], path: Path) -> int:
         import psycopg2

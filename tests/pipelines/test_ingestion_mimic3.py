@@ -351,7 +351,7 @@ def test_diagnoses_match_pandas(demo_outputs, pandas_demo):
 def test_feature_items_are_checked_against_the_dictionaries(demo_outputs, demo_params):
     items = demo_outputs["feature_items"]
     assert len(items) == len(SPEC_LAB_ITEMS) + len(SPEC_VITAL_ITEMS)
-    assert dict(zip(items["itemid"], items["parameter"])) == {**SPEC_LAB_ITEMS, **SPEC_VITAL_ITEMS}
+    assert dict(zip(items["itemid"], items["parameter"], strict=True)) == {**SPEC_LAB_ITEMS, **SPEC_VITAL_ITEMS}
     features = {**demo_params["features"], "Mg": {**demo_params["features"]["Mg"], "items": {51237: "Magnesium"}}}
     with pytest.raises(ValueError, match=r"Mg itemid 51237: labelled 'INR\(PT\)', expected 'Magnesium'"):
         mimic3.check_feature_items(demo_outputs["database"], {}, {**demo_params, "features": features})

@@ -3,7 +3,7 @@
 -- (label, fluid) for LABEVENTS items. The pipeline fails when an item is unknown, is not
 -- charted where it is read from, or its label differs from the expected one (as mimic-code's
 -- pivoted_vital documents its itemids by D_ITEMS label).
--- Temporary table: feature_items (see vitals.sql), with expected_label.
+-- Temporary table: feature_items (see measurements.sql), with expected_label.
 SELECT
     f.parameter,
     f.source_table,

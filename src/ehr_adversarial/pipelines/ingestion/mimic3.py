@@ -40,8 +40,7 @@ FULL_URL = "https://physionet.org/content/mimiciii/1.4/"
 SQL_TABLES = {
     "cohort": ("icustays", "admissions", "patients"),
     "feature_items_check": ("d_items", "d_labitems"),
-    "vitals": ("chartevents",),
-    "labs": ("labevents",),
+    "measurements": ("chartevents", "labevents"),
     "diagnoses": ("diagnoses_icd", "d_icd_diagnoses"),
 }
 REQUIRED_TABLES = tuple(dict.fromkeys(t for tables in SQL_TABLES.values() for t in tables))
@@ -502,10 +501,7 @@ def extract_measurements(
     with database.connect() as conn:
         conn.create_temp_table("cohort_stays", stays, COHORT_STAYS_TYPES)
         conn.create_temp_table("feature_items", feature_items, FEATURE_ITEM_TYPES)
-        rows = pd.concat([_query_concept(conn, name) for name in ("vitals", "labs")], ignore_index=True)
-    rows = rows.rename(columns={"reject_reason": "reason"})
-    # Vitals and labs never share a parameter, so (record, minute, parameter, row_id) is a total order.
-    rows = rows.sort_values(["record_id", "minutes", "parameter", "row_id"], kind="stable")
+        rows = _query_concept(conn, "measurements").rename(columns={"reject_reason": "reason"})
     kept = rows["reason"].isna()
     timeseries = _cast(rows.loc[kept], TIMESERIES_DTYPES).reset_index(drop=True)
     rejected = _cast(rows.loc[~kept], REJECTED_DTYPES).reset_index(drop=True)
