@@ -101,21 +101,7 @@ def _tokenize_train(
     train = _train_ids(splits)
     timeseries = timeseries[timeseries["record_id"].isin(train)]
     static = static[static["record_id"].isin(train)]
-    settings = generator["tokenizer"]
-    tokenizer = RecordTokenizer.fit(
-        timeseries,
-        static,
-        codes,
-        n_bins=settings["n_bins"],
-        binning=settings["binning"],
-        trim_quantiles=settings["trim_quantiles"],
-        continuous_covariates=settings["continuous_covariates"],
-        categorical_covariates=settings["categorical_covariates"],
-        gap_edges_hours=settings["gap_edges_hours"],
-        on_unknown=settings["on_unknown"],
-        window_minutes=settings["window_minutes"],
-        time_resolution_minutes=settings["time_resolution_minutes"],
-    )
+    tokenizer = RecordTokenizer.fit(timeseries, static, codes, **generator["tokenizer"])
     return tokenizer.to_dict(), tokenizer.tokenize(timeseries, static, codes)
 
 
