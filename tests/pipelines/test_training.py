@@ -134,10 +134,11 @@ def test_pipeline_outputs_every_artifact(physionet_run):
         assert history["best"].sum() == 1
     for model in MODEL_FEATURE_SETS["physionet2012"]:
         test = catalog.load(f"physionet2012.{model}.test_predictions")
-        assert list(test.columns) == ["record_id", "y_true", "y_prob"]
+        assert list(test.columns) == ["record_id", "y_true", "y_prob", "split", "group"]
         assert len(test) == 160 and test["y_prob"].between(0, 1).all()
+        assert set(test["split"]) == {"test"}
         metrics = catalog.load(f"physionet2012.{model}.metrics")
-        assert metrics["n_test"] == 160
+        assert metrics["n_test"] == 160 and metrics["test_split"] == "test (group a)"
         for value in metrics["test"].values():
             assert value["ci_low"] <= value["value"] <= value["ci_high"]
         cv = catalog.load(f"physionet2012.{model}.cv_results")
@@ -149,6 +150,22 @@ def test_pipeline_outputs_every_artifact(physionet_run):
     assert table["auprc"].is_monotonic_decreasing
     report = catalog.load("physionet2012.model_comparison_report")
     assert "| gbm | full |" in report and "| lstm_sun2018 | sun2018 |" in report
+
+
+def test_thresholds_come_from_validation_or_out_of_fold_predictions_never_test(physionet_run):
+    catalog = physionet_run
+    for model in ("lstm_sun2018", "dssm"):
+        metrics = catalog.load(f"physionet2012.{model}.metrics")
+        assert metrics["threshold_split"]["name"] == "validation (group a)"
+        assert metrics["threshold_split"]["n"] == 80
+    for model in ("logreg", "gbm"):
+        metrics = catalog.load(f"physionet2012.{model}.metrics")
+        assert metrics["threshold_split"]["name"] == "train, out-of-fold (group a)"
+        assert metrics["refit_on"] == "train_and_validation"
+        oof = catalog.load(f"physionet2012.{model}.cv_predictions")
+        # max_folds 2 of 3 folds in this test: the records of folds 0 and 1
+        assert len(oof) == 160 and oof["y_prob"].notna().all()
+        assert set(oof["record_id"]).isdisjoint(catalog.load(f"physionet2012.{model}.test_predictions")["record_id"])
 
 
 def test_models_learn_the_synthetic_signal(physionet_run):
@@ -233,7 +250,9 @@ def test_summary_statistics_of_a_hand_made_record():
     assert (row["a__min"], row["a__max"]) == (pytest.approx(0.2), pytest.approx(0.6))
     assert (row["a__first"], row["a__last"]) == (pytest.approx(0.2), pytest.approx(0.4))
     assert row["a__std"] == pytest.approx(np.std([0.2, 0.6, 0.4]))
-    assert row["a__mean_last24h"] == pytest.approx(0.4)
+    assert row["a__mean_first24h"] == pytest.approx(0.4)  # hours 3 and 10
+    assert row["a__mean_last24h"] == row["a__min_last24h"] == row["a__max_last24h"] == pytest.approx(0.4)
+    assert np.isnan(row["a__mean_last6h"])  # nothing measured in hours 42-47
     assert row["a__count"] == 3 and row["a__hours_since_last"] == 17
     # a feature never measured: NaN statistics and a zero count
     assert np.isnan(row["b__mean"]) and np.isnan(row["b__last"]) and row["b__count"] == 0

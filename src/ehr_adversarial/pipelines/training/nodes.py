@@ -139,10 +139,13 @@ def _selection(cv_results: pd.DataFrame, candidates: list[dict[str, Any]], monit
                                        "n_folds": int(cv_results["fold"].nunique())}}
 
 
-def _prediction_frame(bundle: Mapping[str, np.ndarray], prob: np.ndarray) -> pd.DataFrame:
+def _prediction_frame(bundle: Mapping[str, np.ndarray], prob: np.ndarray, split: str) -> pd.DataFrame:
+    """record_id, y_true, y_prob (P(death)), split (which predictions these are), group."""
+    n = len(bundle["y"])
+    group = np.asarray(bundle["group"]).astype(str) if "group" in bundle else np.full(n, "")
     return pd.DataFrame({"record_id": np.asarray(bundle["record_id"], dtype=np.int64),
                          "y_true": np.asarray(bundle["y"], dtype=np.int64),
-                         "y_prob": prob.astype(np.float64)})
+                         "y_prob": prob.astype(np.float64), "split": split, "group": group})
 
 
 # ---------------------------------------------------------------- torch models
@@ -230,9 +233,13 @@ def train_torch_model(
 
 
 def predict_torch_model(
-    model: nn.Module, model_input: Mapping[str, np.ndarray], feature_spec: Mapping[str, Any], device: str
+    model: nn.Module,
+    model_input: Mapping[str, np.ndarray],
+    feature_spec: Mapping[str, Any],
+    device: str,
+    split: str = "test",
 ) -> pd.DataFrame:
-    """P(death) per record (eval mode, prior shift removed)."""
+    """P(death) per record of the `split` bundle (eval mode, prior shift removed)."""
     check_model_input(model_input, feature_spec, "model input")
     check_model_matches_data(model.config, model_input, feature_spec, "the model input")
     torch_device = resolve_device(device)
@@ -240,7 +247,8 @@ def predict_torch_model(
     with limited_threads(DEFAULT_THREADS):
         logits = predict_logits(model, to_tensors(model_input, torch_device),
                                 model.config.get("batch_size", 256))
-    return _prediction_frame(model_input, death_probability(logits, model.config["probability_shift"]))
+    prob = death_probability(logits, model.config["probability_shift"])
+    return _prediction_frame(model_input, prob, split)
 
 
 # ---------------------------------------------------------------- scikit-learn baselines
@@ -276,45 +284,70 @@ def select_estimator_config(
     feature_spec: Mapping[str, Any],
     training: Mapping[str, Any],
     seed: int,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """k-fold CV of the summary-statistics baseline over `training.cv.grid` on the train split."""
+) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
+    """k-fold CV of the summary-statistics baseline over `training.cv.grid` on the train split.
+
+    Returns per-fold scores, the selected config and the selected candidate's out-of-fold
+    predictions (each train record predicted by the model that did not see its fold).
+    """
     check_model_input(model_input_train, feature_spec, "model_input_train")
     fold, held_out = _folds(model_input_train, splits, training.get("cv", {}).get("max_folds", 99))
     features, y = _summaries(model_input_train, feature_spec), np.asarray(model_input_train["y"])
     candidates = _candidates(training)
-    rows = []
+    rows, out_of_fold = [], []
     for c, candidate in enumerate(candidates):
+        prob = np.full(y.size, np.nan)
         for f in held_out:
             start = time.perf_counter()
             train, held = fold != f, fold == f
             with limited_threads(training.get("n_threads", DEFAULT_THREADS)):
                 estimator = _estimator(candidate, seed).fit(features[train], y[train])
-                prob = estimator.predict_proba(features[held])[:, 1]
-            rows.append({"candidate": c, "fold": f, "auroc": roc_auc_score(y[held], prob),
-                         "auprc": average_precision_score(y[held], prob),
+                shift = prior_shift(class_weights(y[train], candidate.get("class_weight", "none")))
+                prob[held] = _estimator_probability(estimator, features[held], shift)
+            rows.append({"candidate": c, "fold": f, "auroc": roc_auc_score(y[held], prob[held]),
+                         "auprc": average_precision_score(y[held], prob[held]),
                          "seconds": time.perf_counter() - start})
-    return pd.DataFrame(rows), _selection(pd.DataFrame(rows), candidates, training["monitor"])
+        out_of_fold.append(prob)
+    cv_results = pd.DataFrame(rows)
+    selected = _selection(cv_results, candidates, training["monitor"])
+    held = np.isin(fold, held_out)
+    predictions = _prediction_frame(model_input_train, out_of_fold[selected["cv"]["candidate"]],
+                                    "train, out-of-fold")
+    return cv_results, selected, predictions[held].reset_index(drop=True)
 
 
 def fit_estimator(
     model_input_train: Mapping[str, np.ndarray],
+    model_input_validation: Mapping[str, np.ndarray],
     feature_spec: Mapping[str, Any],
     selected_config: Mapping[str, Any],
     seed: int,
 ):
-    """Refit the selected baseline on the whole train split."""
+    """Refit the selected baseline on the train split, or on train + validation when
+    `refit_on: train_and_validation` (no early stopping needs the validation split here, and the
+    baseline gains from more records; its threshold then comes from the CV predictions)."""
     check_model_input(model_input_train, feature_spec, "model_input_train")
-    y = np.asarray(model_input_train["y"])
+    bundles = [model_input_train]
+    refit_on = selected_config.get("refit_on", "train")
+    if refit_on == "train_and_validation":
+        check_model_input(model_input_validation, feature_spec, "model_input_validation")
+        bundles.append(model_input_validation)
+    elif refit_on != "train":
+        raise ValueError(f"refit_on is {refit_on!r}; use train or train_and_validation")
+    features = pd.concat([_summaries(b, feature_spec) for b in bundles])
+    y = np.concatenate([np.asarray(b["y"]) for b in bundles])
     with limited_threads(selected_config.get("n_threads", DEFAULT_THREADS)):
-        estimator = _estimator(selected_config, seed).fit(_summaries(model_input_train, feature_spec), y)
-    weights = class_weights(y, selected_config.get("class_weight", "none"))
+        estimator = _estimator(selected_config, seed).fit(features, y)
     # same prior-shift correction as the torch models (0 without class weights)
-    estimator.probability_shift_ = prior_shift(weights)
+    estimator.probability_shift_ = prior_shift(class_weights(y, selected_config.get("class_weight", "none")))
+    logger.info("fitted %s on %d records (%s)", selected_config["estimator"], y.size, refit_on)
     return estimator
 
 
-def predict_estimator(estimator, model_input: Mapping[str, np.ndarray], feature_spec: Mapping[str, Any]) -> pd.DataFrame:
-    """P(death) per record from the baseline."""
+def predict_estimator(
+    estimator, model_input: Mapping[str, np.ndarray], feature_spec: Mapping[str, Any], split: str = "test"
+) -> pd.DataFrame:
+    """P(death) per record of the `split` bundle from the baseline."""
     check_model_input(model_input, feature_spec, "model input")
     features = _summaries(model_input, feature_spec)
     expected = list(getattr(estimator, "feature_names_in_", features.columns))
@@ -323,38 +356,51 @@ def predict_estimator(estimator, model_input: Mapping[str, np.ndarray], feature_
                          f"input gives {features.shape[1]} (feature set {feature_spec['feature_set']!r})")
     with limited_threads(DEFAULT_THREADS):
         prob = _estimator_probability(estimator, features, estimator.probability_shift_)
-    return _prediction_frame(model_input, prob)
+    return _prediction_frame(model_input, prob, split)
 
 
 # ---------------------------------------------------------------- evaluation and reporting
 
 
+def _describe_split(predictions: pd.DataFrame) -> str:
+    """E.g. "test (group b)": the split and the source groups its records come from."""
+    splits = "+".join(sorted(predictions["split"].astype(str).unique()))
+    return f"{splits} (group {'+'.join(sorted(predictions['group'].astype(str).unique()))})"
+
+
 def evaluate_predictions(
-    validation_predictions: pd.DataFrame,
+    threshold_predictions: pd.DataFrame,
     test_predictions: pd.DataFrame,
     selected_config: Mapping[str, Any],
     feature_spec: Mapping[str, Any],
     evaluation: Mapping[str, Any],
     seed: int,
 ) -> dict[str, Any]:
-    """The single final evaluation: threshold chosen on validation (max F1), metrics with 95 %
-    bootstrap CIs on test. The validation metrics are reported for reference only."""
-    threshold = choose_threshold(validation_predictions["y_true"], validation_predictions["y_prob"])
+    """The single final evaluation on the test split, metrics with 95 % bootstrap CIs.
+
+    The decision threshold (for F1, precision, recall) maximises F1 on `threshold_predictions`:
+    the validation split for torch models, the out-of-fold CV predictions of the train split
+    for the baselines. Their metrics there are reported for reference.
+    """
+    threshold = choose_threshold(threshold_predictions["y_true"], threshold_predictions["y_prob"])
     test = bootstrap_metrics(test_predictions["y_true"], test_predictions["y_prob"], threshold,
                              n_bootstrap=int(evaluation["n_bootstrap"]), seed=seed,
                              confidence=float(evaluation["confidence"]))
+    threshold_split = _describe_split(threshold_predictions)
     return {
         "model": selected_config.get("architecture", selected_config.get("estimator")),
         "feature_set": feature_spec["feature_set"],
         "threshold": threshold,
-        "threshold_rule": "maximises F1 on the validation split",
+        "threshold_rule": f"maximises F1 on the predictions of {threshold_split}",
         "n_test": int(len(test_predictions)),
         "n_test_positive": int(test_predictions["y_true"].sum()),
-        "n_validation": int(len(validation_predictions)),
+        "test_split": _describe_split(test_predictions),
         "test": test,
-        "validation": binary_metrics(validation_predictions["y_true"],
-                                     validation_predictions["y_prob"], threshold),
+        "threshold_split": {"name": threshold_split, "n": int(len(threshold_predictions)),
+                            **binary_metrics(threshold_predictions["y_true"],
+                                             threshold_predictions["y_prob"], threshold)},
         "cv": dict(selected_config.get("cv", {})),
+        "refit_on": selected_config.get("refit_on", "train"),
     }
 
 

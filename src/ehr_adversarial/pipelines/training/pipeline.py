@@ -9,6 +9,8 @@ predictions, metrics and figures. Hyperparameters live in `training.<source>.<mo
 
 from __future__ import annotations
 
+from functools import partial, update_wrapper
+
 from kedro.pipeline import Node, Pipeline, node, pipeline
 
 from .nodes import (
@@ -32,10 +34,15 @@ MODEL_FEATURE_SETS: dict[str, dict[str, str]] = {
 TORCH_MODELS = frozenset({"lstm_sun2018", "dssm"})
 
 
-def _evaluation_nodes() -> list[Node]:
+def _for_split(func, split: str):
+    """`func` with its `split` argument bound, keeping the function's name for kedro-viz."""
+    return update_wrapper(partial(func, split=split), func)
+
+
+def _evaluation_nodes(threshold_predictions: str) -> list[Node]:
     return [
         node(evaluate_predictions,
-             ["validation_predictions", "test_predictions", "selected_config", "feature_spec",
+             [threshold_predictions, "test_predictions", "selected_config", "feature_spec",
               "params:evaluation", "params:seed"],
              "metrics", name="evaluate"),
         node(plot_evaluation, ["test_predictions", "metrics"],
@@ -53,13 +60,15 @@ def _torch_nodes() -> list[Node]:
              ["model_input_train", "model_input_validation", "feature_spec", "selected_config",
               "params:seed", "params:device"],
              ["model", "training_history"], name="train"),
-        node(predict_torch_model, ["model", "model_input_validation", "feature_spec", "params:device"],
+        node(_for_split(predict_torch_model, "validation"),
+             ["model", "model_input_validation", "feature_spec", "params:device"],
              "validation_predictions", name="predict_validation"),
-        node(predict_torch_model, ["model", "model_input_test", "feature_spec", "params:device"],
+        node(_for_split(predict_torch_model, "test"),
+             ["model", "model_input_test", "feature_spec", "params:device"],
              "test_predictions", name="predict_test"),
         node(plot_training_curves, ["training_history", "selected_config"], "training_curves",
              name="plot_training_curves"),
-        *_evaluation_nodes(),
+        *_evaluation_nodes("validation_predictions"),
     ]
 
 
@@ -67,14 +76,14 @@ def _estimator_nodes() -> list[Node]:
     return [
         node(select_estimator_config,
              ["model_input_train", "splits", "feature_spec", "params:model_training", "params:seed"],
-             ["cv_results", "selected_config"], name="select_config"),
-        node(fit_estimator, ["model_input_train", "feature_spec", "selected_config", "params:seed"],
+             ["cv_results", "selected_config", "cv_predictions"], name="select_config"),
+        node(fit_estimator,
+             ["model_input_train", "model_input_validation", "feature_spec", "selected_config",
+              "params:seed"],
              "estimator", name="fit"),
-        node(predict_estimator, ["estimator", "model_input_validation", "feature_spec"],
-             "validation_predictions", name="predict_validation"),
-        node(predict_estimator, ["estimator", "model_input_test", "feature_spec"],
+        node(_for_split(predict_estimator, "test"), ["estimator", "model_input_test", "feature_spec"],
              "test_predictions", name="predict_test"),
-        *_evaluation_nodes(),
+        *_evaluation_nodes("cv_predictions"),
     ]
 
 

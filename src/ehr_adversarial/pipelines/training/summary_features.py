@@ -1,8 +1,10 @@
 """Per-record summary statistics of the hourly tensors, the inputs of the scikit-learn baselines.
 
 Per dynamic feature, over the hours where it was measured (mask): mean, min, max,
-first, last, std, mean of the last 24 h, the number of measured hours, and the
-hours since its last measurement at hour 47; plus the static features. A feature
+first, last, std; the mean of the first 24 h, the mean, min and max of the last
+24 h and the mean of the last 6 h (the trend towards the end of the window); the
+number of measured hours and the hours since the last measurement at hour 47;
+plus the static features. A feature
 never measured gets NaN statistics (HistGradientBoosting handles NaN natively; the
 logistic regression imputes medians and adds missing-indicators).
 """
@@ -15,7 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-STATISTICS = ("mean", "min", "max", "first", "last", "std", "mean_last24h", "count", "hours_since_last")
+STATISTICS = ("mean", "min", "max", "first", "last", "std", "mean_first24h", "mean_last24h",
+              "min_last24h", "max_last24h", "mean_last6h", "count", "hours_since_last")
 
 
 def summary_statistics(
@@ -45,7 +48,11 @@ def summary_statistics(
             "first": at_hour(first_hour),
             "last": at_hour(last_hour),
             "std": np.nanstd(observed, axis=1),
+            "mean_first24h": np.nanmean(observed[:, : n_hours // 2], axis=1),
             "mean_last24h": np.nanmean(observed[:, n_hours // 2 :], axis=1),
+            "min_last24h": np.nanmin(observed[:, n_hours // 2 :], axis=1),
+            "max_last24h": np.nanmax(observed[:, n_hours // 2 :], axis=1),
+            "mean_last6h": np.nanmean(observed[:, n_hours - 6 :], axis=1),
             "count": count.astype(np.float64),
             "hours_since_last": np.where(ever, n_hours - 1 - last_hour, np.nan),
         }
