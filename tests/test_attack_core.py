@@ -85,10 +85,12 @@ def linear() -> LinearLogits:
     return model
 
 
-@pytest.mark.parametrize("search", ["full", "bisect", "descending"])
+@pytest.mark.parametrize("search", ["full", "bisect", "descending", "continuation"])
 def test_attack_finds_the_analytic_minimal_l1_flip_and_stays_in_the_box(linear, search):
     lr = 0.005
-    config = AttackConfig(lambdas=LAMBDAS, lr=lr, max_iterations=1500, patience=50, search=search)
+    # A continuation run spends its whole budget walking the list, long enough at each λ here.
+    budget = {"max_iterations": 3000, "steps_per_lambda": 600} if search == "continuation" else {"max_iterations": 1500}
+    config = AttackConfig(lambdas=LAMBDAS, lr=lr, patience=50, search=search, **budget)
     result = l1_attack(linear, RECORDS, LABELS, config)
     assert result.success.all()
     for i, (x, label) in enumerate(zip(RECORDS, LABELS)):
@@ -166,7 +168,8 @@ def test_a_lambda_above_every_gradient_stalls_at_zero_after_one_pass(linear):
 def test_observed_only_perturbs_observed_cells_and_finds_the_masked_optimum(linear):
     observed = torch.ones_like(RECORDS, dtype=torch.bool)
     observed[:, 0, 0] = False  # the steepest coordinate may not move
-    config = AttackConfig(lambdas=LAMBDAS, lr=0.005, max_iterations=1500, patience=50, observed_only=True)
+    config = AttackConfig(lambdas=LAMBDAS, lr=0.005, max_iterations=1500, patience=50, observed_only=True,
+                          search="bisect")
     record = slice(2, 3)
     result = l1_attack(linear, RECORDS[record], LABELS[record], config, observed=observed[record])
     assert result.success[0]
@@ -288,3 +291,21 @@ def test_lambda_list_is_log_spaced_like_the_paper():
     ratios = np.diff(np.log(lambdas))
     assert np.allclose(ratios, ratios[0])
     assert AttackConfig(lambdas=lambdas).lambdas == tuple(sorted(lambdas, reverse=True))
+
+
+def test_continuation_starts_below_the_steepest_gradient_and_walks_down_until_the_flip():
+    # One coordinate, w = 2: λ ≥ 2 would keep δ at 0, so the run starts at 1.9. At lr 0.01, δ grows by
+    # lr·(2 − λ) per step and the margin 1.1 falls by twice that: 4 steps at λ = 1.9 (δ 0.004, margin
+    # 1.092), 4 at λ = 1.0 (δ 0.044, margin 1.012), then λ = 0.5, the last, 0.03 per step: 34 more
+    # steps, so the first flip is at iteration 42.
+    model = LinearLogits(torch.tensor([[2.0]]), -0.5)
+    x = torch.tensor([[[0.8]]], dtype=torch.float64)
+    config = AttackConfig(lambdas=(3.0, 1.9, 1.0, 0.5), lr=0.01, patience=0, steps_per_lambda=4,
+                          search="continuation")
+    result = l1_attack(model, x, torch.tensor([1]), config)
+    assert result.success[0] and int(result.runs[0]) == 1
+    assert int(result.first_iteration[0]) == 42 and float(result.lambda_best[0]) == 0.5
+    expected = -(4 * 0.001 + 4 * 0.01 + 34 * 0.015)
+    torch.testing.assert_close(result.delta_first[0, 0, 0], torch.tensor(expected, dtype=torch.float64))
+    with pytest.raises(ValueError, match="steps_per_lambda must be ≥ 1"):
+        AttackConfig(lambdas=(0.1,), steps_per_lambda=0)

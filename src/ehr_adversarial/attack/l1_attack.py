@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
-SEARCHES = ("bisect", "descending", "full")
+SEARCHES = ("continuation", "bisect", "descending", "full")
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,11 @@ class AttackConfig:
     max_iterations: gradient steps per (record, λ) run.
     patience: after a success, keep iterating while the smallest successful L1 improved within
         this many iterations (0 = stop at the first label flip, as the paper's code).
-    search: `bisect` (binary search for the largest λ that succeeds), `descending` (λ from large
-        to small, stop at the first success), `full` (every λ, as the paper).
+    search: `continuation` (one warm-started run per record whose λ walks down the list every
+        `steps_per_lambda` iterations until the label flips; `max_iterations` is then the budget of
+        the whole run), `bisect` (binary search for the largest λ that succeeds), `descending` (λ
+        from large to small, a fresh run each, stop at the first success), `full` (every λ, as the paper).
+    steps_per_lambda: iterations at each λ of a continuation run before moving to the next smaller.
     observed_only: perturb only cells that were observed (needs a mask).
     stall_tol: a run without success stops when no cell of δ moved more than this (fixed point).
     chunk_size: records per batch; bounds memory.
@@ -52,7 +55,8 @@ class AttackConfig:
     kappa: float = 0.0
     max_iterations: int = 100
     patience: int = 10
-    search: str = "bisect"
+    search: str = "continuation"
+    steps_per_lambda: int = 4
     observed_only: bool = False
     stall_tol: float = 1e-7
     chunk_size: int = 512
@@ -74,6 +78,8 @@ class AttackConfig:
             raise ValueError(f"attack patience must be ≥ 0; got {self.patience}.")
         if self.search not in SEARCHES:
             raise ValueError(f"attack search is {self.search!r}; it must be one of {', '.join(SEARCHES)}.")
+        if self.steps_per_lambda < 1:
+            raise ValueError(f"attack steps_per_lambda must be ≥ 1; got {self.steps_per_lambda}.")
         if self.stall_tol < 0:
             raise ValueError(f"attack stall_tol must be ≥ 0; got {self.stall_tol}.")
         if self.chunk_size < 1:
@@ -172,19 +178,26 @@ class _RunOutcome:
     delta_first: Tensor
     delta_best: Tensor
     forward_passes: Tensor
+    lambda_best: Tensor
 
 
 Forward = Callable[[Tensor, Tensor], Tensor]
 """forward(x_adv, rows) → logits, where `rows` index the batch's records (for their other inputs)."""
 
 
-def _ista_run(forward: Forward, x: Tensor, label: Tensor, lam: Tensor, cell_mask: Tensor | None,
-              config: AttackConfig) -> _RunOutcome:
-    """One proximal-gradient run per record of the batch, record b with threshold lr·lam[b].
+def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_index: Tensor | None,
+              cell_mask: Tensor | None, config: AttackConfig, continuation: bool = False) -> _RunOutcome:
+    """One proximal-gradient run per record of the batch, record b with threshold lr·lambdas[lam_index[b]].
 
     Iteration k evaluates δ_k (δ_0 = 0), then steps to δ_{k+1}. A record leaves the active set
     when its best successful δ has not improved for `patience` iterations, or, without success,
     when δ stopped moving (a fixed point: the model is deterministic, so it would never move).
+
+    With `continuation`, λ is a schedule instead: each record starts at the largest λ below its
+    largest gradient component at δ = 0 (a larger λ would keep δ at exactly 0) and moves to the
+    next smaller λ every `steps_per_lambda` iterations, or at once when δ stalls, until it flips;
+    δ carries over (warm start). After the first flip it moves back up the list every
+    `steps_per_lambda` iterations while its iterate still flips. `lam_index` is ignored.
     """
     n = x.shape[0]
     device = x.device
@@ -195,8 +208,11 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lam: Tensor, cell_mask
     first_iteration = torch.full((n,), -1, dtype=torch.long, device=device)
     best_iteration = torch.full((n,), -1, dtype=torch.long, device=device)
     best_l1 = torch.full((n,), math.inf, dtype=torch.float64, device=device)
+    lambda_best = torch.full((n,), math.nan, dtype=torch.float64, device=device)
     forward_passes = torch.zeros(n, dtype=torch.long, device=device)
-    threshold = (config.lr * lam).to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    index = torch.zeros(n, dtype=torch.long, device=device) if lam_index is None else lam_index.clone()
+    since_change = torch.zeros(n, dtype=torch.long, device=device)  # iterations at the current λ
+    shape = (-1, *([1] * (x.dim() - 1)))
     active = torch.arange(n, device=device)
 
     for k in range(config.max_iterations + 1):
@@ -215,6 +231,7 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lam: Tensor, cell_mask
             best_rows = rows[improved]
             best_l1[best_rows] = l1[improved]
             best_iteration[best_rows] = k
+            lambda_best[best_rows] = lambdas[index[best_rows]]
             delta_best[best_rows] = current.detach()[improved]
             # δ = 0 already flips the label (a misclassified record): nothing smaller exists.
             settled = (best_iteration[rows] >= 0) & (
@@ -224,15 +241,35 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lam: Tensor, cell_mask
             break
         (grad,) = torch.autograd.grad(margin.clamp(min=-config.kappa).sum(), current)
         with torch.no_grad():
+            if continuation and k == 0:
+                # The largest λ that lets some cell move: λ ≥ max|∇| keeps δ at exactly 0.
+                movable = grad.abs() if cell_mask is None else grad.abs() * cell_mask[rows]
+                steepest = movable.flatten(1).amax(1).to(lambdas.dtype)
+                index[rows] = (lambdas[None, :] >= steepest[:, None]).sum(1).clamp(max=len(lambdas) - 1)
+            threshold = (config.lr * lambdas[index[rows]]).to(x.dtype).view(shape)
             before = current.detach()
             stepped = before - config.lr * grad
-            stepped = stepped.sign() * (stepped.abs() - threshold[rows]).clamp(min=0)
+            stepped = stepped.sign() * (stepped.abs() - threshold).clamp(min=0)
             stepped = torch.maximum(torch.minimum(stepped, upper[rows]), lower[rows])
             if cell_mask is not None:
                 stepped = stepped * cell_mask[rows]
             stalled = ~success & ((stepped - before).abs().flatten(1).amax(1) <= config.stall_tol)
             delta[rows] = stepped
-            active = rows[~(settled | stalled)]
+            keep = ~(settled | stalled)
+            if continuation:
+                # Not flipped yet: after steps_per_lambda iterations, or a stall, the next smaller λ.
+                # Flipped: while the iterate still flips, the next larger λ every steps_per_lambda
+                # iterations, so shrinkage prunes the cells the smaller λ let move (sparser δ).
+                since_change[rows] += 1
+                searching = first_iteration[rows] < 0
+                due = since_change[rows] >= config.steps_per_lambda
+                down = searching & (due | stalled) & (index[rows] < len(lambdas) - 1)
+                up = ~searching & success & due & (index[rows] > 0)
+                index[rows[down]] += 1
+                index[rows[up]] -= 1
+                since_change[rows[down | up]] = 0
+                keep = ~settled & (~stalled | down)
+            active = rows[keep]
         if active.numel() == 0:
             break
     return _RunOutcome(
@@ -243,6 +280,7 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lam: Tensor, cell_mask
         delta_first=delta_first,
         delta_best=delta_best,
         forward_passes=forward_passes,
+        lambda_best=lambda_best,
     )
 
 
@@ -252,7 +290,8 @@ class _LambdaSearch:
     λ large → only cells with a steep margin gradient move, so a success is sparse and small;
     too large → no success. Assuming success is monotone in λ, the smallest perturbation is near
     the largest λ that succeeds; `bisect` finds that λ in ⌈log2(L+1)⌉ runs, `descending` walks
-    down to it, `full` tries every λ (the paper's sweep). Every strategy keeps the smallest L1
+    down to it, `full` tries every λ (the paper's sweep); `continuation` makes one warm-started
+    run that walks down the list itself (see `_ista_run`). Every strategy keeps the smallest L1
     over all runs it made.
     """
 
@@ -281,7 +320,7 @@ class _LambdaSearch:
             self.next_index[rows] = (low + high) // 2
         else:
             self.next_index[rows] = tried + 1
-            finished = tried + 1 >= self.n_lambdas
+            finished = (tried + 1 >= self.n_lambdas) | (self.strategy == "continuation")
             if self.strategy == "descending":
                 finished = finished | success
             self.done[rows] = finished
@@ -358,21 +397,21 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
         "forward_passes": torch.zeros(n, dtype=torch.long, device=device),
     }
     while (pending := search.pending()).numel():
-        lam = lambdas[search.next_index[pending]]
 
         def forward(x_adv: Tensor, rows: Tensor, _pending: Tensor = pending) -> Tensor:
             index = _pending[rows]
             return model(x_adv, **{name: value[index] for name, value in inputs.items()})
 
-        run = _ista_run(forward, x[pending], label[pending],
-                        lam, None if cell_mask is None else cell_mask[pending], config)
+        run = _ista_run(forward, x[pending], label[pending], lambdas, search.next_index[pending],
+                        None if cell_mask is None else cell_mask[pending], config,
+                        continuation=config.search == "continuation")
         out["runs"][pending] += 1
         out["forward_passes"][pending] += run.forward_passes
         better = run.success & (run.best_l1 < best_l1[pending])
         rows = pending[better]
         best_l1[rows] = run.best_l1[better]
         out["success"][rows] = True
-        out["lambda_best"][rows] = lam[better]
+        out["lambda_best"][rows] = run.lambda_best[better]
         out["first_iteration"][rows] = run.first_iteration[better]
         out["best_iteration"][rows] = run.best_iteration[better]
         out["delta_first"][rows] = run.delta_first[better]
