@@ -129,7 +129,7 @@ def run_attack(
     rows = selection["row"].to_numpy()
     chosen = {name: np.asarray(value)[rows] for name, value in model_input_test.items()}
     tensors = _model_tensors(model, chosen, torch.device("cpu"))
-    if not torch.equal(tensors["y"], torch.as_tensor(selection["label"].to_numpy())):
+    if not torch.equal(tensors["y"], torch.tensor(selection["label"].to_numpy())):
         raise ValueError("the attack selection's labels differ from the test model input; they come from different runs.")
     inputs = {name: tensors[name] for name in model.inputs[1:]}
     started = time.perf_counter()
