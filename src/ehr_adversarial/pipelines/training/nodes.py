@@ -438,7 +438,8 @@ def comparison_markdown(table: pd.DataFrame, min_positives: int = 50) -> str:
                                                   for m in METRICS) + " |"
     lines = ["# Model comparison on the held-out test split", "",
              "Point estimate [95 % bootstrap CI]; F1/precision/recall at the threshold that "
-             "maximises F1 on the validation split.", "", header,
+             "maximises F1 on held-out predictions the test split never enters (the validation "
+             "split for the torch models, out-of-fold CV predictions for the baselines).", "", header,
              "|" + "---|" * (len(METRICS) + 2)]
     for _, row in table.iterrows():
         cells = [f"{row[m]:.3f} [{row[f'{m}_ci_low']:.3f}, {row[f'{m}_ci_high']:.3f}]" for m in METRICS]
