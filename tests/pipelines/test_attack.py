@@ -158,6 +158,10 @@ def test_namespaced_pipeline_writes_records_deltas_susceptibility_and_clinical_u
     ranking = out["cumulative_susceptibility"]
     assert set(ranking["feature"]) == set(spec["feature_names"]) and ranking["rank"].min() == 1
 
+    for figure in ("susceptibility_heatmaps", "cumulative_susceptibility_plot", "attack_histograms",
+                   "susceptibility_over_hours"):
+        assert out[figure].axes, figure
+
     cells = out["attack_perturbations"]
     assert len(cells) == int(records.loc[won, "l0_best"].sum())
     np.testing.assert_allclose(cells["change"], cells["delta_scaled"] * 50.0)

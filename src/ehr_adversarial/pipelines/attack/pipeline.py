@@ -13,6 +13,12 @@ from kedro.pipeline import Pipeline, node, pipeline
 from ehr_adversarial.pipelines.training import MODEL_FEATURE_SETS, TORCH_MODELS
 
 from .nodes import clinical_perturbations, run_attack, select_records, susceptibility_tables
+from .plots import (
+    plot_attack_histograms,
+    plot_cumulative_ranking,
+    plot_susceptibility_heatmaps,
+    plot_susceptibility_over_hours,
+)
 
 
 def create_model_pipeline(source: str, model: str) -> Pipeline:
@@ -30,6 +36,13 @@ def create_model_pipeline(source: str, model: str) -> Pipeline:
              ["susceptibility", "cumulative_susceptibility"], name="susceptibility"),
         node(clinical_perturbations, ["attack_records", "attack_deltas", "model_input_test", "feature_spec"],
              "attack_perturbations", name="clinical_perturbations"),
+        node(plot_susceptibility_heatmaps, "susceptibility", "susceptibility_heatmaps",
+             name="plot_susceptibility_heatmaps"),
+        node(plot_cumulative_ranking, "cumulative_susceptibility", "cumulative_susceptibility_plot",
+             name="plot_cumulative_ranking"),
+        node(plot_attack_histograms, "attack_records", "attack_histograms", name="plot_attack_histograms"),
+        node(plot_susceptibility_over_hours, "susceptibility", "susceptibility_over_hours",
+             name="plot_susceptibility_over_hours"),
     ]
     return pipeline(
         nodes,
