@@ -10,8 +10,9 @@ lr·λ (the proximal operator of the L1 term), then projection onto the box X + 
 
 Everything runs on a batch of records at once, each with its own λ. A record leaves the active
 batch as soon as its run is decided (success and no better δ for `patience` iterations, or a
-fixed point without success), and the λ search over the list runs as rounds of such batched
-runs, each record at its own place in the list. See docs/attack.md.
+fixed point without success). The λ search is either one warm-started run per record whose λ
+walks the list (`continuation`, the default) or rounds of such batched runs, each record at its
+own place in the list (`bisect`, `descending`, `full`). See docs/attack.md.
 """
 
 from __future__ import annotations
