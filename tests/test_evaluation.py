@@ -86,9 +86,9 @@ def test_vectorised_ranking_metrics_equal_sklearn_with_ties():
     rng = np.random.default_rng(6)
     y = rng.integers(0, 2, (40, 200))
     p = np.round(rng.random((40, 200)), 1)  # many ties
-    np.testing.assert_allclose(roc_auc_rows(y, p), [roc_auc_score(a, b) for a, b in zip(y, p)], atol=1e-12)
+    np.testing.assert_allclose(roc_auc_rows(y, p), [roc_auc_score(a, b) for a, b in zip(y, p, strict=True)], atol=1e-12)
     np.testing.assert_allclose(average_precision_rows(y, p),
-                               [average_precision_score(a, b) for a, b in zip(y, p)], atol=1e-12)
+                               [average_precision_score(a, b) for a, b in zip(y, p, strict=True)], atol=1e-12)
 
 
 def test_bootstrap_threshold_metrics_equal_sklearn_per_replicate():

@@ -253,7 +253,7 @@ def test_one_training_step_and_input_gradients_on_cuda(name):
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
-    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
     x = batch["x"].clone().requires_grad_(True)
     with input_gradients(model) as m:
         m(*model_inputs(m, {**batch, "x": x}))[:, 1].sum().backward()
