@@ -81,6 +81,7 @@ def test_a_copying_generator_has_zero_dcr_and_full_exact_match():
     assert summary["dcr_median_ratio_to_baseline"] == 0.0
     # equal-sized references: copies of all 1000 train records vs a 1000-record holdout
     assert summary["share_closer_to_train"] == 1.0
+    assert summary["distinct_nearest_share"] == 1.0  # each copy finds its own original
     assert set(distances["comparison"]) == {
         "synthetic→train", "holdout→train", "synthetic→train_subsample", "synthetic→holdout"
     }
@@ -96,6 +97,14 @@ def test_independent_draws_look_like_the_holdout():
     assert summary["nndr_synthetic_to_train"]["median"] == pytest.approx(
         summary["nndr_holdout_to_train"]["median"], abs=0.05
     )
+
+
+def test_a_collapsed_generator_has_few_distinct_nearest_records():
+    train, holdout = _table(1000, seed=16), _table(500, seed=17)
+    collapsed = pd.DataFrame(np.repeat(train.iloc[[3, 500]].to_numpy() + 0.01, 300, axis=0), columns=train.columns)
+    summary, _ = privacy.distance_metrics(collapsed, train, holdout)
+    assert summary["distinct_nearest_share"] == 2 / 600
+    assert summary["distinct_nearest_share_holdout_baseline"] > 0.5
 
 
 def test_exact_match_rate_counts_copied_records():

@@ -30,9 +30,10 @@ EXACT_MATCH_TOLERANCE = 1e-6
 
 
 def nearest_distances(
-    query: np.ndarray | None, reference: np.ndarray, k: int = 1, n_jobs: int | None = None
-) -> np.ndarray:
-    """(len(query), k) Euclidean distances to the k nearest rows of `reference`, ascending.
+    query: np.ndarray | None, reference: np.ndarray, k: int = 1, n_jobs: int | None = None, return_index: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """(len(query), k) Euclidean distances to the k nearest rows of `reference`, ascending
+    (and their row numbers in `reference` with return_index).
 
     query=None queries `reference` against itself WITHOUT each row's match with itself
     (a duplicate record elsewhere in the set still counts, at distance 0).
@@ -41,8 +42,8 @@ def nearest_distances(
     if n_reference < k:
         raise ValueError(f"need at least {k} reference record(s) besides the query; have {n_reference}")
     index = NearestNeighbors(n_neighbors=k, algorithm="brute", n_jobs=n_jobs).fit(reference)
-    distances, _ = index.kneighbors(query, n_neighbors=k)
-    return distances
+    distances, rows = index.kneighbors(query, n_neighbors=k)
+    return (distances, rows) if return_index else distances
 
 
 def _subsample(values: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -88,8 +89,8 @@ def distance_metrics(
     rng = np.random.default_rng(seed)
     train_subsample = _subsample(train_values, len(holdout_values), rng)
 
-    synthetic_to_train = nearest_distances(synthetic_values, train_values, k=2)
-    holdout_to_train = nearest_distances(holdout_values, train_values, k=2)
+    synthetic_to_train, synthetic_nearest = nearest_distances(synthetic_values, train_values, k=2, return_index=True)
+    holdout_to_train, holdout_nearest = nearest_distances(holdout_values, train_values, k=2, return_index=True)
     synthetic_to_train_subsample = nearest_distances(synthetic_values, train_subsample)[:, 0]
     synthetic_to_holdout = nearest_distances(synthetic_values, holdout_values)[:, 0]
 
@@ -106,6 +107,10 @@ def distance_metrics(
         "share_closer_to_train": float(closer.mean() + 0.5 * ties.mean()),
         "nndr_synthetic_to_train": _summary(_nndr(synthetic_to_train)),
         "nndr_holdout_to_train": _summary(_nndr(holdout_to_train)),
+        # distinct nearest training records per query record: ≈ 0 when the output collapses
+        # onto a few points (then the DCR comparisons rest on those few neighbours)
+        "distinct_nearest_share": len(np.unique(synthetic_nearest[:, 0])) / len(synthetic_values),
+        "distinct_nearest_share_holdout_baseline": len(np.unique(holdout_nearest[:, 0])) / len(holdout_values),
         "exact_match_rate": _exact_share(synthetic_to_train[:, 0]),
         "exact_match_rate_holdout_baseline": _exact_share(holdout_to_train[:, 0]),
         "n_synthetic": len(synthetic_values),

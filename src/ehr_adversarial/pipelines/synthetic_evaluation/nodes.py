@@ -268,6 +268,7 @@ def _comparison_row(generator: str, fid: Mapping[str, Any], util: Mapping[str, A
             "nndr_median": priv["nndr_synthetic_to_train"]["median"],
             "nndr_median_baseline": priv["nndr_holdout_to_train"]["median"],
             "exact_match_rate": priv["exact_match_rate"],
+            "distinct_nearest_share": priv["distinct_nearest_share"],
         }
     )
     for target, scores in priv["attribute_inference"].items():
@@ -321,7 +322,8 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
             ("MIA AUC", "mia_auc"), ("DCR median syn→train", "dcr_median_synthetic_to_train"),
             ("DCR median holdout→train (baseline)", "dcr_median_holdout_to_train"), ("DCR ratio", "dcr_ratio_to_baseline"),
             ("share closer to train", "share_closer_to_train"), ("NNDR median", "nndr_median"),
-            ("NNDR baseline", "nndr_median_baseline"), ("exact matches", "exact_match_rate"), *attribute_columns]),
+            ("NNDR baseline", "nndr_median_baseline"), ("exact matches", "exact_match_rate"),
+            ("distinct nearest records", "distinct_nearest_share"), *attribute_columns]),
     ]
     return "\n".join(lines) + "\n"
 
