@@ -10,8 +10,9 @@ import torch
 from kedro.io import DatasetError
 from kedro.io.core import Version
 
+from ehr_adversarial.attack import input_gradient_mode
 from ehr_adversarial.datasets.torch_model import TorchModelDataset, check_model_matches_data
-from ehr_adversarial.models import MODEL_CLASSES, build_model, input_gradients, model_inputs
+from ehr_adversarial.models import MODEL_CLASSES, build_model, model_inputs
 
 N_HOURS, N_FEATURES, N_STATIC = 48, 7, 5
 
@@ -105,21 +106,17 @@ def test_eval_mode_is_deterministic_and_train_mode_uses_dropout():
 def test_gradient_with_respect_to_the_input_in_eval_mode(model):
     batch = make_batch(3)
     x = batch["x"].clone().requires_grad_(True)
-    with input_gradients(model) as m:
-        assert not m.training
+    with torch.no_grad():
+        eval_logits = model.eval()(*model_inputs(model, batch))
+    with input_gradient_mode(model) as m:
         logits = m(*model_inputs(m, {**batch, "x": x}))
+        # the attack's logits: the same as in eval mode (dropout off)
+        assert torch.allclose(logits, eval_logits, atol=1e-6)
         (logits[:, 1] - logits[:, 0]).sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
     assert x.grad.abs().sum() > 0
     # every hour influences the logits, the last ones too
     assert (x.grad.abs().sum(dim=(0, 2)) > 0).all()
-
-
-def test_input_gradients_restores_the_mode():
-    model = build_model(make_config("lstm_sun2018")).train()
-    with input_gradients(model):
-        pass
-    assert model.training
 
 
 def test_bidirectional_is_a_parameter():
@@ -255,6 +252,6 @@ def test_one_training_step_and_input_gradients_on_cuda(name):
     scaler.update()
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
     x = batch["x"].clone().requires_grad_(True)
-    with input_gradients(model) as m:
+    with input_gradient_mode(model) as m:
         m(*model_inputs(m, {**batch, "x": x}))[:, 1].sum().backward()
     assert x.grad.abs().sum() > 0

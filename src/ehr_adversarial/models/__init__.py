@@ -8,14 +8,18 @@ A model config is what a saved model carries beside its weights::
 
 Every model takes the tensors it names in its `inputs` attribute, in that order,
 from a tensor bundle (x, mask, delta: (B, 48, F); static: (B, S)) and returns
-2 logits per record.
+2 logits per record (no softmax: train with cross-entropy on the logits).
+
+Gradients w.r.t. the inputs (the attack) need eval-mode logits; with cuDNN an RNN's
+backward runs only in train mode, so use `ehr_adversarial.attack.input_gradient_mode`,
+which keeps everything in eval mode except the LSTMs (train mode, dropout 0: the same
+output).
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -59,21 +63,4 @@ def model_inputs(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[t
     return tuple(batch[name] for name in model.inputs)
 
 
-@contextlib.contextmanager
-def input_gradients(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval-mode logits that can be differentiated w.r.t. the inputs, on any device.
-
-    cuDNN computes an RNN's backward pass only in train mode; train mode would switch
-    dropout on. Inside this context the model stays in eval mode (dropout off, the
-    attack's logits) and cuDNN is disabled, so autograd uses the native LSTM kernels.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.backends.cudnn.flags(enabled=False):
-            yield model
-    finally:
-        model.train(was_training)
-
-
-__all__ = ["DSSM", "LSTMSun2018", "MODEL_CLASSES", "build_model", "input_gradients", "model_inputs"]
+__all__ = ["DSSM", "LSTMSun2018", "MODEL_CLASSES", "build_model", "model_inputs"]
