@@ -68,7 +68,7 @@ def _ks_summary(table: pd.DataFrame) -> dict[str, Any]:
         "mean": float(table["ks_statistic"].mean()),
         "median": float(table["ks_statistic"].median()),
         "max": float(table["ks_statistic"].max()),
-        "worst": dict(zip(worst["variable"], worst["ks_statistic"].astype(float))),
+        "worst": dict(zip(worst["variable"], worst["ks_statistic"].astype(float), strict=True)),
     }
 
 

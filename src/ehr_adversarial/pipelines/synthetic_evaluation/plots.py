@@ -46,7 +46,7 @@ def variable_distributions_figure(
     n_rows = max(1, int(np.ceil(n / n_cols)))
     fig = Figure(figsize=(3.2 * n_cols, 2.6 * n_rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(n_rows, n_cols)).ravel()
-    for ax, column in zip(axes, columns):
+    for ax, column in zip(axes, columns, strict=False):
         r, s = real[column].dropna().to_numpy(), synthetic[column].dropna().to_numpy()
         both = np.concatenate([r, s])
         edges = np.histogram_bin_edges(both, bins=bins) if both.size and np.ptp(both) > 0 else bins
