@@ -55,8 +55,8 @@ def model(request) -> torch.nn.Module:
     return build_model(CONFIGS[request.param]).eval()
 
 
-def test_registry_knows_both_paper_models():
-    assert set(MODEL_CLASSES) == {"lstm_sun2018", "dssm"}
+def test_registry_knows_both_mortality_models():
+    assert {"lstm_sun2018", "dssm"} <= set(MODEL_CLASSES)
 
 
 def test_logits_have_shape_batch_by_two(model):
