@@ -26,11 +26,20 @@ import torch
 from torch import nn
 
 from .dssm import DSSM
+from .ehrdiff import EHRDiff
+from .gpt import GPT
+from .kmimic import LatentGenerator, StaticVAE, TemporalVAE
 from .lstm_sun2018 import LSTMSun2018
 
+# Mortality models, then the synthetic-EHR generators (rebuilt the same way by TorchModelDataset).
 MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "lstm_sun2018": LSTMSun2018,
     "dssm": DSSM,
+    "ehrdiff": EHRDiff,
+    "gpt": GPT,
+    "kmimic_static_vae": StaticVAE,
+    "kmimic_temporal_vae": TemporalVAE,
+    "kmimic_latent_generator": LatentGenerator,
 }
 
 
@@ -50,9 +59,12 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
             f"{architecture} does not take hyperparameter(s) {unknown}; "
             f"it accepts {sorted(accepted - {'n_features', 'n_static'})}"
         )
-    shape = {"n_features": int(config["n_features"])}
-    if "n_static" in accepted:
-        shape["n_static"] = int(config["n_static"])
+    # Shapes come from the data (config) unless the hyperparameters already fix them (generators).
+    shape = {
+        key: int(config[key])
+        for key in ("n_features", "n_static")
+        if key in accepted and key in config and key not in hyperparameters
+    }
     model = cls(**shape, **hyperparameters)
     model.config = dict(config)
     return model

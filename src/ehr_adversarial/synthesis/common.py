@@ -19,20 +19,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ehr_adversarial.models.ehrdiff import EHRDiff
-from ehr_adversarial.models.gpt import GPT
-from ehr_adversarial.models.kmimic import LatentGenerator, StaticVAE, TemporalVAE
-from ehr_adversarial.pipelines.features.tensorize import forward_fill, hours_since_observed, scale_unit
+from ehr_adversarial.models import build_model
+from ehr_adversarial.pipelines.features.tensorize import (
+    forward_fill,
+    hours_since_observed,
+    scale_unit,
+)
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_CLASSES: dict[str, type[nn.Module]] = {
-    "ehrdiff": EHRDiff,
-    "gpt": GPT,
-    "kmimic_static_vae": StaticVAE,
-    "kmimic_temporal_vae": TemporalVAE,
-    "kmimic_latent_generator": LatentGenerator,
-}
 # Synthetic records get ids from here on; real ids (PhysioNet 132539…, MIMIC-III icustay ids
 # 200001…) are far below, and synthetic_record_ids checks that they never meet.
 SYNTHETIC_ID_START = 900_000_000
@@ -40,13 +35,11 @@ SYNTHETIC_GROUP = "synthetic"
 
 
 def build_generator(config: Mapping[str, Any]) -> nn.Module:
-    """A fresh generator module for `config` = {"architecture", "hyperparameters", ...}; config kept on it."""
-    architecture = config.get("architecture")
-    if architecture not in GENERATOR_CLASSES:
-        raise ValueError(f"unknown generator architecture {architecture!r}; known: {', '.join(GENERATOR_CLASSES)}")
-    model = GENERATOR_CLASSES[architecture](**config.get("hyperparameters", {}))
-    model.config = dict(config)
-    return model
+    """A fresh generator module for `config` = {"architecture", "hyperparameters", ...}.
+
+    Generators live in the project's one model registry, so TorchModelDataset rebuilds them too.
+    """
+    return build_model(config)
 
 
 def synthetic_record_ids(n: int, real_ids: np.ndarray) -> np.ndarray:
