@@ -133,9 +133,16 @@ def test_ehrdiff_trains_and_samples_the_contract_bundle_reproducibly():
     binary = np.asarray(layout["binary"])
     assert binary[48 * 5 : 2 * 48 * 5].all() and binary[-1] and binary[2 * 48 * 5]  # mask, y, binary static
     params = _quick(_parameters()["synthesis"]["physionet2012"]["ehrdiff"]) | {"hidden_dims": [32], "time_dim": 16}
-    model = ehrdiff.fit_ehrdiff(matrix, layout, params, "cpu", seed=3)
-    assert model.config["hyperparameters"]["sigma_data"][48 * 5] == pytest.approx(0.14)  # a mask column
-    assert model.config["hyperparameters"]["sigma_data"][0] == pytest.approx(matrix[:, ~binary].std(), rel=1e-5)
+    # EHRDiff's own setting: uncentred, σ_data 0.14 for binary columns, pooled std for the others
+    seed_setting = params | {"center": False, "sigma_data_binary": 0.14, "sigma_data_continuous": "auto"}
+    seed_model = ehrdiff.fit_ehrdiff(matrix, layout, seed_setting, "cpu", seed=3)
+    assert seed_model.config["hyperparameters"]["sigma_data"][48 * 5] == pytest.approx(0.14)  # a mask column
+    assert seed_model.config["hyperparameters"]["sigma_data"][0] == pytest.approx(matrix[:, ~binary].std(), rel=1e-5)
+    assert seed_model.config["offset"] == [0.0] * matrix.shape[1]
+    # ours: centred columns, each with its own σ_data (at least the floor)
+    model = ehrdiff.fit_ehrdiff(matrix, layout, params | {"center": True, "sigma_data_binary": "column", "sigma_data_continuous": "column"}, "cpu", seed=3)
+    np.testing.assert_allclose(model.config["offset"], matrix.mean(axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.config["hyperparameters"]["sigma_data"], np.maximum(matrix.std(axis=0), 0.02), rtol=1e-4)
     fill = np.full(5, 0.5, np.float32)
     first = ehrdiff.sample_ehrdiff(model, 7, params | {"sample_batch_size": 3}, "cpu", 11, fill, bundle["record_id"])
     again = ehrdiff.sample_ehrdiff(model, 7, params | {"sample_batch_size": 3}, "cpu", 11, fill, bundle["record_id"])

@@ -2,10 +2,10 @@
 
 A record's vector is [X (48·F), mask (48·F), static (S), y (1), codes (C, where the source has
 them)]. Columns whose training values are all 0/1 (mask, y, codes, binary statics) are binary:
-their σ_data is `sigma_data_binary` (0.14, EHRDiff's value for the MIMIC code matrix) and samples are
-rounded; the others are continuous, with σ_data `sigma_data_continuous` (a number, or "auto": the
-pooled standard deviation of the continuous training columns) and samples clipped to the training
-range of their column. The label is a column, so one model learns the joint distribution.
+their σ_data is `sigma_data_binary` and samples are rounded; the others are continuous, with σ_data
+`sigma_data_continuous` and samples clipped to the training range of their column. Each σ_data is a
+number (EHRDiff: 0.14 for its sparse MIMIC code matrix) or "auto": the pooled standard deviation of
+that kind's training columns. The label is a column, so one model learns the joint distribution.
 """
 
 from __future__ import annotations
@@ -58,12 +58,22 @@ def matrix_layout(bundle: Mapping[str, np.ndarray], matrix: np.ndarray, code_nam
     }
 
 
-def column_sigma_data(matrix: np.ndarray, binary: np.ndarray, binary_value: float, continuous_value: float | str) -> np.ndarray:
-    """σ_data per column: binary columns get binary_value; continuous ones a number or "auto"."""
-    if continuous_value == "auto":
-        continuous = matrix[:, ~binary]
-        continuous_value = float(continuous.std()) if continuous.size else binary_value
-    return np.where(binary, float(binary_value), float(continuous_value)).astype(np.float32)
+SIGMA_DATA_FLOOR = 0.02  # a constant training column would otherwise get σ_data = 0
+
+
+def column_sigma_data(matrix: np.ndarray, binary: np.ndarray, binary_value: float | str, continuous_value: float | str) -> np.ndarray:
+    """σ_data per column, per kind: a number; "auto" = the pooled standard deviation of that kind's
+    columns; "column" = each column's own standard deviation (at least SIGMA_DATA_FLOOR)."""
+    own = np.maximum(matrix.std(axis=0), SIGMA_DATA_FLOOR)
+
+    def resolve(value: float | str, columns: np.ndarray) -> np.ndarray | float:
+        if value == "column":
+            return own
+        if value == "auto":
+            return float(matrix[:, columns].std()) if columns.any() else 0.5
+        return float(value)
+
+    return np.where(binary, resolve(binary_value, binary), resolve(continuous_value, ~binary)).astype(np.float32)
 
 
 def fit_ehrdiff(matrix: np.ndarray, layout: dict[str, Any], params: Mapping[str, Any], device: str, seed: int) -> EHRDiff:
@@ -71,6 +81,9 @@ def fit_ehrdiff(matrix: np.ndarray, layout: dict[str, Any], params: Mapping[str,
     generator = seed_everything(seed)
     torch_device = resolve_device(device)
     binary = np.asarray(layout["binary"])
+    # centring makes every column zero-mean, as EDM's preconditioning assumes; EHRDiff does not centre
+    offset = matrix.mean(axis=0) if params["center"] else np.zeros(matrix.shape[1], dtype=np.float32)
+    matrix = matrix - offset
     sigma_data = column_sigma_data(matrix, binary, params["sigma_data_binary"], params["sigma_data_continuous"])
     config = {
         "architecture": "ehrdiff",
@@ -81,6 +94,7 @@ def fit_ehrdiff(matrix: np.ndarray, layout: dict[str, Any], params: Mapping[str,
             "sigma_data": sigma_data.tolist(),
         },
         "layout": layout,
+        "offset": offset.astype(float).tolist(),
         "n_train_records": int(matrix.shape[0]),
     }
     model = build_generator(config).to(torch_device)
@@ -120,11 +134,12 @@ def sample_ehrdiff(
     binary = torch.as_tensor(layout["binary"], device=torch_device)
     low = torch.as_tensor(layout["low"], device=torch_device)
     high = torch.as_tensor(layout["high"], device=torch_device)
+    offset = torch.as_tensor(model.config["offset"], device=torch_device)
     writer = BundleWriter(n_samples, T, F, S, fill, layout["code_names"], params["max_in_memory_mb"])
     sampler = params["sampler"]
     for rows in chunks(n_samples, params["sample_batch_size"], "EHRDiff sampling"):
         latents = torch.randn(rows.stop - rows.start, model.n_columns, generator=generator).to(torch_device)
-        x = heun_sample(model, latents, sampler["num_steps"], sampler["sigma_min"], sampler["sigma_max"], sampler["rho"])
+        x = heun_sample(model, latents, sampler["num_steps"], sampler["sigma_min"], sampler["sigma_max"], sampler["rho"]) + offset
         x = torch.where(binary, (x > 0.5).float(), torch.minimum(torch.maximum(x, low), high)).cpu().numpy()
         n = x.shape[0]
         a, b = T * F, 2 * T * F

@@ -1,14 +1,17 @@
 """K-MIMIC training (three stages) and sampling.
 
-1. fit_static_vae: the static vector (N, S); squared error plus β·KL.
+1. fit_static_vae: the static vector (N, S); squared error on continuous columns, binary
+   cross-entropy on binary ones (gender, ICU-type one-hots: the decoder gives their logits), plus β·KL.
 2. fit_temporal_vae: [X, mask] (N, 48, 2F); squared error on X, binary cross-entropy on the mask,
    plus β·KL.
-3. fit_latent_gan: the posterior means of both encoders on the training records, concatenated and
-   standardised, are the "real" data of a WGAN-GP conditioned on y (λ_gp 10, 5 critic steps per
+3. fit_latent_gan: latents of the training records drawn from both encoders' posteriors
+   (z = μ + σ·ε, not μ alone: the decoders were trained on such draws, and a collapsed dimension's
+   μ ≈ 0 decodes to something no record looks like), concatenated and standardised, are the "real"
+   data of a WGAN-GP conditioned on y (λ_gp 10, 5 critic steps per
    generator step, Adam 1e-4 with β (0, 0.9)).
 Sampling draws y from the training label rates, z ~ N(0, I), decodes G(z, y) with both decoders,
-draws each mask cell from its decoded probability, rounds binary statics and clips statics to their
-training range.
+draws each mask cell and each binary static from its decoded probability (Bernoulli: a rate of 0.3
+stays 0.3 instead of rounding to 0), and clips continuous statics to their training range.
 """
 
 from __future__ import annotations
@@ -21,12 +24,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ehr_adversarial.models.kmimic import LatentCritic, LatentGenerator, StaticVAE, TemporalVAE, gradient_penalty, kl_divergence
+from ehr_adversarial.models.kmimic import (
+    LatentCritic,
+    LatentGenerator,
+    StaticVAE,
+    TemporalVAE,
+    gradient_penalty,
+    kl_divergence,
+    reparameterise,
+)
 from ehr_adversarial.torch_utils import resolve_device, seed_everything
 
 from .common import BundleWriter, binary_columns, build_generator, check_finite, chunks, random_batches
 
 logger = logging.getLogger(__name__)
+
+
+def _logit(p: np.ndarray) -> torch.Tensor:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-4, 1 - 1e-4)
+    return torch.as_tensor(np.log(p / (1 - p)), dtype=torch.float32)
 
 
 def _train_vae(model, batches, loss_fn, params, desc):
@@ -54,13 +70,21 @@ def fit_static_vae(static: np.ndarray, params: Mapping[str, Any], device: str, s
         "low": static.min(axis=0).tolist(),
         "high": static.max(axis=0).tolist(),
     }
-    model = build_generator(config).to(torch_device)
+    model = build_generator(config)
+    # start the decoder at the training means (logits for binary columns): short runs converge faster
+    means = static.mean(axis=0)
+    with torch.no_grad():
+        model.decoder[-1].bias.copy_(torch.where(torch.as_tensor(config["binary"]), _logit(means), torch.as_tensor(means, dtype=torch.float32)))
+    model = model.to(torch_device)
     data = torch.as_tensor(static, dtype=torch.float32, device=torch_device)
+    binary = torch.as_tensor(config["binary"], device=torch_device)
 
     def loss_fn(index):
         s = data[index.to(torch_device)]
         recon, mu, logvar = model(s)
-        return F.mse_loss(recon, s, reduction="sum") / len(s) + params["beta"] * kl_divergence(mu, logvar)
+        error = F.mse_loss(recon[:, ~binary], s[:, ~binary], reduction="sum")
+        error = error + F.binary_cross_entropy_with_logits(recon[:, binary], s[:, binary], reduction="sum")
+        return error / len(s) + params["beta"] * kl_divergence(mu, logvar)
 
     batches = random_batches(len(data), params["batch_size"], params["max_steps"], generator, "K-MIMIC static VAE")
     trained = _train_vae(model, batches, loss_fn, params, "static VAE")
@@ -83,7 +107,11 @@ def fit_temporal_vae(X: np.ndarray, mask: np.ndarray, params: Mapping[str, Any],
             "num_layers": int(params["num_layers"]),
         },
     }
-    model = build_generator(config).to(torch_device)
+    model = build_generator(config)
+    with torch.no_grad():  # start at the training means: values through the sigmoid, mask rates as logits
+        model.to_values.bias.copy_(_logit(X.mean(axis=(0, 1))))
+        model.to_mask.bias.copy_(_logit(mask.mean(axis=(0, 1))))
+    model = model.to(torch_device)
     data_x = torch.as_tensor(X, dtype=torch.float32, device=torch_device)
     data_m = torch.as_tensor(mask, dtype=torch.float32, device=torch_device)
 
@@ -102,16 +130,16 @@ def fit_temporal_vae(X: np.ndarray, mask: np.ndarray, params: Mapping[str, Any],
 
 @torch.no_grad()
 def encode_latents(static_vae: StaticVAE, temporal_vae: TemporalVAE, static: np.ndarray, X: np.ndarray, mask: np.ndarray, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Posterior means [μ_static, μ_temporal] of every record (N, latent_s + latent_t), on CPU."""
+    """One posterior draw [z_static, z_temporal] per record (N, latent_s + latent_t), on CPU."""
     static_vae, temporal_vae = static_vae.to(device).eval(), temporal_vae.to(device).eval()
     parts = []
     for start in range(0, len(X), batch_size):
         rows = slice(start, start + batch_size)
-        mu_s, _ = static_vae.encode(torch.as_tensor(static[rows], dtype=torch.float32, device=device))
-        mu_t, _ = temporal_vae.encode(
+        z_s = reparameterise(*static_vae.encode(torch.as_tensor(static[rows], dtype=torch.float32, device=device)))
+        z_t = reparameterise(*temporal_vae.encode(
             torch.as_tensor(X[rows], dtype=torch.float32, device=device), torch.as_tensor(mask[rows], dtype=torch.float32, device=device)
-        )
-        parts.append(torch.cat((mu_s, mu_t), dim=1).cpu())
+        ))
+        parts.append(torch.cat((z_s, z_t), dim=1).cpu())
     static_vae.cpu(), temporal_vae.cpu()
     return torch.cat(parts)
 
@@ -206,7 +234,8 @@ def sample_kmimic(
         z = torch.randn(n, latent_generator.noise_dim, generator=generator)
         h = latent_generator.latent(z.to(torch_device), y.to(torch_device))
         static = static_vae.decode(h[:, :split])
-        static = torch.where(binary, (static > 0.5).float(), torch.minimum(torch.maximum(static, low), high))
+        draws = torch.rand(static.shape, generator=generator).to(torch_device) < torch.sigmoid(static)
+        static = torch.where(binary, draws.float(), torch.minimum(torch.maximum(static, low), high))
         values, mask_logits = temporal_vae.decode(h[:, split:])
         uniform = torch.rand(mask_logits.shape, generator=generator).to(torch_device)
         mask = uniform < torch.sigmoid(mask_logits)
