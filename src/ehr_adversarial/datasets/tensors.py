@@ -23,21 +23,13 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 import zipfile
-from copy import deepcopy
-from pathlib import PurePosixPath
 from typing import Any
 
-import fsspec
 import numpy as np
-from kedro.io.core import (
-    AbstractVersionedDataset,
-    DatasetError,
-    Version,
-    get_filepath_str,
-    get_protocol_and_path,
-)
+from kedro.io.core import DatasetError, Version
+
+from ehr_adversarial.datasets.atomic_file import AtomicFileDataset
 
 TensorBundle = dict[str, np.ndarray]
 
@@ -60,7 +52,7 @@ def _storable(name: str, value: Any) -> np.ndarray:
     return array
 
 
-class TensorBundleDataset(AbstractVersionedDataset[TensorBundle, TensorBundle]):
+class TensorBundleDataset(AtomicFileDataset[TensorBundle, TensorBundle]):
     """Saves a ``dict[str, np.ndarray]`` to ``.npz`` (deflate level 1 by default) and loads it back."""
 
     def __init__(  # noqa: PLR0913
@@ -77,39 +69,18 @@ class TensorBundleDataset(AbstractVersionedDataset[TensorBundle, TensorBundle]):
         Args:
             filepath: path of the ``.npz`` file, optionally with an fsspec protocol prefix.
             compress_level: zlib level 1 (fast) .. 9 (small); 0 stores the arrays uncompressed.
-            version: kedro version (``versioned: true`` in the catalog).
-            credentials: passed to the fsspec filesystem.
-            fs_args: extra arguments of the fsspec filesystem.
-            metadata: ignored by kedro; free for users.
+            version, credentials, fs_args, metadata: see AtomicFileDataset.
         """
-        _fs_args = deepcopy(fs_args) or {}
-        protocol, path = get_protocol_and_path(filepath, version)
-        self._protocol = protocol
-        if protocol == "file":
-            _fs_args.setdefault("auto_mkdir", True)
-        self._fs = fsspec.filesystem(protocol, **(deepcopy(credentials) or {}), **_fs_args)
         if not 0 <= compress_level <= 9:
             raise DatasetError(f"TensorBundleDataset: compress_level must be 0..9, got {compress_level}.")
         self._compress_level = compress_level
-        self.metadata = metadata
-        super().__init__(
-            filepath=PurePosixPath(path),
-            version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
-        )
+        super().__init__(filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata)
 
     def _describe(self) -> dict[str, Any]:
-        return {
-            "filepath": self._filepath,
-            "protocol": self._protocol,
-            "compress_level": self._compress_level,
-            "version": self._version,
-        }
+        return {**super()._describe(), "compress_level": self._compress_level}
 
     def load(self) -> TensorBundle:
-        load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        with self._fs.open(load_path, mode="rb") as handle:
+        with self._fs.open(self._load_path(), mode="rb") as handle:
             # Read fully: NpzFile is lazy and the handle closes when this block ends.
             with np.load(io.BytesIO(handle.read()), allow_pickle=False) as npz:
                 return {name: npz[name] for name in npz.files}
@@ -134,30 +105,4 @@ class TensorBundleDataset(AbstractVersionedDataset[TensorBundle, TensorBundle]):
                 with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, array, allow_pickle=False)
 
-        save_path = get_filepath_str(self._get_save_path(), self._protocol)
-        # Same folder as the target, so the final rename stays on one filesystem (atomic locally).
-        temp_path = f"{save_path}.{uuid.uuid4().hex}.tmp"
-        try:
-            with self._fs.open(temp_path, mode="wb") as handle:
-                handle.write(buffer.getbuffer())
-            self._fs.mv(temp_path, save_path)
-        except BaseException:
-            if self._fs.exists(temp_path):
-                self._fs.rm(temp_path)
-            raise
-        self._invalidate_cache()
-
-    def _exists(self) -> bool:
-        try:
-            load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._fs.exists(load_path)
-
-    def _release(self) -> None:
-        super()._release()
-        self._invalidate_cache()
-
-    def _invalidate_cache(self) -> None:
-        filepath = get_filepath_str(self._filepath, self._protocol)
-        self._fs.invalidate_cache(filepath)
+        self._save_atomically(lambda handle: handle.write(buffer.getbuffer()))

@@ -11,28 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Mapping
-from copy import deepcopy
-from pathlib import PurePosixPath
 from typing import Any
 
-import fsspec
 import numpy as np
 import torch
-from kedro.io.core import (
-    AbstractVersionedDataset,
-    DatasetError,
-    Version,
-    get_filepath_str,
-    get_protocol_and_path,
-)
+from kedro.io.core import DatasetError, Version
 from torch import nn
 
+from ehr_adversarial.datasets.atomic_file import AtomicFileDataset
 from ehr_adversarial.models import MODEL_CLASSES, build_model
 
 
-class TorchModelDataset(AbstractVersionedDataset[nn.Module, nn.Module]):
+class TorchModelDataset(AtomicFileDataset[nn.Module, nn.Module]):
     """Saves an nn.Module that carries a `config` dict (as `build_model` makes them); loads it in eval mode.
 
     Example catalog entry::
@@ -53,26 +44,11 @@ class TorchModelDataset(AbstractVersionedDataset[nn.Module, nn.Module]):
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        protocol, path = get_protocol_and_path(str(filepath), version)
-        fs_args = deepcopy(fs_args) or {}
-        if protocol == "file":
-            fs_args.setdefault("auto_mkdir", True)
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **fs_args)
         self._map_location = map_location
-        self.metadata = metadata
-        super().__init__(
-            filepath=PurePosixPath(path),
-            version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
-        )
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+        super().__init__(filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata)
 
     def load(self) -> nn.Module:
-        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        load_path = self._load_path()
         with self._fs.open(load_path, "rb") as file:
             payload = torch.load(file, map_location=self._map_location, weights_only=True)
         if not isinstance(payload, Mapping) or set(payload) != {"config", "state_dict"}:
@@ -103,27 +79,7 @@ class TorchModelDataset(AbstractVersionedDataset[nn.Module, nn.Module]):
             "config": config,
             "state_dict": {k: v.detach().cpu() for k, v in data.state_dict().items()},
         }
-        save_path = get_filepath_str(self._get_save_path(), self._protocol)
-        partial = f"{save_path}.partial-{uuid.uuid4().hex}"
-        try:
-            with self._fs.open(partial, "wb") as file:
-                torch.save(payload, file)
-            self._fs.mv(partial, save_path)
-        finally:
-            if self._fs.exists(partial):
-                self._fs.rm(partial)
-        self._fs.invalidate_cache(save_path)
-
-    def _exists(self) -> bool:
-        try:
-            load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._fs.exists(load_path)
-
-    def _release(self) -> None:
-        super()._release()
-        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+        self._save_atomically(lambda file: torch.save(payload, file))
 
 
 def check_model_matches_data(
