@@ -11,7 +11,7 @@ import logging
 import os
 import tempfile
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from ehr_adversarial.pipelines.features.tensorize import (
     hours_since_observed,
     scale_unit,
 )
+from ehr_adversarial.torch_utils import resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -187,3 +188,37 @@ class BundleWriter:
         if self.code_names is not None:
             out["code_names"] = np.asarray(self.code_names, dtype=str)
         return out
+
+
+def bound_columns(values: torch.Tensor, binary_values: torch.Tensor, layout: Mapping[str, Any]) -> torch.Tensor:
+    """Generated columns as the training data has them: binary columns (layout["binary"]) take
+    `binary_values` (0/1), the others are clipped to their training range [layout["low"], layout["high"]]."""
+    binary, low, high = (torch.as_tensor(layout[key], device=values.device) for key in ("binary", "low", "high"))
+    return torch.where(binary, binary_values.float(), torch.minimum(torch.maximum(values, low), high))
+
+
+@torch.no_grad()
+def sample_in_chunks(
+    models: Sequence[nn.Module],
+    writer: BundleWriter,
+    params: Mapping[str, Any],
+    device: str,
+    seed: int,
+    desc: str,
+    draw: Callable[[int, torch.Generator, torch.device], Mapping[str, np.ndarray]],
+) -> None:
+    """Fill `writer` with records `draw(n, generator, device)` makes, params["sample_batch_size"] at a time.
+
+    The draws are seeded by `seed`; `models` sit on the device in eval mode while they run and go
+    back to the CPU afterwards.
+    """
+    generator = seed_everything(seed)
+    torch_device = resolve_device(device)
+    for model in models:
+        model.to(torch_device).eval()
+    try:
+        for rows in chunks(writer.n, params["sample_batch_size"], desc):
+            writer.write(rows, **draw(rows.stop - rows.start, generator, torch_device))
+    finally:
+        for model in models:
+            model.cpu()

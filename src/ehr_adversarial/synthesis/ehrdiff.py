@@ -21,7 +21,16 @@ from torch.optim.swa_utils import AveragedModel
 from ehr_adversarial.models.ehrdiff import EHRDiff, heun_sample
 from ehr_adversarial.torch_utils import resolve_device, seed_everything
 
-from .common import BundleWriter, binary_columns, build_generator, check_finite, chunks, ema_average, random_batches
+from .common import (
+    BundleWriter,
+    binary_columns,
+    bound_columns,
+    build_generator,
+    check_finite,
+    ema_average,
+    random_batches,
+    sample_in_chunks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,39 +126,27 @@ def fit_ehrdiff(matrix: np.ndarray, layout: dict[str, Any], params: Mapping[str,
 
 
 def sample_ehrdiff(
-    model: EHRDiff,
-    n_samples: int,
-    params: Mapping[str, Any],
-    device: str,
-    seed: int,
-    fill: np.ndarray,
-    real_ids: np.ndarray,
+    model: EHRDiff, n_samples: int, params: Mapping[str, Any], device: str, seed: int, fill: np.ndarray, real_ids: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """n_samples synthetic records (the contract's bundle), generated chunk by chunk."""
-    generator = seed_everything(seed)
-    torch_device = resolve_device(device)
-    model = model.to(torch_device).eval()
+    """n_samples synthetic records (the contract's bundle): Heun-sampled vectors, chunk by chunk."""
     layout = model.config["layout"]
     T, F, S = layout["n_hours"], layout["n_features"], layout["n_static"]
-    binary = torch.as_tensor(layout["binary"], device=torch_device)
-    low = torch.as_tensor(layout["low"], device=torch_device)
-    high = torch.as_tensor(layout["high"], device=torch_device)
-    offset = torch.as_tensor(model.config["offset"], device=torch_device)
-    writer = BundleWriter(n_samples, T, F, S, fill, layout["code_names"], params["max_in_memory_mb"])
+    a, b = T * F, 2 * T * F
     sampler = params["sampler"]
-    for rows in chunks(n_samples, params["sample_batch_size"], "EHRDiff sampling"):
-        latents = torch.randn(rows.stop - rows.start, model.n_columns, generator=generator).to(torch_device)
-        x = heun_sample(model, latents, sampler["num_steps"], sampler["sigma_min"], sampler["sigma_max"], sampler["rho"]) + offset
-        x = torch.where(binary, (x > 0.5).float(), torch.minimum(torch.maximum(x, low), high)).cpu().numpy()
-        n = x.shape[0]
-        a, b = T * F, 2 * T * F
-        writer.write(
-            rows,
-            X=x[:, :a].reshape(n, T, F),
-            mask=x[:, a:b].reshape(n, T, F) > 0.5,
-            static=x[:, b : b + S],
-            y=x[:, b + S].round().astype(np.int64),
-            codes=x[:, b + S + 1 :].astype(np.uint8) if layout["code_names"] is not None else None,
-        )
-    model.cpu()
+
+    def draw(n: int, generator: torch.Generator, torch_device: torch.device) -> dict[str, np.ndarray]:
+        latents = torch.randn(n, model.n_columns, generator=generator).to(torch_device)
+        x = heun_sample(model, latents, sampler["num_steps"], sampler["sigma_min"], sampler["sigma_max"], sampler["rho"])
+        x = x + torch.as_tensor(model.config["offset"], device=torch_device)
+        x = bound_columns(x, x > 0.5, layout).cpu().numpy()
+        return {
+            "X": x[:, :a].reshape(n, T, F),
+            "mask": x[:, a:b].reshape(n, T, F) > 0.5,
+            "static": x[:, b : b + S],
+            "y": x[:, b + S].round().astype(np.int64),
+            "codes": x[:, b + S + 1 :].astype(np.uint8) if layout["code_names"] is not None else None,
+        }
+
+    writer = BundleWriter(n_samples, T, F, S, fill, layout["code_names"], params["max_in_memory_mb"])
+    sample_in_chunks([model], writer, params, device, seed, "EHRDiff sampling", draw)
     return writer.bundle(real_ids)

@@ -35,7 +35,15 @@ from ehr_adversarial.models.kmimic import (
 )
 from ehr_adversarial.torch_utils import resolve_device, seed_everything
 
-from .common import BundleWriter, binary_columns, build_generator, check_finite, chunks, random_batches
+from .common import (
+    BundleWriter,
+    binary_columns,
+    bound_columns,
+    build_generator,
+    check_finite,
+    random_batches,
+    sample_in_chunks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -205,41 +213,27 @@ def fit_latent_gan(
     return trained
 
 
-@torch.no_grad()
 def sample_kmimic(
-    static_vae: StaticVAE,
-    temporal_vae: TemporalVAE,
-    latent_generator: LatentGenerator,
-    n_samples: int,
-    params: Mapping[str, Any],
-    device: str,
-    seed: int,
-    fill: np.ndarray,
-    real_ids: np.ndarray,
+    static_vae: StaticVAE, temporal_vae: TemporalVAE, latent_generator: LatentGenerator, n_samples: int,
+    params: Mapping[str, Any], device: str, seed: int, fill: np.ndarray, real_ids: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """n_samples synthetic records (the contract's bundle), generated chunk by chunk."""
-    generator = seed_everything(seed)
-    torch_device = resolve_device(device)
-    models = [m.to(torch_device).eval() for m in (static_vae, temporal_vae, latent_generator)]
+    """n_samples synthetic records (the contract's bundle): decoded generator latents, chunk by chunk."""
     split = latent_generator.config["static_latent_dim"]
-    binary = torch.as_tensor(static_vae.config["binary"], device=torch_device)
-    low = torch.as_tensor(static_vae.config["low"], device=torch_device)
-    high = torch.as_tensor(static_vae.config["high"], device=torch_device)
-    n_static = static_vae.decoder[-1].out_features
-    writer = BundleWriter(n_samples, temporal_vae.n_steps, temporal_vae.n_features, n_static, fill, None, params["max_in_memory_mb"])
-    rates = latent_generator.label_rates.cpu()
-    for rows in chunks(n_samples, params["sample_batch_size"], "K-MIMIC sampling"):
-        n = rows.stop - rows.start
-        y = torch.multinomial(rates, n, replacement=True, generator=generator)
+
+    def draw(n: int, generator: torch.Generator, torch_device: torch.device) -> dict[str, np.ndarray]:
+        y = torch.multinomial(latent_generator.label_rates.cpu(), n, replacement=True, generator=generator)
         z = torch.randn(n, latent_generator.noise_dim, generator=generator)
         h = latent_generator.latent(z.to(torch_device), y.to(torch_device))
         static = static_vae.decode(h[:, :split])
         draws = torch.rand(static.shape, generator=generator).to(torch_device) < torch.sigmoid(static)
-        static = torch.where(binary, draws.float(), torch.minimum(torch.maximum(static, low), high))
+        static = bound_columns(static, draws, static_vae.config)
         values, mask_logits = temporal_vae.decode(h[:, split:])
         uniform = torch.rand(mask_logits.shape, generator=generator).to(torch_device)
         mask = uniform < torch.sigmoid(mask_logits)
-        writer.write(rows, X=values.cpu().numpy(), mask=mask.cpu().numpy(), static=static.cpu().numpy(), y=y.numpy())
-    for m in models:
-        m.cpu()
+        return {"X": values.cpu().numpy(), "mask": mask.cpu().numpy(), "static": static.cpu().numpy(), "y": y.numpy()}
+
+    n_static = static_vae.decoder[-1].out_features
+    writer = BundleWriter(n_samples, temporal_vae.n_steps, temporal_vae.n_features, n_static, fill, None, params["max_in_memory_mb"])
+    models = (static_vae, temporal_vae, latent_generator)
+    sample_in_chunks(models, writer, params, device, seed, "K-MIMIC sampling", draw)
     return writer.bundle(real_ids)
