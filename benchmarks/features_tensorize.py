@@ -1,5 +1,6 @@
 # ruff: noqa: T201  (a command-line script: its printed lines are its report)
-"""Benchmark: hourly feature tensors for all PhysioNet 2012 records, ours vs a per-patient pandas resample.
+"""Benchmark: hourly feature tensors for all PhysioNet 2012 records or the scaled MIMIC-III demo,
+ours vs a per-patient pandas resample.
 
 Ours: the features pipeline's nodes for one feature set (build_hourly_cells → fit_feature_spec →
 build_model_input: binning, forward fill, train-median fill, scaling, mask, delta), vectorised
@@ -13,10 +14,15 @@ Both run in this one process run, each in a forked child (so neither inherits th
 memory): wall time, records/s and the child's peak RSS growth; with --tracemalloc also, in a
 second pass, the tracemalloc peak (Python + numpy allocations). The two outputs are compared (mask equal, X equal to 1e-6).
 
-Input: the latest `physionet2012.timeseries` / `.static` through the project's catalog, so run
-`kedro run --env physionet2012 --pipelines ingestion` first.
+Input, --source physionet2012 (default): the latest `physionet2012.timeseries` / `.static` through
+the project's catalog, so run `kedro run --env physionet2012 --pipelines ingestion` first.
+--source mimic3 --scale N: the MIMIC-III demo (EHR_MIMIC3_DIR) scaled N× by benchmarks/mimic3_scaled.py
+into a temp folder outside the repository, ingested there by the ingestion nodes into a new DuckDB file
+(benchmarks/scale_mimic3.py), static built from the cohort; the folder is removed before the timing.
+N copies must give N × the demo's 72 stays and 24,510 timeseries rows (checked).
 
     python benchmarks/features_tensorize.py [--env physionet2012] [--feature-set full] [--limit N]
+    python benchmarks/features_tensorize.py --source mimic3 --scale N [--feature-set sun2018]
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing as mp
+import os
 import platform
 import resource
+import shutil
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -37,27 +46,65 @@ import numpy as np
 import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SOURCE = "physionet2012"
+sys.path.insert(0, str(PROJECT_ROOT))  # for `benchmarks.*` when run as a script
+DEFAULT_FEATURE_SET = {"physionet2012": "full", "mimic3": "sun2018"}
 # Resampling on a TimedeltaIndex anchors the hourly bins at the first measurement (e.g. 00:07),
 # not at admission; a DatetimeIndex starting at midnight bins at whole hours from admission.
 ADMISSION = pd.Timestamp("2000-01-01")
 
 
+def _features_of(params: dict[str, Any], source: str, feature_set: str) -> tuple[dict[str, Any], int]:
+    """The source's features parameters (checking that it has `feature_set`) and the seed."""
+    features = params["features"][source]
+    if feature_set not in features["feature_sets"]:
+        raise SystemExit(f"no feature set {feature_set!r}; parameters have {sorted(features['feature_sets'])}")
+    return features, int(params["seed"])
+
+
 def load_inputs(env: str, feature_set: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], int]:
-    """timeseries, static, the source's features parameters, and the seed, through the catalog."""
+    """PhysioNet 2012 timeseries, static, the source's features parameters, and the seed, through the catalog."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(PROJECT_ROOT)
     with KedroSession.create(project_path=PROJECT_ROOT, env=env) as session:
         context = session.load_context()
-        timeseries = context.catalog.load(f"{SOURCE}.timeseries")
-        static = context.catalog.load(f"{SOURCE}.static")
+        timeseries = context.catalog.load("physionet2012.timeseries")
+        static = context.catalog.load("physionet2012.static")
         params = context.params
-    features = params["features"][SOURCE]
-    if feature_set not in features["feature_sets"]:
-        raise SystemExit(f"no feature set {feature_set!r}; parameters have {sorted(features['feature_sets'])}")
-    return timeseries, static, features, int(params["seed"])
+    return timeseries, static, *_features_of(params, "physionet2012", feature_set)
+
+
+def load_scaled_mimic3(scale: int, feature_set: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], int]:
+    """MIMIC-III demo scaled `scale`×, ingested with DuckDB in a temp folder (removed afterwards):
+    timeseries, static, the features parameters, and the seed."""
+    from benchmarks.mimic3_scaled import scale_demo
+    from benchmarks.scale_mimic3 import (
+        DEMO_DIR,
+        DEMO_INCLUDED,
+        DEMO_TIMESERIES,
+        TABLES,
+        duckdb_in,
+        ingest,
+        ingestion_params,
+        project_parameters,
+    )
+    from ehr_adversarial.pipelines.ingestion.mimic3 import build_static
+
+    started = time.perf_counter()
+    csv_dir, rows = scale_demo(DEMO_DIR, scale, TABLES)
+    try:
+        scaled = time.perf_counter() - started
+        ingested = ingest(duckdb_in(csv_dir), ingestion_params(csv_dir))
+    finally:
+        shutil.rmtree(csv_dir, ignore_errors=True)
+    timeseries, static = ingested["timeseries"], build_static(ingested["cohort"])
+    print(f"MIMIC-III demo x{scale}: {rows['CHARTEVENTS']:,} CHARTEVENTS rows scaled in {scaled:.1f} s, "
+          f"DuckDB load {ingested['load_s']:.1f} s + SQL {ingested['sql_s']:.1f} s")
+    if (len(static), len(timeseries)) != (DEMO_INCLUDED * scale, DEMO_TIMESERIES * scale):
+        raise SystemExit(f"scaled ingestion gave {len(static)} stays and {len(timeseries):,} rows, expected "
+                         f"{DEMO_INCLUDED * scale} and {DEMO_TIMESERIES * scale:,} ({scale} × the demo)")
+    return timeseries, static, *_features_of(project_parameters(), "mimic3", feature_set)
 
 
 def ours(timeseries, static, splits, features, feature_set):
@@ -78,7 +125,7 @@ def pandas_per_patient(timeseries, static, splits, features, feature_set):
     n_hours = int(features["n_hours"])
     names = [str(n) for n in features["feature_sets"][feature_set]["dynamic"]]
     if any(not isinstance(n, str) for n in features["feature_sets"][feature_set]["dynamic"]):
-        raise SystemExit("the baseline handles plain feature lists only (use --feature-set full)")
+        raise SystemExit("the baseline handles plain feature lists only (PhysioNet: --feature-set full)")
     records = np.sort(splits["record_id"].to_numpy())
     position = pd.Series(np.arange(records.size), index=records)
     window = timeseries[timeseries["parameter"].isin(names) & (timeseries["minutes"] < 60 * n_hours)]
@@ -154,16 +201,23 @@ def measure(func: Callable, args: tuple, trace: bool) -> tuple[float, int, int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="physionet2012")
-    parser.add_argument("--feature-set", default="full")
+    parser.add_argument("--source", choices=sorted(DEFAULT_FEATURE_SET), default="physionet2012")
+    parser.add_argument("--env", default="physionet2012", help="Kedro env of the PhysioNet catalog")
+    parser.add_argument("--scale", type=int, default=1, help="mimic3: copies of every demo patient")
+    parser.add_argument("--feature-set", help="default: full (physionet2012), sun2018 (mimic3)")
     parser.add_argument("--limit", type=int, default=0, help="only N evenly spaced records (0 = all)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of ours (median reported)")
+    parser.add_argument("--baseline-repeat", type=int, default=1, help="timed runs of the baseline (median reported)")
     parser.add_argument("--tracemalloc", action="store_true", help="also a traced pass per implementation (slow)")
     args = parser.parse_args()
 
     from ehr_adversarial.pipelines.features.nodes import make_splits
 
-    timeseries, static, features, seed = load_inputs(args.env, args.feature_set)
+    args.feature_set = args.feature_set or DEFAULT_FEATURE_SET[args.source]
+    if args.source == "mimic3":
+        timeseries, static, features, seed = load_scaled_mimic3(args.scale, args.feature_set)
+    else:
+        timeseries, static, features, seed = load_inputs(args.env, args.feature_set)
     if args.limit:
         # Evenly spaced record ids, so that every split group keeps some records.
         static = static.sort_values("record_id").iloc[np.linspace(0, len(static) - 1, args.limit).astype(int)]
@@ -172,10 +226,10 @@ def main() -> None:
     inputs = (timeseries, static, splits, features, args.feature_set)
     n = len(splits)
     print(f"{n} records, {len(timeseries):,} long rows, feature set {args.feature_set!r}; "
-          f"{platform.processor() or platform.machine()}, {mp.cpu_count()} CPUs")
+          f"{platform.processor() or platform.machine()}, {mp.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     results = {}
-    for name, func, repeats in (("ours", ours, args.repeat), ("pandas per-patient", pandas_per_patient, 1)):
+    for name, func, repeats in (("ours", ours, args.repeat), ("pandas per-patient", pandas_per_patient, args.baseline_repeat)):
         timed = [measure(func, inputs, trace=False) for _ in range(repeats)]
         seconds = statistics.median(t[0] for t in timed)
         rss = max(t[1] for t in timed)
@@ -193,6 +247,7 @@ def main() -> None:
     if args.tracemalloc:
         memory += f", tracemalloc peak {a['traced'] / max(b['traced'], 1):.2f}x"
     print(f"ratio: ours is {b['seconds'] / a['seconds']:.1f}x faster (records/s); {memory} of the baseline's")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

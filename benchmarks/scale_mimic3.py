@@ -56,15 +56,30 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _params(csv_dir: Path) -> dict:
+def project_parameters() -> dict:
+    """The project's parameters in the mimic3_demo environment (base + the MIMIC-III source)."""
     from ehr_adversarial.config import ProjectConfigLoader
     from ehr_adversarial.settings import CONFIG_LOADER_ARGS
 
     loader = ProjectConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), env="mimic3_demo", **CONFIG_LOADER_ARGS)
-    return {**loader["parameters"]["ingestion"]["mimic3"], "csv_dir": str(csv_dir), "tables": TABLES}
+    return loader["parameters"]
 
 
-def _run_nodes(database, params: dict) -> dict:
+def ingestion_params(csv_dir: Path) -> dict:
+    """The MIMIC-III ingestion parameters, reading TABLES from `csv_dir`."""
+    return {**project_parameters()["ingestion"]["mimic3"], "csv_dir": str(csv_dir), "tables": TABLES}
+
+
+def duckdb_in(folder: Path):
+    """A new DuckDB database file in `folder`, with the catalog's memory limit."""
+    from ehr_adversarial.database import DuckDBDatabase
+
+    return DuckDBDatabase(str(folder / "bench.duckdb"), memory_limit=DUCKDB_MEMORY_LIMIT)
+
+
+def ingest(database, params: dict) -> dict:
+    """The MIMIC-III ingestion nodes on `database`: load and SQL seconds, and the nodes' outputs
+    (load summary, cohort, timeseries, rejected rows, diagnoses)."""
     from ehr_adversarial.pipelines.ingestion import mimic3
 
     started = time.perf_counter()
@@ -78,11 +93,25 @@ def _run_nodes(database, params: dict) -> dict:
     return {
         "load_s": loaded - started,
         "sql_s": done - loaded,
-        "rows": summary["tables"]["chartevents"]["rows"] + summary["tables"]["labevents"]["rows"],
-        "included": int(cohort["included"].sum()),
-        "timeseries": len(timeseries),
-        "rejected": len(rejected),
-        "diagnoses": len(diagnoses),
+        "summary": summary,
+        "cohort": cohort,
+        "timeseries": timeseries,
+        "rejected": rejected,
+        "diagnoses": diagnoses,
+    }
+
+
+def _run_nodes(database, params: dict) -> dict:
+    out = ingest(database, params)
+    tables = out["summary"]["tables"]
+    return {
+        "load_s": out["load_s"],
+        "sql_s": out["sql_s"],
+        "rows": tables["chartevents"]["rows"] + tables["labevents"]["rows"],
+        "included": int(out["cohort"]["included"].sum()),
+        "timeseries": len(out["timeseries"]),
+        "rejected": len(out["rejected"]),
+        "diagnoses": len(out["diagnoses"]),
     }
 
 
@@ -109,13 +138,11 @@ def worker(engine: str, csv_dir: Path, dsn: str) -> dict:
             rows += len(frames[-1])
         return {"load_s": time.perf_counter() - started, "sql_s": None, "rows": rows, "peak_rss_mb": _peak_rss_mb()}
 
-    params = _params(csv_dir)
+    params = ingestion_params(csv_dir)
     if engine == "duckdb":
-        from ehr_adversarial.database import DuckDBDatabase
-
-        path = csv_dir / "bench.duckdb"
-        result = _run_nodes(DuckDBDatabase(str(path), memory_limit=DUCKDB_MEMORY_LIMIT), params)
-        result["db_mb"] = path.stat().st_size / 2**20
+        database = duckdb_in(csv_dir)
+        result = _run_nodes(database, params)
+        result["db_mb"] = Path(database.path).stat().st_size / 2**20
     else:
         from ehr_adversarial.database import PostgresDatabase
 
