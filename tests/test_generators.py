@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from kedro.io import DataCatalog, MemoryDataset
-from kedro.runner import SequentialRunner
+from kedro.io import DataCatalog
 from torch import nn
 
 from ehr_adversarial.models.ehrdiff import EHRDiff, edm_sigmas, heun_sample
@@ -28,15 +27,9 @@ from ehr_adversarial.synthesis.common import (
     synthetic_record_ids,
 )
 from ehr_adversarial.synthesis.tokenizer import BOS, EOS, RecordTokenizer
+from tests.conftest import project_parameters
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _parameters() -> dict:
-    from ehr_adversarial import settings
-
-    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)
-    return loader["parameters"]
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def _quick(generator: dict, steps: int = 3) -> dict:
@@ -132,7 +125,7 @@ def test_ehrdiff_trains_and_samples_the_contract_bundle_reproducibly():
     layout = ehrdiff.matrix_layout(bundle, matrix)
     binary = np.asarray(layout["binary"])
     assert binary[48 * 5 : 2 * 48 * 5].all() and binary[-1] and binary[2 * 48 * 5]  # mask, y, binary static
-    params = _quick(_parameters()["synthesis"]["physionet2012"]["ehrdiff"]) | {"hidden_dims": [32], "time_dim": 16}
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["ehrdiff"]) | {"hidden_dims": [32], "time_dim": 16}
     # EHRDiff's own setting: uncentred, σ_data 0.14 for binary columns, pooled std for the others
     seed_setting = params | {"center": False, "sigma_data_binary": 0.14, "sigma_data_continuous": "auto"}
     seed_model = ehrdiff.fit_ehrdiff(matrix, layout, seed_setting, "cpu", seed=3)
@@ -284,7 +277,7 @@ def test_gradient_penalty_of_a_linear_critic_is_its_gradient_norm_deviation():
 
 def test_kmimic_stages_train_in_order_and_sample_the_contract_bundle():
     bundle = _random_bundle(n=48, features=4)
-    params = _quick(_parameters()["synthesis"]["physionet2012"]["kmimic"])
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["kmimic"])
     params["temporal_vae"]["hidden"] = 16
     static_vae = kmimic.fit_static_vae(bundle["static"], params["static_vae"], "cpu", 0)
     temporal_vae = kmimic.fit_temporal_vae(bundle["X"], bundle["mask"], params["temporal_vae"], "cpu", 0)
@@ -302,72 +295,29 @@ def test_kmimic_stages_train_in_order_and_sample_the_contract_bundle():
 # ---------------------------------------------------------------------------------- real data
 
 
-class KeptMemoryDataset(MemoryDataset):
-    """A MemoryDataset the runner does not empty once its consumers have run."""
-
-    def _release(self) -> None:
-        pass
-
-
-def _run_in_memory(pipe, parameters: dict, datasets: dict | None = None) -> DataCatalog:
-    catalog = DataCatalog()
-    for name in pipe.datasets():
-        if name.startswith("params:"):
-            value = parameters
-            for key in name.removeprefix("params:").split("."):
-                value = value[key]
-            catalog[name] = value
-        else:
-            catalog[name] = KeptMemoryDataset(copy_mode="assign")
-    for name, dataset in (datasets or {}).items():
-        catalog[name] = dataset
-    SequentialRunner().run(pipe, catalog)
-    return catalog
-
-
-@pytest.fixture(scope="module")
-def physionet(physionet2012_dir: Path) -> DataCatalog:
-    """Ingestion + features on the real PhysioNet 2012 records, in memory."""
-    from ehr_adversarial.pipelines.features import create_pipeline as create_features
-    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
-
-    return _run_in_memory(create_ingestion(source="physionet2012") + create_features(source="physionet2012"), _parameters())
-
-
-@pytest.fixture(scope="module")
-def mimic3(mimic3_demo_dir: Path, tmp_path_factory) -> DataCatalog:
-    """Ingestion + features on the MIMIC-III demo, in memory (DuckDB in a temporary folder)."""
-    from ehr_adversarial.datasets.database import DatabaseDataset
-    from ehr_adversarial.pipelines.features import create_pipeline as create_features
-    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
-
-    database = DatabaseDataset(engine="duckdb", filepath=str(tmp_path_factory.mktemp("mimic3") / "mimic3.duckdb"))
-    return _run_in_memory(create_ingestion(source="mimic3") + create_features(source="mimic3"), _parameters(), {"mimic3.database": database})
-
-
 @pytest.mark.slow
-def test_ehrdiff_on_real_physionet_training_records(physionet: DataCatalog):
-    train = physionet.load("physionet2012.full.model_input_train")
-    splits = physionet.load("physionet2012.splits")
+def test_ehrdiff_on_real_physionet_training_records(physionet2012_features: DataCatalog):
+    train = physionet2012_features.load("physionet2012.full.model_input_train")
+    splits = physionet2012_features.load("physionet2012.splits")
     assert train["X"].shape == (3200, 48, 36)
-    params = _quick(_parameters()["synthesis"]["physionet2012"]["ehrdiff"])
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["ehrdiff"])
     matrix = ehrdiff.record_matrix(train)
     model = ehrdiff.fit_ehrdiff(matrix, ehrdiff.matrix_layout(train, matrix), params, "cpu", 0)
     assert model.config["n_train_records"] == 3200
-    fill = scaled_fill(physionet.load("physionet2012.full.feature_spec"))
+    fill = scaled_fill(physionet2012_features.load("physionet2012.full.feature_spec"))
     synthetic = ehrdiff.sample_ehrdiff(model, 50, params, "cpu", 0, fill, splits["record_id"].to_numpy())
     _check_contract(synthetic, 50, 48, 36, 8, splits["record_id"].to_numpy())
 
 
 @pytest.mark.slow
-def test_synehrgy_on_real_physionet_training_records(physionet: DataCatalog):
-    splits = physionet.load("physionet2012.splits")
+def test_synehrgy_on_real_physionet_training_records(physionet2012_features: DataCatalog):
+    splits = physionet2012_features.load("physionet2012.splits")
     train_ids = splits.loc[splits["split"] == "train", "record_id"]
-    timeseries = physionet.load("physionet2012.timeseries")
-    static = physionet.load("physionet2012.static")
+    timeseries = physionet2012_features.load("physionet2012.timeseries")
+    static = physionet2012_features.load("physionet2012.static")
     train_ts = timeseries[timeseries["record_id"].isin(train_ids)]
     train_static = static[static["record_id"].isin(train_ids)]
-    params = _quick(_parameters()["synthesis"]["physionet2012"]["synehrgy"]) | {"max_new_tokens": 200}
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["synehrgy"]) | {"max_new_tokens": 200}
     tokenizer = RecordTokenizer.fit(train_ts, train_static)
     corpus = tokenizer.tokenize(train_ts, train_static)
     assert len(corpus["record_id"]) == 3200
@@ -383,27 +333,27 @@ def test_synehrgy_on_real_physionet_training_records(physionet: DataCatalog):
 
 
 @pytest.mark.slow
-def test_kmimic_on_real_physionet_training_records(physionet: DataCatalog):
-    train = physionet.load("physionet2012.full.model_input_train")
-    splits = physionet.load("physionet2012.splits")
-    params = _quick(_parameters()["synthesis"]["physionet2012"]["kmimic"])
+def test_kmimic_on_real_physionet_training_records(physionet2012_features: DataCatalog):
+    train = physionet2012_features.load("physionet2012.full.model_input_train")
+    splits = physionet2012_features.load("physionet2012.splits")
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["kmimic"])
     static_vae = kmimic.fit_static_vae(train["static"], params["static_vae"], "cpu", 0)
     temporal_vae = kmimic.fit_temporal_vae(train["X"], train["mask"], params["temporal_vae"], "cpu", 0)
     gan = kmimic.fit_latent_gan(static_vae, temporal_vae, train["static"], train["X"], train["mask"], train["y"], params["latent_gan"], "cpu", 0)
     # the label rate of the real train split: 443 deaths of 3200 (features pipeline, stratified)
     assert gan.label_rates[1].item() == pytest.approx(443 / 3200)
-    fill = scaled_fill(physionet.load("physionet2012.full.feature_spec"))
+    fill = scaled_fill(physionet2012_features.load("physionet2012.full.feature_spec"))
     synthetic = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 30, params, "cpu", 0, fill, splits["record_id"].to_numpy())
     _check_contract(synthetic, 30, 48, 36, 8, splits["record_id"].to_numpy())
 
 
 @pytest.mark.slow
-def test_ehrdiff_with_the_real_mimic3_code_matrix(mimic3: DataCatalog, mimic3_demo_dir: Path):
+def test_ehrdiff_with_the_real_mimic3_code_matrix(mimic3_features: DataCatalog, mimic3_demo_dir: Path):
     from ehr_adversarial.pipelines.synthesis.nodes import build_code_matrix
 
-    train = mimic3.load("mimic3.sun2018.model_input_train")
-    static = mimic3.load("mimic3.static")
-    codes = build_code_matrix(train, static, mimic3.load("mimic3.diagnoses"))
+    train = mimic3_features.load("mimic3.sun2018.model_input_train")
+    static = mimic3_features.load("mimic3.static")
+    codes = build_code_matrix(train, static, mimic3_features.load("mimic3.diagnoses"))
     # independently from the CSV: the 3-character categories (4 for E-codes) of the train stays' admissions
     raw = pd.read_csv(mimic3_demo_dir / "DIAGNOSES_ICD.csv.gz", dtype={"icd9_code": str}).dropna(subset=["icd9_code"])
     raw["category"] = np.where(raw["icd9_code"].str.startswith("E"), raw["icd9_code"].str[:4], raw["icd9_code"].str[:3])
@@ -413,11 +363,11 @@ def test_ehrdiff_with_the_real_mimic3_code_matrix(mimic3: DataCatalog, mimic3_de
     assert [sorted(codes["code_names"][np.flatnonzero(row)].tolist()) for row in codes["codes"]] == expected
     assert codes["codes"].dtype == np.uint8
 
-    params = _quick(_parameters()["synthesis"]["mimic3"]["ehrdiff"])
+    params = _quick(project_parameters()["synthesis"]["mimic3"]["ehrdiff"])
     matrix = ehrdiff.record_matrix(train, codes["codes"])
     model = ehrdiff.fit_ehrdiff(matrix, ehrdiff.matrix_layout(train, matrix, codes["code_names"].tolist()), params, "cpu", 0)
-    real_ids = mimic3.load("mimic3.splits")["record_id"].to_numpy()
-    fill = scaled_fill(mimic3.load("mimic3.sun2018.feature_spec"))
+    real_ids = mimic3_features.load("mimic3.splits")["record_id"].to_numpy()
+    fill = scaled_fill(mimic3_features.load("mimic3.sun2018.feature_spec"))
     synthetic = ehrdiff.sample_ehrdiff(model, 20, params, "cpu", 0, fill, real_ids)
     _check_contract(synthetic, 20, 48, 19, 7, real_ids)
     assert synthetic["codes"].shape == (20, len(codes["code_names"])) and synthetic["codes"].dtype == np.uint8

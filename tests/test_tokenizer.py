@@ -4,12 +4,11 @@ unseen input, lenient decoding of generated sequences."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from kedro.io import MemoryDataset
+from kedro.io import DataCatalog
 
 from ehr_adversarial.synthesis.tokenizer import (
     EOS,
@@ -19,9 +18,6 @@ from ehr_adversarial.synthesis.tokenizer import (
     fit_binning,
     sequences_corpus,
 )
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
 
 def _timeseries(rows) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["record_id", "minutes", "parameter", "value"])
@@ -192,40 +188,10 @@ def test_grammar_rows_allow_one_covariate_then_the_label_then_the_body():
 # ----------------------------------------------------------------------------- real records
 
 
-class KeptMemoryDataset(MemoryDataset):
-    """A MemoryDataset the runner does not empty once its consumers have run."""
-
-    def _release(self) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def physionet_tables(physionet2012_dir: Path):
-    """Ingestion's timeseries and static tables of the real PhysioNet 2012 records (in memory)."""
-    from kedro.io import DataCatalog
-    from kedro.runner import SequentialRunner
-
-    from ehr_adversarial import settings
-    from ehr_adversarial.pipelines.ingestion import create_pipeline
-
-    parameters = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)["parameters"]
-    pipe = create_pipeline(source="physionet2012")
-    catalog = DataCatalog()
-    for name in pipe.datasets():
-        if name.startswith("params:"):
-            value = parameters
-            for key in name.removeprefix("params:").split("."):
-                value = value[key]
-            catalog[name] = value
-        else:
-            catalog[name] = KeptMemoryDataset(copy_mode="assign")
-    SequentialRunner().run(pipe, catalog)
-    return catalog.load("physionet2012.timeseries"), catalog.load("physionet2012.static")
-
-
 @pytest.mark.slow
-def test_real_physionet_records_round_trip(physionet2012_dir: Path, physionet_tables):
-    timeseries, static = physionet_tables
+def test_real_physionet_records_round_trip(physionet2012_features: DataCatalog):
+    timeseries = physionet2012_features.load("physionet2012.timeseries")
+    static = physionet2012_features.load("physionet2012.static")
     train_static = static[static["split_group"] == "a"]
     train = timeseries[timeseries["record_id"].isin(train_static["record_id"])]
     tokenizer = RecordTokenizer.fit(train, train_static)  # the project's defaults: 10 quantile bins, hourly grid

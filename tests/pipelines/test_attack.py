@@ -33,14 +33,7 @@ FIT = {"batch_size": 64, "max_epochs": 25, "patience": 25, "monitor": "loss", "c
        "amp": False, "optimizer": {"lr": 0.01, "betas": [0.9, 0.999], "weight_decay": 0.0}, "grad_clip": 5.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy shared CPU the threads' spin-waits
-    make each step up to 100× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 class KeptDataset(MemoryDataset):

@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from kedro.io import DataCatalog, MemoryDataset
-from kedro.pipeline import Pipeline
-from kedro.runner import SequentialRunner
+from kedro.io import DataCatalog
 
 from ehr_adversarial.pipelines.features import FEATURE_SETS, create_pipeline
 from ehr_adversarial.pipelines.features.nodes import (
@@ -31,6 +29,7 @@ from ehr_adversarial.pipelines.features.tensorize import (
     forward_fill,
     hours_since_observed,
 )
+from tests.conftest import run_in_memory
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FEATURE_PARAMS = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_features.yml").read_text())["features"]
@@ -479,37 +478,6 @@ def test_spec_from_another_feature_set_is_an_error() -> None:
 # ----------------------------------------------------------------------------- the kedro pipeline
 
 
-class KeptMemoryDataset(MemoryDataset):
-    """A MemoryDataset the runner cannot release, so a test can read every dataset afterwards."""
-
-    def _release(self) -> None:
-        pass
-
-
-def _project_parameters() -> dict:
-    from ehr_adversarial import settings
-
-    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)
-    return loader["parameters"]
-
-
-def _run_in_memory(pipe: Pipeline, parameters: dict, datasets: dict | None = None) -> DataCatalog:
-    """Run `pipe` with the project's parameters; every dataset stays in memory and readable."""
-    catalog = DataCatalog()
-    for name in pipe.datasets():
-        if name.startswith("params:"):
-            value = parameters
-            for key in name.removeprefix("params:").split("."):
-                value = value[key]
-            catalog[name] = value
-        else:
-            catalog[name] = KeptMemoryDataset(copy_mode="assign")
-    for name, dataset in (datasets or {}).items():
-        catalog[name] = dataset
-    SequentialRunner().run(pipe, catalog)
-    return catalog
-
-
 def _synthetic_physionet(n_a: int = 60, n_b: int = 30, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Random records with every PhysioNet parameter the feature sets use."""
     rng = np.random.default_rng(seed)
@@ -537,7 +505,7 @@ def _synthetic_physionet(n_a: int = 60, n_b: int = 30, seed: int = 0) -> tuple[p
 
 def test_pipeline_runs_with_the_project_parameters_on_synthetic_records() -> None:
     timeseries, static = _synthetic_physionet()
-    catalog = _run_in_memory(
+    catalog = run_in_memory(
         create_pipeline(source="physionet2012"),
         {"features": FEATURE_PARAMS, "seed": 2012},
         {"physionet2012.timeseries": timeseries, "physionet2012.static": static},
@@ -621,13 +589,8 @@ def _raw_hourly(physionet2012_dir: Path, set_name: str, record_ids: list[int], p
 
 
 @pytest.mark.slow
-def test_physionet2012_features_on_the_real_records(physionet2012_dir: Path) -> None:
-    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
-
-    parameters = _project_parameters()
-    catalog = _run_in_memory(
-        create_ingestion(source="physionet2012") + create_pipeline(source="physionet2012"), parameters
-    )
+def test_physionet2012_features_on_the_real_records(physionet2012_dir: Path, physionet2012_features: DataCatalog) -> None:
+    catalog = physionet2012_features
     outcomes = {
         name: pd.read_csv(physionet2012_dir / f"Outcomes-{name}.txt").set_index("RecordID")["In-hospital_death"]
         for name in ("a", "b")
@@ -696,16 +659,8 @@ def test_physionet2012_features_on_the_real_records(physionet2012_dir: Path) -> 
                     assert back == pytest.approx(value, rel=1e-4)
 
 
-def test_mimic3_demo_features_cover_the_cohort(mimic3_demo_dir: Path, tmp_path: Path) -> None:
-    from ehr_adversarial.datasets.database import DatabaseDataset
-    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
-
-    parameters = _project_parameters()
-    catalog = _run_in_memory(
-        create_ingestion(source="mimic3") + create_pipeline(source="mimic3"),
-        parameters,
-        {"mimic3.database": DatabaseDataset(engine="duckdb", filepath=str(tmp_path / "mimic3.duckdb"))},
-    )
+def test_mimic3_demo_features_cover_the_cohort(mimic3_features: DataCatalog) -> None:
+    catalog = mimic3_features
     cohort = catalog.load("mimic3.cohort")
     static = catalog.load("mimic3.static")
     included = cohort.loc[cohort["included"]]

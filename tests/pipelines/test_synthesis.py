@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 import torch
 from kedro.io import DataCatalog, MemoryDataset
-from kedro.runner import SequentialRunner
 
 from ehr_adversarial.pipelines.synthesis import CODE_SOURCES, GENERATOR_FEATURE_SETS, create_pipeline
 from ehr_adversarial.synthesis.common import SYNTHETIC_GROUP, SYNTHETIC_ID_START, build_generator
+from tests.conftest import project_parameters, run_after
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def _config_loader():
@@ -87,7 +88,7 @@ def test_every_dataset_has_a_versioned_catalog_entry():
 
 
 def test_project_parameters_cover_every_generator():
-    parameters = _config_loader()["parameters"]
+    parameters = project_parameters()
     for source, generators in GENERATOR_FEATURE_SETS.items():
         assert set(parameters["synthesis"][source]) == set(generators)
     assert parameters["synthesis"]["mimic3"]["synehrgy"]["tokenizer"]["continuous_covariates"] == ["age"]
@@ -120,16 +121,9 @@ def test_generator_models_survive_the_versioned_model_dataset(config: dict, tmp_
 # ----------------------------------------------------------------------------- real data
 
 
-class KeptMemoryDataset(MemoryDataset):
-    """A MemoryDataset the runner does not empty once its consumers have run."""
-
-    def _release(self) -> None:
-        pass
-
-
 def _quick_parameters(source: str) -> dict:
     """The project's parameters with a few training steps and small samples."""
-    parameters = copy.deepcopy(_config_loader()["parameters"])
+    parameters = copy.deepcopy(project_parameters())
     for block in parameters["synthesis"][source].values():
         block["n_samples"] = 24
         for stage in ("static_vae", "temporal_vae", "latent_gan"):
@@ -141,22 +135,6 @@ def _quick_parameters(source: str) -> dict:
             block["max_new_tokens"] = 300
     parameters["device"] = "cpu"
     return parameters
-
-
-def _run(pipe, parameters: dict, datasets: dict | None = None) -> DataCatalog:
-    catalog = DataCatalog()
-    for name in pipe.datasets():
-        if name.startswith("params:"):
-            value = parameters
-            for key in name.removeprefix("params:").split("."):
-                value = value[key]
-            catalog[name] = value
-        else:
-            catalog[name] = KeptMemoryDataset(copy_mode="assign")
-    for name, dataset in (datasets or {}).items():
-        catalog[name] = dataset
-    SequentialRunner().run(pipe, catalog)
-    return catalog
 
 
 def _check_synthetic(catalog: DataCatalog, source: str, n_features: int, n_static: int) -> None:
@@ -175,12 +153,8 @@ def _check_synthetic(catalog: DataCatalog, source: str, n_features: int, n_stati
 
 
 @pytest.mark.slow
-def test_synthesis_on_real_physionet2012(physionet2012_dir: Path):
-    from ehr_adversarial.pipelines.features import create_pipeline as create_features
-    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
-
-    pipe = create_ingestion(source="physionet2012") + create_features(source="physionet2012") + create_pipeline("physionet2012")
-    catalog = _run(pipe, _quick_parameters("physionet2012"))
+def test_synthesis_on_real_physionet2012(physionet2012_features: DataCatalog):
+    catalog = run_after(physionet2012_features, create_pipeline("physionet2012"), _quick_parameters("physionet2012"))
     _check_synthetic(catalog, "physionet2012", n_features=36, n_static=8)
     # SynEHRgy's decoded records look like ingestion's tables
     real_ts, real_static = catalog.load("physionet2012.timeseries"), catalog.load("physionet2012.static")
@@ -199,14 +173,8 @@ def test_synthesis_on_real_physionet2012(physionet2012_dir: Path):
 
 
 @pytest.mark.slow
-def test_synthesis_on_the_real_mimic3_demo(mimic3_demo_dir: Path, tmp_path: Path):
-    from ehr_adversarial.datasets.database import DatabaseDataset
-    from ehr_adversarial.pipelines.features import create_pipeline as create_features
-    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
-
-    pipe = create_ingestion(source="mimic3") + create_features(source="mimic3") + create_pipeline("mimic3")
-    database = DatabaseDataset(engine="duckdb", filepath=str(tmp_path / "mimic3.duckdb"))
-    catalog = _run(pipe, _quick_parameters("mimic3"), {"mimic3.database": database})
+def test_synthesis_on_the_real_mimic3_demo(mimic3_features: DataCatalog):
+    catalog = run_after(mimic3_features, create_pipeline("mimic3"), _quick_parameters("mimic3"))
     _check_synthetic(catalog, "mimic3", n_features=19, n_static=7)
     code_matrix = catalog.load("mimic3.code_matrix_train")
     train = catalog.load("mimic3.sun2018.model_input_train")

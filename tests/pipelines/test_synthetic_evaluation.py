@@ -28,16 +28,17 @@ from ehr_adversarial.pipelines.synthetic_evaluation.nodes import (
     predict_mortality,
 )
 from ehr_adversarial.pipelines.synthetic_evaluation.pipeline import evaluation_pipeline
-from tests.pipelines.test_features import _project_parameters, _run_in_memory
+from tests.conftest import project_parameters, run_in_memory
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "physionet2012"
 STAND_INS = {"copier": "full", "sampler": "full", "noised": "full"}
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def _quick_settings() -> dict:
     """The project's settings, shrunk so the test runs in about a minute on 2 CPU cores."""
-    settings = copy.deepcopy(_project_parameters()["synthetic_evaluation"][SOURCE])
+    settings = copy.deepcopy(project_parameters()["synthetic_evaluation"][SOURCE])
     settings["fidelity"].update(discriminator_folds=3, discriminator_max_records=1000, mmd_max_records=1000)
     settings["utility"]["n_bootstrap"] = 200
     settings["utility"]["flat_models"]["gradient_boosting"]["max_iter"] = 60
@@ -117,13 +118,9 @@ def test_a_holdout_that_overlaps_the_train_split_is_refused():
 
 # ------------------------------------------------------------------------------ real data
 @pytest.fixture(scope="module")
-def real_bundles(physionet2012_dir) -> dict:
+def real_bundles(physionet2012_features: DataCatalog) -> dict:
     """The real PhysioNet 2012 `full` bundles, built in memory by the ingestion and features pipelines."""
-    from ehr_adversarial.pipelines.features import create_pipeline as create_features
-    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
-
-    catalog = _run_in_memory(create_ingestion(source=SOURCE) + create_features(source=SOURCE), _project_parameters())
-    return {name: catalog.load(f"{SOURCE}.full.{name}") for name in
+    return {name: physionet2012_features.load(f"{SOURCE}.full.{name}") for name in
             ("model_input_train", "model_input_validation", "model_input_test", "feature_spec")}
 
 
@@ -154,7 +151,7 @@ def stand_in_run(real_bundles) -> DataCatalog:
         f"{SOURCE}.noised.synthetic": noised,
     }
     parameters = {"synthetic_evaluation": {SOURCE: _quick_settings()}, "seed": 2012, "device": "cpu"}
-    return _run_in_memory(evaluation_pipeline(SOURCE, STAND_INS), parameters, datasets)
+    return run_in_memory(evaluation_pipeline(SOURCE, STAND_INS), parameters, datasets)
 
 
 @pytest.mark.slow
@@ -253,19 +250,12 @@ def test_mimic3_pipeline_compares_code_generators_with_coded_real_bundles():
 
 
 @pytest.mark.slow
-def test_mimic3_demo_copier_with_codes(mimic3_demo_dir, tmp_path):
+def test_mimic3_demo_copier_with_codes(mimic3_demo_dir, mimic3_features: DataCatalog):
     """The MIMIC-III demo through ingestion and features; the synthesis code matrix of the train
     split; a copying 'generator' with codes: the evaluation catches it, codes included."""
-    from ehr_adversarial.datasets.database import DatabaseDataset
-    from ehr_adversarial.pipelines.features import create_pipeline as create_features
-    from ehr_adversarial.pipelines.ingestion import create_pipeline as create_ingestion
     from ehr_adversarial.pipelines.synthesis.nodes import build_code_matrix
 
-    real = _run_in_memory(
-        create_ingestion(source="mimic3") + create_features(source="mimic3"),
-        _project_parameters(),
-        {"mimic3.database": DatabaseDataset(engine="duckdb", filepath=str(tmp_path / "mimic3.duckdb"))},
-    )
+    real = mimic3_features
     train = real.load("mimic3.sun2018.model_input_train")
     static, diagnoses = real.load("mimic3.static"), real.load("mimic3.diagnoses")
     code_matrix_train = build_code_matrix(train, static, diagnoses)
@@ -291,7 +281,7 @@ def test_mimic3_demo_copier_with_codes(mimic3_demo_dir, tmp_path):
         "mimic3.copier.synthetic": dict(coded_train, record_id=900_000_000 + np.arange(len(train["y"]))),
     }
     parameters = {"synthetic_evaluation": {"mimic3": settings}, "seed": 2012, "device": "cpu"}
-    run = _run_in_memory(evaluation_pipeline("mimic3", {"copier": "sun2018"}, {"copier"}), parameters, datasets)
+    run = run_in_memory(evaluation_pipeline("mimic3", {"copier": "sun2018"}, {"copier"}), parameters, datasets)
     fid = run.load("mimic3.copier.fidelity_metrics")
     assert fid["pearson_r"]["codes"] == pytest.approx(1.0)
     assert fid["nonzero_code_columns"] == {"real": len(names), "synthetic": len(names), "of": len(names)}
