@@ -18,8 +18,18 @@ def _directions(table: pd.DataFrame) -> list[str]:
     return sorted(table["direction"].unique())
 
 
+def nothing_to_show(message: str = "no attack succeeded: nothing to show") -> Figure:
+    """A figure that says why it is empty, so every run still writes each figure."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
 def plot_susceptibility_heatmaps(susceptibility: pd.DataFrame) -> Figure:
     """S(j, t), GPP and GMP as feature × hour heatmaps, one row per direction."""
+    if susceptibility.empty:
+        return nothing_to_show()
     directions, metrics = _directions(susceptibility), ("S", "GPP", "GMP")
     n_features = susceptibility["feature"].nunique()
     fig, axes = plt.subplots(len(directions), len(metrics), squeeze=False,
@@ -40,6 +50,8 @@ def plot_susceptibility_heatmaps(susceptibility: pd.DataFrame) -> Figure:
 
 def plot_cumulative_ranking(cumulative_susceptibility: pd.DataFrame) -> Figure:
     """Cumulative S_j per feature, ranked, one panel per direction (like the paper's table)."""
+    if cumulative_susceptibility.empty:
+        return nothing_to_show()
     directions = _directions(cumulative_susceptibility)
     n_features = cumulative_susceptibility["feature"].nunique()
     fig, axes = plt.subplots(1, len(directions), squeeze=False, figsize=(5 * len(directions), 0.3 * n_features + 1.5))
@@ -71,6 +83,8 @@ def plot_attack_histograms(attack_records: pd.DataFrame) -> Figure:
 
 def plot_susceptibility_over_hours(susceptibility: pd.DataFrame) -> Figure:
     """Σ_j S(j, t) per hour and direction: does susceptibility rise at later hours?"""
+    if susceptibility.empty:
+        return nothing_to_show()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     scores = susceptibility[susceptibility["metric"] == "S"]
     for direction, frame in scores.groupby("direction", sort=True):

@@ -20,6 +20,14 @@ from ehr_adversarial.pipelines.attack.nodes import run_attack, select_records, s
 
 logger = logging.getLogger(__name__)
 
+# Columns of the tables, fixed so that an attack without a single success still gives (empty) tables.
+STABILITY_COLUMNS = ["direction", "seed_a", "seed_b", "n_features", "spearman", "kendall", "top_k", "top_k_overlap",
+                     "shared_records"]
+TREND_COLUMNS = ["direction", "spearman", "p_value", "early_mean", "late_mean", "late_over_early", "peak_hour",
+                 "window_hours", "rises"]
+PAPER_COLUMNS = ["direction", "paper_feature", "feature", "paper_position", "paper_cumulative_s", "our_rank",
+                 "our_rank_among_paper_features", "n_paper_features", "n_features", "our_cumulative_s", "agrees"]
+
 
 def _check_seeds(reporting: Mapping[str, Any], seed: int) -> list[int]:
     seeds = [int(s) for s in reporting.get("stability_seeds") or []]
@@ -97,7 +105,7 @@ def ranking_stability(
                 "top_k": k, "top_k_overlap": len(_top(pair[seed_a], k) & _top(pair[seed_b], k)) / min(k, len(pair)),
                 "shared_records": len(ids_a & ids_b) / max(len(ids_a | ids_b), 1),
             })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=STABILITY_COLUMNS)
 
 
 def hourly_trend(susceptibility: pd.DataFrame, reporting: dict[str, Any]) -> pd.DataFrame:
@@ -124,7 +132,7 @@ def hourly_trend(susceptibility: pd.DataFrame, reporting: dict[str, Any]) -> pd.
             "peak_hour": int(by_hour.idxmax()), "window_hours": window,
             "rises": bool(np.isfinite(rho) and rho > 0 and p < alpha),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=TREND_COLUMNS)
 
 
 def _paper_feature(names: Sequence[str], candidates: Sequence[str]) -> str | None:
@@ -173,7 +181,7 @@ def paper_comparison(cumulative_susceptibility: pd.DataFrame, reporting: dict[st
                 "n_features": len(scores), "our_cumulative_s": float(scores[feature]) if feature else None,
                 "agrees": agrees,
             })
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=PAPER_COLUMNS)
     for column in ("our_rank", "our_rank_among_paper_features"):
         table[column] = table[column].astype("Int64")
     table["agrees"] = table["agrees"].astype("boolean")
@@ -271,6 +279,12 @@ def attack_report(
     lines += ["## Attack", "", *_attack_section(attack_summary), ""]
     meets = attack_summary["success_rate"] >= success_target
     lines += [f"Success target ≥ {100 * success_target:.0f} %: {'met' if meets else '**not met**'}.", ""]
+    if cumulative_susceptibility.empty:
+        lines += ["## No successful attack", "",
+                  "The attack flipped none of the attacked records, so there is no perturbation to rank, no "
+                  "hourly trend and no stability to measure. Raise `attack.max_iterations` or the λ range, or "
+                  "look at the model: a near-constant model has (almost) no gradient to follow.", ""]
+        return "\n".join(lines)
     lines += ["## Cumulative susceptibility beside the paper (Sun et al. 2018)", "",
               "The paper's table (MIMIC-III, its LSTM) is known to us only by its first three features and its "
               "last one per direction (SPEC §4); we place each of them in our ranking.", "",

@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ehr_adversarial.pipelines.attack.plots import nothing_to_show
+
 
 def plot_attack_report(
     cumulative_susceptibility: pd.DataFrame,
@@ -20,6 +22,8 @@ def plot_attack_report(
 ) -> Figure:
     """One row per direction: ranked S_j with the paper's features marked, Σ_j S(j, t) over hours,
     and each further seed's S_j against the main run's."""
+    if cumulative_susceptibility.empty:
+        return nothing_to_show()
     directions = sorted(cumulative_susceptibility["direction"].unique())
     n_features = cumulative_susceptibility["feature"].nunique()
     fig, axes = plt.subplots(len(directions), 3, squeeze=False,
