@@ -21,18 +21,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ehr_adversarial.evaluation import average_precision_rows, roc_auc_rows
-from ehr_adversarial.models import build_model
 from ehr_adversarial.pipelines.features.tensorize import forward_fill, hours_since_observed
 from ehr_adversarial.pipelines.training.torch_loop import (
-    class_weights,
     death_probability,
-    fit,
     predict_logits,
-    prior_shift,
-    subset,
     to_tensors,
+    train_with_monitor_split,
 )
-from ehr_adversarial.torch_utils import resolve_device, seed_everything
+from ehr_adversarial.torch_utils import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -155,18 +151,6 @@ def with_delta(bundle: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return bundle
 
 
-def _stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit, monitor) record indices: `fraction` of each class held out for early stopping."""
-    rng = np.random.default_rng(seed)
-    fit_index, monitor_index = [], []
-    for label in (0, 1):
-        members = rng.permutation(np.flatnonzero(y == label))
-        n_monitor = max(1, int(round(fraction * len(members))))
-        monitor_index.append(members[:n_monitor])
-        fit_index.append(members[n_monitor:])
-    return np.sort(np.concatenate(fit_index)), np.sort(np.concatenate(monitor_index))
-
-
 def fit_predict_sequence_model(
     train_bundle: Mapping[str, np.ndarray],
     test_bundle: Mapping[str, np.ndarray],
@@ -183,24 +167,15 @@ def fit_predict_sequence_model(
     training.torch_loop.fit (batch_size, max_epochs, patience, monitor, class_weight, amp,
     optimizer, grad_clip).
     """
-    y = np.asarray(train_bundle["y"]).astype(np.int64)
-    _check_two_classes(y, "training")
+    _check_two_classes(np.asarray(train_bundle["y"]), "training")
     torch_device = resolve_device(device)
-    generator = seed_everything(seed)
-    train = to_tensors(with_delta(train_bundle), torch_device)
     test = to_tensors(with_delta(test_bundle), torch_device)
-    model = build_model(
-        {
-            "architecture": config["architecture"],
-            "hyperparameters": dict(config.get("hyperparameters", {})),
-            "n_features": train["x"].shape[2],
-            "n_static": train["static"].shape[1],
-        }
-    ).to(torch_device)
-    fit_index, monitor_index = _stratified_holdout(y, float(config["monitor_fraction"]), seed)
-    model, _ = fit(
-        model, subset(train, fit_index), subset(train, monitor_index), config, generator,
-        description=f"utility {config['architecture']}",
-    )
-    shift = prior_shift(class_weights(y[fit_index], config["class_weight"]))
-    return death_probability(predict_logits(model, test, int(config["batch_size"])), shift)
+    model_config = {
+        "architecture": config["architecture"],
+        "hyperparameters": dict(config.get("hyperparameters", {})),
+        "n_features": test["x"].shape[2],
+        "n_static": test["static"].shape[1],
+    }
+    model, _ = train_with_monitor_split(with_delta(train_bundle), model_config, config, seed, torch_device,
+                                        description=f"utility {config['architecture']}")
+    return death_probability(predict_logits(model, test, int(config["batch_size"])), model.config["probability_shift"])

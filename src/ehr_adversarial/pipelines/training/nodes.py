@@ -27,20 +27,19 @@ from torch import nn
 
 from ehr_adversarial.datasets.torch_model import check_model_matches_data
 from ehr_adversarial.evaluation import METRICS, binary_metrics, bootstrap_metrics, choose_threshold
-from ehr_adversarial.models import build_model
-from ehr_adversarial.torch_utils import resolve_device, seed_everything
+from ehr_adversarial.torch_utils import resolve_device
 
 from . import plots
 from .summary_features import summary_statistics
 from .torch_loop import (
     class_weights,
     death_probability,
-    fit,
     limited_threads,
     predict_logits,
     prior_shift,
     subset,
     to_tensors,
+    train_model,
 )
 
 logger = logging.getLogger(__name__)
@@ -149,7 +148,8 @@ def _prediction_frame(bundle: Mapping[str, np.ndarray], prob: np.ndarray, split:
 # ---------------------------------------------------------------- torch models
 
 
-def _model_config(training: Mapping[str, Any], feature_spec: Mapping[str, Any]) -> dict[str, Any]:
+def torch_model_config(training: Mapping[str, Any], feature_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What a saved torch model carries to rebuild it: architecture, hyperparameters, feature names."""
     return {
         "architecture": training["architecture"],
         "hyperparameters": dict(training.get("hyperparameters", {})),
@@ -165,9 +165,7 @@ def _model_config(training: Mapping[str, Any], feature_spec: Mapping[str, Any]) 
 def _train_once(config: Mapping[str, Any], feature_spec: Mapping[str, Any], train, monitor_set,
                 seed: int, description: str) -> tuple[nn.Module, pd.DataFrame]:
     with limited_threads(config.get("n_threads", DEFAULT_THREADS)):
-        generator = seed_everything(seed)
-        model = build_model(_model_config(config, feature_spec)).to(train["y"].device)
-        return fit(model, train, monitor_set, config, generator, description)
+        return train_model(torch_model_config(config, feature_spec), config, train, monitor_set, seed, description)
 
 
 def select_torch_config(
@@ -221,11 +219,7 @@ def train_torch_model(
     model, history = _train_once(selected_config, feature_spec, to_tensors(model_input_train, torch_device),
                                  to_tensors(model_input_validation, torch_device), seed,
                                  f"{selected_config['architecture']} refit")
-    # The loss weights shift the log-odds by log(w1/w0); predictions subtract it again so that
-    # probabilities are calibrated to the training prevalence. It travels with the model.
-    weights = class_weights(model_input_train["y"], selected_config["class_weight"])
-    model.config["probability_shift"] = prior_shift(weights)
-    model.config["batch_size"] = int(selected_config["batch_size"])
+    # train_model put the class weights' prior shift and the batch size on model.config.
     logger.info("refit of %s took %.1f s", selected_config["architecture"], time.perf_counter() - start)
     return model.cpu(), history
 

@@ -1,4 +1,6 @@
-"""The torch training loop the training nodes share: batches, early stopping, prediction.
+"""The torch training loop the training nodes share: batches, early stopping, prediction, and
+`train_model` / `train_with_monitor_split`, the one recipe every torch model of the project is
+fitted with (training refit and CV, TSTR/TRTR utility, synthetic-trained models of the attack).
 
 Whole splits live on the device as tensors (a PhysioNet split is a few tens of MB),
 batches are index slices in an order drawn from a seeded generator, so a CPU run
@@ -24,7 +26,8 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm.auto import tqdm
 
-from ehr_adversarial.models import model_inputs
+from ehr_adversarial.models import build_model, model_inputs
+from ehr_adversarial.torch_utils import seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +185,54 @@ def fit(
     logger.info("%s: best epoch %d of %d, monitor %s = %.4f", description, best_epoch,
                 len(history), monitor, history.loc[best_epoch, monitor if monitor != "loss" else "monitor_loss"])
     return model.eval(), history
+
+
+def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, monitor) record indices: `fraction` of each class held out for early stopping."""
+    rng = np.random.default_rng(seed)
+    fit_index, monitor_index = [], []
+    for label in (0, 1):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_monitor = max(1, int(round(fraction * len(members))))
+        monitor_index.append(members[:n_monitor])
+        fit_index.append(members[n_monitor:])
+    return np.sort(np.concatenate(fit_index)), np.sort(np.concatenate(monitor_index))
+
+
+def train_model(
+    model_config: Mapping[str, Any],
+    config: Mapping[str, Any],
+    train: Tensors,
+    monitor_set: Tensors,
+    seed: int,
+    description: str,
+) -> tuple[nn.Module, pd.DataFrame]:
+    """A freshly seeded `build_model(model_config)` fitted on `train`, early-stopping on `monitor_set`.
+
+    The model's config then carries what prediction and the attack need besides the weights:
+    `probability_shift` (the log-odds the class weights add; predictions subtract it so that
+    probabilities match the training prevalence) and `batch_size`.
+    """
+    generator = seed_everything(seed)
+    model = build_model(model_config).to(train["y"].device)
+    model, history = fit(model, train, monitor_set, config, generator, description)
+    model.config["probability_shift"] = prior_shift(class_weights(train["y"].cpu().numpy(), config["class_weight"]))
+    model.config["batch_size"] = int(config["batch_size"])
+    return model, history
+
+
+def train_with_monitor_split(
+    bundle: Mapping[str, np.ndarray],
+    model_config: Mapping[str, Any],
+    config: Mapping[str, Any],
+    seed: int,
+    device: torch.device,
+    description: str,
+) -> tuple[nn.Module, pd.DataFrame]:
+    """`train_model` on one bundle: a stratified `config["monitor_fraction"]` of its own records
+    watches early stopping, the rest trains, so no other data (no real record) is needed."""
+    y = np.asarray(bundle["y"]).astype(np.int64)
+    tensors = to_tensors(bundle, device)
+    fit_index, monitor_index = stratified_holdout(y, float(config["monitor_fraction"]), seed)
+    return train_model(model_config, config, subset(tensors, fit_index), subset(tensors, monitor_index), seed,
+                       description)
