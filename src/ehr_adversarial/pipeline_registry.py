@@ -9,17 +9,24 @@ runs the MIMIC-III ingestion.
 
 from __future__ import annotations
 
+import copy
 import importlib
+from collections.abc import Mapping
+from typing import Any
 
 from kedro.pipeline import Pipeline
 
 SOURCES = ("physionet2012", "mimic3")
 DEFAULT_SOURCE = "physionet2012"
 # Order matters: it is the order of the default run.
-STAGES = ("ingestion", "features", "training", "attack", "reporting", "synthesis", "synthetic_evaluation")
+STAGES = ("ingestion", "features", "training", "attack", "reporting", "synthesis", "synthetic_evaluation",
+          "synthetic_attack")
 DEFAULT_RUN = ("ingestion", "features", "training")
 
 _active_source = DEFAULT_SOURCE
+# The run's parameters, for stages whose shape they set (synthetic_attack.<source>.models);
+# ActiveEnvironmentHook keeps them current. Empty: every stage uses its defaults.
+_run_parameters: dict[str, Any] = {}
 
 
 def active_source() -> str:
@@ -38,6 +45,15 @@ def set_active_source(source: str) -> None:
     _active_source = source
 
 
+def set_run_parameters(parameters: Mapping[str, Any]) -> bool:
+    """Keep the run's parameters for `create_pipeline(parameters=...)`; True when they changed."""
+    global _run_parameters
+    parameters = copy.deepcopy(dict(parameters))
+    changed = parameters != _run_parameters
+    _run_parameters = parameters
+    return changed
+
+
 def _stage_pipeline(stage: str, source: str) -> Pipeline | None:
     """`create_pipeline(source=...)` of `ehr_adversarial.pipelines.<stage>`, if that stage exists."""
     try:
@@ -46,7 +62,7 @@ def _stage_pipeline(stage: str, source: str) -> Pipeline | None:
         if exc.name == f"ehr_adversarial.pipelines.{stage}":
             return None
         raise
-    return module.create_pipeline(source=source)
+    return module.create_pipeline(source=source, parameters=_run_parameters)
 
 
 def register_pipelines() -> dict[str, Pipeline]:

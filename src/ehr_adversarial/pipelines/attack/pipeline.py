@@ -21,8 +21,10 @@ from .plots import (
 )
 
 
-def create_model_pipeline(source: str, model: str) -> Pipeline:
-    """The attack of one trained model, under namespace `<source>.<model>`."""
+def create_model_pipeline(source: str, model: str, namespace: str | None = None) -> Pipeline:
+    """The attack of one trained `model` (an architecture of MODEL_FEATURE_SETS[source]) on the
+    test split of its feature set, under `namespace` (default `<source>.<model>`; the
+    synthetic_attack stage attacks `<source>.<generator>_<model>.model` this way)."""
     feature_set = MODEL_FEATURE_SETS[source][model]
     nodes = [
         node(select_records,
@@ -46,7 +48,7 @@ def create_model_pipeline(source: str, model: str) -> Pipeline:
     ]
     return pipeline(
         nodes,
-        namespace=f"{source}.{model}",
+        namespace=namespace or f"{source}.{model}",
         inputs={name: f"{source}.{feature_set}.{name}" for name in ("model_input_test", "feature_spec")},
         parameters={"params:attack": f"params:attack.{source}", "params:seed": "params:seed",
                     "params:device": "params:device"},

@@ -1,0 +1,330 @@
+"""Synthetic attack: the ranking comparison on hand-made rankings, training on a synthetic bundle,
+bad input, the catalog, the registry, and the whole pipeline for one generator in memory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from kedro.framework.project import pipelines
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from ehr_adversarial import pipeline_registry
+from ehr_adversarial.pipelines.synthetic_attack import (
+    create_pipeline,
+    default_models,
+    model_pairs,
+    synthetic_attack_pipeline,
+)
+from ehr_adversarial.pipelines.synthetic_attack.nodes import (
+    compare_susceptibility,
+    ranking_agreement,
+    train_on_synthetic,
+)
+from ehr_adversarial.pipelines.training.torch_loop import (
+    class_weights,
+    prior_shift,
+    stratified_holdout,
+)
+from tests.conftest import KeptMemoryDataset
+from tests.pipelines.test_attack import ATTACK, _spec
+from tests.pipelines.test_training import synthetic_bundle
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SOURCE = "physionet2012"
+DIRECTIONS = ("0→1", "1→0")
+FEATURES = [f"f{i}" for i in range(10)]
+PARAMS = {"models": ["dssm"], "monitor_fraction": 0.2, "evaluation": {"n_bootstrap": 50, "confidence": 0.95},
+          "top_k": 5}
+DSSM_CONFIG = {
+    "architecture": "dssm",
+    "hyperparameters": {"hidden_size": 8, "num_layers": 1, "n_heads": 2, "static_size": 4, "classifier_size": 8},
+    "optimizer": {"lr": 0.01, "betas": [0.9, 0.999], "weight_decay": 0.0},
+    "batch_size": 64, "max_epochs": 8, "patience": 8, "monitor": "auprc", "class_weight": "balanced",
+    "grad_clip": 5.0, "amp": False, "n_threads": 1, "cv": {"candidate": 0},
+}
+
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
+
+
+def _ranking(scores: dict[str, float]) -> pd.DataFrame:
+    """A cumulative_susceptibility table with the same scores in both directions."""
+    frames = []
+    for direction in DIRECTIONS:
+        frame = pd.DataFrame({"direction": direction, "feature": list(scores), "cumulative_s": list(scores.values())})
+        frame["rank"] = frame["cumulative_s"].rank(ascending=False, method="min").astype("int64")
+        frames.append(frame.sort_values("rank"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _summary(success: float, l1: float, l0: float) -> dict:
+    stats = {"records": 40, "success_rate": success, "mean_l1_best": l1, "mean_l0_best": l0}
+    return {"success_rate": success, "by_direction": dict.fromkeys(DIRECTIONS, stats)}
+
+
+def _metrics(auroc: float) -> dict:
+    return {"test": {"auroc": {"value": auroc}, "auprc": {"value": auroc / 2}}}
+
+
+def _clear_signal(bundle: dict) -> dict:
+    """The bundle with feature 0 on day 2 set by the label (0.1 or 0.9): a tiny DSSM learns it in a few
+    epochs and then depends on x, so that a short attack flips it in both directions."""
+    x = bundle["X"].copy()
+    x[:, 24:, 0] = np.where(bundle["y"][:, None] == 1, 0.9, 0.1) + 0.05 * x[:, 24:, 0]
+    return {**bundle, "X": x}
+
+
+REAL_SCORES = {name: float(10 - i) for i, name in enumerate(FEATURES)}  # f0 most susceptible
+
+
+# ------------------------------------------------------------------------------ comparison of rankings
+def test_identical_reversed_and_swapped_rankings():
+    real = _ranking(REAL_SCORES)
+    reversed_scores = dict(zip(FEATURES, sorted(REAL_SCORES.values()), strict=True))  # f0 least susceptible
+    swapped = {**REAL_SCORES, "f4": REAL_SCORES["f5"], "f5": REAL_SCORES["f4"]}  # f5 enters the top 5, f4 leaves
+    same, _ = ranking_agreement(real, _ranking(REAL_SCORES), 5, "same")
+    backwards, _ = ranking_agreement(real, _ranking(reversed_scores), 5, "reversed")
+    near, side_by_side = ranking_agreement(real, _ranking(swapped), 5, "swapped")
+    assert same["spearman_rho"].tolist() == pytest.approx([1.0, 1.0])
+    assert same["kendall_tau"].tolist() == pytest.approx([1.0, 1.0])
+    assert same["top_k_overlap"].tolist() == [5, 5]
+    assert backwards["spearman_rho"].tolist() == pytest.approx([-1.0, -1.0])
+    assert backwards["kendall_tau"].tolist() == pytest.approx([-1.0, -1.0])
+    assert backwards["top_k_overlap"].tolist() == [0, 0]
+    # one adjacent swap among 10: ρ = 1 − 6·2/(10·99), τ = 1 − 2·1/45
+    assert near["spearman_rho"].iloc[0] == pytest.approx(1 - 12 / 990)
+    assert near["kendall_tau"].iloc[0] == pytest.approx(1 - 2 / 45)
+    assert near["top_k_overlap"].tolist() == [4, 4]
+    assert near["top_k_features"].iloc[0] == "f0, f1, f2, f3, f5"
+    row = side_by_side[(side_by_side["direction"] == "0→1") & (side_by_side["feature"] == "f5")].iloc[0]
+    assert (row["rank_real"], row["rank_attacked"], row["top_k_real"]) == (6, 5, False)
+
+
+def test_comparison_table_report_and_figure_from_hand_made_rankings():
+    reversed_scores = dict(zip(FEATURES, sorted(REAL_SCORES.values()), strict=True))
+    missing_direction = _ranking(REAL_SCORES)
+    missing_direction = missing_direction[missing_direction["direction"] == "0→1"]
+    sections = {
+        "real__dssm__ranking": _ranking(REAL_SCORES), "real__dssm__summary": _summary(1.0, 2.0, 30.0),
+        "real__dssm__metrics": _metrics(0.85),
+        "ehrdiff__dssm__ranking": _ranking(REAL_SCORES), "ehrdiff__dssm__summary": _summary(0.9, 1.5, 20.0),
+        "ehrdiff__dssm__metrics": _metrics(0.8),
+        "kmimic__dssm__ranking": _ranking(reversed_scores), "kmimic__dssm__summary": _summary(0.5, 3.0, 40.0),
+        "kmimic__dssm__metrics": _metrics(0.55),
+        "synehrgy__dssm__ranking": missing_direction, "synehrgy__dssm__summary": _summary(0.7, 1.0, 10.0),
+        "synehrgy__dssm__metrics": _metrics(0.7),
+    }
+    pairs = (("ehrdiff", "dssm"), ("kmimic", "dssm"), ("synehrgy", "dssm"))
+    table, report, figure = compare_susceptibility(pairs, PARAMS, **sections)
+
+    assert len(table) == 8 and table[["model", "generator"]].drop_duplicates()["generator"].tolist() == [
+        "real", "ehrdiff", "kmimic", "synehrgy"]
+    by = table.set_index(["generator", "direction"])
+    assert by.loc[("real", "1→0"), "spearman_rho"] == pytest.approx(1.0)
+    assert by.loc[("ehrdiff", "0→1"), "spearman_rho"] == pytest.approx(1.0)
+    assert by.loc[("kmimic", "0→1"), "spearman_rho"] == pytest.approx(-1.0)
+    assert by.loc[("kmimic", "1→0"), "top_k_overlap"] == 0
+    assert np.isnan(by.loc[("synehrgy", "1→0"), "spearman_rho"])
+    assert by.loc[("synehrgy", "0→1"), "top_k_overlap"] == 5
+    assert by.loc[("kmimic", "0→1"), "success_rate"] == 0.5 and by.loc[("kmimic", "0→1"), "mean_l0_best"] == 40.0
+    assert by.loc[("ehrdiff", "1→0"), "mean_l1_best"] == 1.5 and by.loc[("ehrdiff", "1→0"), "test_auroc"] == 0.8
+
+    assert "| dssm | kmimic | 0→1 | -1.000 (0.000) |" in report
+    assert "0/5" in report and "agreement varies (ρ from -1.00 to 1.00)" in report
+    assert "kmimic_dssm reaches only AUROC 0.550" in report
+    titles = [ax.get_title() for ax in figure.axes]
+    assert "kmimic_dssm, 0→1: ρ = -1.00, τ = -1.00" in titles and len(figure.axes) == 6
+
+
+def test_a_model_without_any_successful_attack_gives_blank_rows_not_a_crash():
+    empty = _ranking(REAL_SCORES).iloc[0:0]
+    sections = {"real__dssm__ranking": empty, "real__dssm__summary": {"success_rate": 0.0, "by_direction": {}},
+                "real__dssm__metrics": _metrics(0.6),
+                "kmimic__dssm__ranking": _ranking(REAL_SCORES), "kmimic__dssm__summary": _summary(1.0, 2.0, 9.0),
+                "kmimic__dssm__metrics": _metrics(0.7)}
+    table, report, figure = compare_susceptibility((("kmimic", "dssm"),), PARAMS, **sections)
+    assert table["direction"].tolist() == list(DIRECTIONS) * 2 and table["spearman_rho"].isna().all()
+    assert table.loc[table["generator"] == "real", "attacked_records"].tolist() == [0, 0]
+    assert table.loc[table["generator"] == "kmimic", "success_rate"].tolist() == [1.0, 1.0]
+    assert "blank where a model (the real one included) had no successful attack" in report
+    assert [ax.texts[0].get_text() for ax in figure.axes] == ["no successful attack"] * 2
+
+
+def test_rankings_over_different_features_are_a_clear_error():
+    other = _ranking({**{k: v for k, v in REAL_SCORES.items() if k != "f9"}, "HR": 0.5})
+    with pytest.raises(ValueError, match=r"kmimic_dssm ranks other features .* only real \['f9'\], only kmimic_dssm \['HR'\]"):
+        ranking_agreement(_ranking(REAL_SCORES), other, 5, "kmimic_dssm")
+    twice = pd.concat([_ranking(REAL_SCORES), _ranking(REAL_SCORES).head(1)], ignore_index=True)
+    with pytest.raises(ValueError, match="lists feature"):
+        ranking_agreement(twice, _ranking(REAL_SCORES), 5, "x")
+    with pytest.raises(ValueError, match="a cumulative_susceptibility table of the attack pipeline has"):
+        ranking_agreement(_ranking(REAL_SCORES).drop(columns="cumulative_s"), _ranking(REAL_SCORES), 5, "x")
+
+
+# ------------------------------------------------------------------------------ structure and bad input
+def test_pairs_refuse_mismatched_feature_sets_and_unknown_names():
+    assert default_models(SOURCE) == ["dssm"] and default_models("mimic3") == ["lstm_sun2018", "dssm"]
+    assert model_pairs(SOURCE, ["kmimic"], ["dssm"]) == [("kmimic", "dssm")]
+    with pytest.raises(ValueError, match="lstm_sun2018 reads the 'sun2018' features of physionet2012 but kmimic "
+                                         "synthesises 'full'"):
+        model_pairs(SOURCE, ["kmimic"], ["lstm_sun2018"])
+    with pytest.raises(ValueError, match="unknown generator 'ctgan'"):
+        model_pairs(SOURCE, ["ctgan"], ["dssm"])
+    with pytest.raises(ValueError, match="names 'logreg', which is not a torch model"):
+        model_pairs(SOURCE, ["kmimic"], ["logreg"])
+    with pytest.raises(ValueError, match="no generators defined for source 'mimic4'"):
+        create_pipeline("mimic4")
+    with pytest.raises(ValueError, match="at least one generator and one model"):
+        create_pipeline(SOURCE, parameters={"synthetic_attack": {SOURCE: {"models": []}}})
+
+
+def test_parameter_file_lists_the_models_that_fit_and_feeds_the_pipeline():
+    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_synthetic_attack.yml").read_text())
+    for source in ("physionet2012", "mimic3"):
+        assert params["synthetic_attack"][source]["models"] == default_models(source)
+    only_dssm = create_pipeline("mimic3", parameters={"synthetic_attack": {"mimic3": {"models": ["dssm"]}}})
+    assert {n.namespace for n in only_dssm.nodes} == {"mimic3"} | {f"mimic3.{g}_dssm" for g in
+                                                                   ("ehrdiff", "synehrgy", "kmimic")}
+
+
+def test_registry_has_the_stage_per_source_outside_the_default_run():
+    registry = pipeline_registry.register_pipelines()
+    assert "synthetic_attack" not in pipeline_registry.DEFAULT_RUN
+    assert pipeline_registry.STAGES.index("synthetic_attack") == pipeline_registry.STAGES.index("synthetic_evaluation") + 1
+    namespaces = {n.namespace for n in registry["physionet2012.synthetic_attack"].nodes}
+    assert namespaces == {SOURCE, *(f"{SOURCE}.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic"))}
+    assert {n.namespace for n in registry["mimic3.synthetic_attack"].nodes} >= {"mimic3.kmimic_lstm_sun2018"}
+    try:
+        assert pipeline_registry.set_run_parameters({"synthetic_attack": {"mimic3": {"models": ["dssm"]}}})
+        assert not pipeline_registry.set_run_parameters({"synthetic_attack": {"mimic3": {"models": ["dssm"]}}})
+        namespaces = {n.namespace for n in pipeline_registry.register_pipelines()["mimic3.synthetic_attack"].nodes}
+        assert "mimic3.kmimic_lstm_sun2018" not in namespaces and "mimic3.kmimic_dssm" in namespaces
+    finally:
+        pipeline_registry.set_run_parameters({})
+
+
+def test_a_session_builds_the_stage_from_the_run_parameters(tmp_path: Path):
+    """The hook hands the run's parameters (here a --params override) to the registry."""
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "src").mkdir()
+    bootstrap_project(tmp_path)
+    override = {"synthetic_attack": {"mimic3": {"models": ["dssm"]}}}
+    try:
+        with KedroSession.create(project_path=tmp_path, env="mimic3_demo", runtime_params=override) as session:
+            session.load_context()
+            namespaces = {n.namespace for n in pipelines["synthetic_attack"].nodes}
+        assert namespaces == {"mimic3", *(f"mimic3.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic"))}
+        with KedroSession.create(project_path=tmp_path, env="mimic3_demo") as session:
+            session.load_context()
+            assert "mimic3.kmimic_lstm_sun2018" in {n.namespace for n in pipelines["synthetic_attack"].nodes}
+    finally:
+        pipeline_registry.set_active_source(pipeline_registry.DEFAULT_SOURCE)
+        pipeline_registry.set_run_parameters({})
+        pipelines.configure(pipeline_registry.__name__)
+
+
+def test_catalog_resolves_every_output_to_its_own_versioned_file():
+    from ehr_adversarial import settings
+    from ehr_adversarial.pipelines import attack, synthesis, synthetic_evaluation, training
+
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)
+    catalog = DataCatalog.from_config(loader["catalog"])
+
+    def files(pipe):
+        return {name: str(catalog.get(name)._filepath) for name in pipe.all_outputs()}
+
+    ours = files(create_pipeline(SOURCE))
+    for name in ours:
+        assert getattr(catalog.get(name), "_version", None) is not None, f"{name} is not versioned"
+    assert ours[f"{SOURCE}.kmimic_dssm.model"] == f"data/06_models/{SOURCE}/kmimic_dssm/model.pt"
+    assert ours[f"{SOURCE}.kmimic_dssm.test_metrics"] == f"data/08_reporting/{SOURCE}/kmimic_dssm/test_metrics.json"
+    assert ours[f"{SOURCE}.ehrdiff_dssm.cumulative_susceptibility"] == (
+        f"data/08_reporting/{SOURCE}/ehrdiff_dssm/attack/cumulative_susceptibility.csv")
+    assert ours[f"{SOURCE}.synthetic_attack_comparison"] == f"data/08_reporting/{SOURCE}/synthetic_attack/comparison.csv"
+    assert len(set(ours.values())) == len(ours)
+    others = {}
+    for module in (training, attack, synthesis, synthetic_evaluation):
+        others |= files(module.create_pipeline(SOURCE))
+    clashes = {name: path for name, path in ours.items() if path in set(others.values())}
+    assert not clashes, f"synthetic_attack outputs would overwrite other stages' files: {clashes}"
+
+
+# ------------------------------------------------------------------------------ training and the whole pipeline
+def test_training_on_a_synthetic_bundle_uses_only_it_and_is_reproducible():
+    spec = _spec("full", 6)
+    synthetic = synthetic_bundle(200, 6, seed=7, start_id=500_000)
+    without_delta = {k: v for k, v in synthetic.items() if k != "delta"}  # generators may leave delta out
+    model, history = train_on_synthetic(without_delta, DSSM_CONFIG, spec, PARAMS, seed=1, device="cpu")
+    assert model.config["architecture"] == "dssm" and model.config["feature_names"] == spec["feature_names"]
+    assert 1 <= len(history) <= DSSM_CONFIG["max_epochs"] and history["best"].sum() == 1
+    fit_index, monitor_index = stratified_holdout(synthetic["y"], 0.2, seed=1)
+    assert len(monitor_index) == 40 and np.intersect1d(fit_index, monitor_index).size == 0
+    expected_shift = prior_shift(class_weights(synthetic["y"][fit_index], "balanced"))
+    assert model.config["probability_shift"] == pytest.approx(expected_shift)
+    again, _ = train_on_synthetic(without_delta, DSSM_CONFIG, spec, PARAMS, seed=1, device="cpu")
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match=r"the synthetic bundle .*X has shape \(200, 48, 6\), expected \(200, 48, 4\)"):
+        train_on_synthetic(synthetic, DSSM_CONFIG, _spec("sun2018", 4), PARAMS, seed=1, device="cpu")
+
+
+def test_pipeline_for_one_generator_trains_scores_attacks_and_compares():
+    spec = _spec("full", 6)
+    real_ranking = _ranking({name: float(6 - i) for i, name in enumerate(spec["feature_names"])})
+    inputs = {
+        f"{SOURCE}.kmimic.synthetic": _clear_signal(synthetic_bundle(240, 6, seed=11, start_id=500_000)),
+        f"{SOURCE}.full.model_input_test": _clear_signal(synthetic_bundle(120, 6, seed=12, start_id=1000)),
+        f"{SOURCE}.full.feature_spec": spec,
+        f"{SOURCE}.dssm.selected_config": DSSM_CONFIG,
+        f"{SOURCE}.dssm.cumulative_susceptibility": real_ranking,
+        f"{SOURCE}.dssm.attack_summary": _summary(1.0, 2.0, 30.0),
+        f"{SOURCE}.dssm.metrics": _metrics(0.8),
+        f"params:synthetic_attack.{SOURCE}": PARAMS,
+        f"params:attack.{SOURCE}": {**ATTACK, "n_records": 16, "lr": 0.5, "max_iterations": 60},
+        "params:seed": 3, "params:device": "cpu",
+    }
+    pipe = synthetic_attack_pipeline(SOURCE, ["kmimic"], ["dssm"])
+    assert pipe.inputs() == set(inputs)
+    catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()})
+    for name in pipe.all_outputs():
+        catalog[name] = KeptMemoryDataset(copy_mode="assign")
+    SequentialRunner().run(pipe, catalog)
+
+    metrics = catalog.load(f"{SOURCE}.kmimic_dssm.test_metrics")
+    predictions = catalog.load(f"{SOURCE}.kmimic_dssm.test_predictions")
+    assert metrics["trained_on"] == "synthetic" and metrics["n_test"] == 120 == len(predictions)
+    assert metrics["test"]["auroc"]["ci_low"] <= metrics["test"]["auroc"]["value"] and metrics["test"]["auroc"]["value"] > 0.9
+    records = catalog.load(f"{SOURCE}.kmimic_dssm.attack_records")
+    ranking = catalog.load(f"{SOURCE}.kmimic_dssm.cumulative_susceptibility")
+    assert len(records) == 16 and set(records["direction"]) == set(DIRECTIONS) and records["success"].mean() >= 0.8
+    assert set(ranking["feature"]) == set(spec["feature_names"])
+    # the signal lives in f0, and so does the susceptibility of the model that learnt it
+    assert (ranking[ranking["rank"] == 1]["feature"] == "f0").all()
+
+    table = catalog.load(f"{SOURCE}.synthetic_attack_comparison")
+    assert table["generator"].unique().tolist() == ["real", "kmimic"] and len(table) == 4
+    ours = table[table["generator"] == "kmimic"].set_index("direction")
+
+    for direction, frame in ranking.groupby("direction"):
+        expected = frame.set_index("feature")["cumulative_s"].loc[spec["feature_names"]].rank().corr(
+            pd.Series(np.arange(6, 0, -1.0), index=spec["feature_names"]).rank())
+        assert ours.loc[direction, "spearman_rho"] == pytest.approx(expected, nan_ok=True)
+        top5 = frame.sort_values("feature").sort_values("cumulative_s", ascending=False, kind="stable")["feature"][:5]
+        assert ours.loc[direction, "top_k_overlap"] == len(set(top5) & {"f0", "f1", "f2", "f3", "f4"}) >= 4
+        summary = catalog.load(f"{SOURCE}.kmimic_dssm.attack_summary")["by_direction"][direction]
+        assert ours.loc[direction, "success_rate"] == summary["success_rate"]
+    assert (ours["test_auroc"] == metrics["test"]["auroc"]["value"]).all()
+    report = catalog.load(f"{SOURCE}.synthetic_attack_report")
+    assert report.startswith("# Do models trained on synthetic data") and "| dssm | kmimic |" in report
+    assert catalog.load(f"{SOURCE}.synthetic_attack_figure").axes
