@@ -184,7 +184,6 @@ def test_an_attack_without_success_gives_empty_tables_figures_and_a_report_that_
     from ehr_adversarial.pipelines.attack.nodes import susceptibility_tables
     from ehr_adversarial.pipelines.attack.plots import plot_cumulative_ranking, plot_susceptibility_heatmaps
     from ehr_adversarial.pipelines.reporting.nodes import attack_report
-    from ehr_adversarial.pipelines.reporting.plots import plot_attack_report
 
     records = pd.DataFrame({"record_id": [1, 2], "direction": ["0→1", "1→0"], "success": [False, False]})
     deltas = {"record_id": np.array([1, 2]), "label": np.array([0, 1]), "delta_best": np.zeros((2, 48, 3)),
@@ -206,6 +205,7 @@ def test_an_attack_without_success_gives_empty_tables_figures_and_a_report_that_
                                     "median_first_iteration": float("nan")} for d in ("0→1", "1→0")}}
     metrics = {"test": {m: {"value": 0.5, "ci_low": 0.2, "ci_high": 0.8} for m in ("auroc", "auprc")},
                "n_test": 19, "n_test_positive": 5}
-    figure = plot_attack_report(ranking, table, paper, trend, ranking.assign(seed=1))
-    report = attack_report(summary, metrics, ranking, paper, trend, stability, figure, REPORTING)
+    figure, report = attack_report(summary, metrics, ranking, table, paper, trend, stability, ranking.assign(seed=1),
+                                   REPORTING)
+    assert "no attack succeeded" in figure.axes[0].texts[0].get_text()
     assert "## No successful attack" in report and "Success target ≥ 99 %: **not met**" in report

@@ -18,6 +18,8 @@ from scipy import stats
 from ehr_adversarial.datasets.tensors import TensorBundle
 from ehr_adversarial.pipelines.attack.nodes import run_attack, select_records, susceptibility_tables
 
+from .plots import plot_attack_report
+
 logger = logging.getLogger(__name__)
 
 # Columns of the tables, fixed so that an attack without a single success still gives (empty) tables.
@@ -254,14 +256,33 @@ def attack_report(
     attack_summary: dict[str, Any],
     model_metrics: dict[str, Any],
     cumulative_susceptibility: pd.DataFrame,
+    susceptibility: pd.DataFrame,
+    paper_table: pd.DataFrame,
+    trend: pd.DataFrame,
+    stability: pd.DataFrame,
+    seed_rankings: pd.DataFrame,
+    reporting: dict[str, Any],
+) -> tuple[Figure, str]:
+    """The report's figure and a markdown report of one model's attack: results, ranking beside the
+    paper's, hourly trend, stability across seeds, and the figure embedded.
+
+    One node makes both because a saved figure cannot be loaded back (MatplotlibDataset saves only).
+    """
+    report_figure = plot_attack_report(cumulative_susceptibility, susceptibility, paper_table, trend, seed_rankings)
+    return report_figure, _report_markdown(attack_summary, model_metrics, cumulative_susceptibility, paper_table,
+                                           trend, stability, report_figure, reporting)
+
+
+def _report_markdown(
+    attack_summary: Mapping[str, Any],
+    model_metrics: Mapping[str, Any],
+    cumulative_susceptibility: pd.DataFrame,
     paper_table: pd.DataFrame,
     trend: pd.DataFrame,
     stability: pd.DataFrame,
     report_figure: Figure,
-    reporting: dict[str, Any],
+    reporting: Mapping[str, Any],
 ) -> str:
-    """A markdown report of one model's attack: results, ranking beside the paper's, hourly trend,
-    stability across seeds, and the figure embedded."""
     k = int(reporting.get("top_k", 5))
     target = float(reporting.get("stability_target", 0.9))
     success_target = float(reporting.get("success_target", 0.99))

@@ -16,7 +16,6 @@ from kedro.pipeline import Pipeline, node, pipeline
 from ehr_adversarial.pipelines.training import MODEL_FEATURE_SETS, TORCH_MODELS
 
 from .nodes import attack_report, attack_with_seeds, hourly_trend, paper_comparison, ranking_stability, reports_overview
-from .plots import plot_attack_report
 
 
 def create_model_pipeline(source: str, model: str) -> Pipeline:
@@ -34,14 +33,10 @@ def create_model_pipeline(source: str, model: str) -> Pipeline:
         node(hourly_trend, ["susceptibility", "params:reporting"], "attack_hourly_trend", name="hourly_trend"),
         node(paper_comparison, ["cumulative_susceptibility", "params:reporting"], "attack_paper_comparison",
              name="paper_comparison"),
-        node(plot_attack_report,
-             ["cumulative_susceptibility", "susceptibility", "attack_paper_comparison", "attack_hourly_trend",
-              "attack_seed_rankings"],
-             "attack_report_figure", name="plot_attack_report"),
         node(attack_report,
-             ["attack_summary", "metrics", "cumulative_susceptibility", "attack_paper_comparison",
-              "attack_hourly_trend", "attack_seed_stability", "attack_report_figure", "params:reporting"],
-             "attack_report", name="attack_report"),
+             ["attack_summary", "metrics", "cumulative_susceptibility", "susceptibility", "attack_paper_comparison",
+              "attack_hourly_trend", "attack_seed_stability", "attack_seed_rankings", "params:reporting"],
+             ["attack_report_figure", "attack_report"], name="attack_report"),
     ]
     return pipeline(
         nodes,
