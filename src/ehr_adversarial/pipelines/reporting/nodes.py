@@ -269,20 +269,6 @@ def attack_report(
     One node makes both because a saved figure cannot be loaded back (MatplotlibDataset saves only).
     """
     report_figure = plot_attack_report(cumulative_susceptibility, susceptibility, paper_table, trend, seed_rankings)
-    return report_figure, _report_markdown(attack_summary, model_metrics, cumulative_susceptibility, paper_table,
-                                           trend, stability, report_figure, reporting)
-
-
-def _report_markdown(
-    attack_summary: Mapping[str, Any],
-    model_metrics: Mapping[str, Any],
-    cumulative_susceptibility: pd.DataFrame,
-    paper_table: pd.DataFrame,
-    trend: pd.DataFrame,
-    stability: pd.DataFrame,
-    report_figure: Figure,
-    reporting: Mapping[str, Any],
-) -> str:
     k = int(reporting.get("top_k", 5))
     target = float(reporting.get("stability_target", 0.9))
     success_target = float(reporting.get("success_target", 0.99))
@@ -305,7 +291,7 @@ def _report_markdown(
                   "The attack flipped none of the attacked records, so there is no perturbation to rank, no "
                   "hourly trend and no stability to measure. Raise `attack.max_iterations` or the λ range, or "
                   "look at the model: a near-constant model has (almost) no gradient to follow.", ""]
-        return "\n".join(lines)
+        return report_figure, "\n".join(lines)
     lines += ["## Cumulative susceptibility beside the paper (Sun et al. 2018)", "",
               "The paper's table (MIMIC-III, its LSTM) is known to us only by its first three features and its "
               "last one per direction (SPEC §4); we place each of them in our ranking.", "",
@@ -334,7 +320,7 @@ def _report_markdown(
               f"![attack report figure](data:image/png;base64,{_figure_png(report_figure)})", "",
               "Heatmaps of S, GPP and GMP, norm histograms and S over hours are the attack pipeline's figures "
               "(`attack` datasets of this model in data/08_reporting).", ""]
-    return "\n".join(lines)
+    return report_figure, "\n".join(lines)
 
 
 def reports_overview(**sections: Any) -> str:
