@@ -180,7 +180,7 @@ def test_reporting_is_registered_per_source():
 
 
 def test_an_attack_without_success_gives_empty_tables_figures_and_a_report_that_says_so():
-    """The MIMIC-III demo's dssm: the attack flips none of its 5 correct records; nothing may crash."""
+    """The MIMIC-III demo's lstm_sun2018: the attack flips none of its 5 correct records; nothing may crash."""
     from ehr_adversarial.pipelines.attack.nodes import susceptibility_tables
     from ehr_adversarial.pipelines.attack.plots import plot_cumulative_ranking, plot_susceptibility_heatmaps
     from ehr_adversarial.pipelines.reporting.nodes import attack_report
