@@ -373,3 +373,15 @@ def test_ehrdiff_with_the_real_mimic3_code_matrix(mimic3_features: DataCatalog, 
     assert synthetic["codes"].shape == (20, len(codes["code_names"])) and synthetic["codes"].dtype == np.uint8
     assert set(np.unique(synthetic["codes"])) <= {0, 1}
     np.testing.assert_array_equal(synthetic["code_names"], codes["code_names"])
+
+
+def test_synehrgy_training_windows_start_at_records_in_the_asked_share():
+    record_starts = torch.tensor([0, 500, 1000, 1500])
+    generator = torch.Generator().manual_seed(0)
+    aligned = synehrgy._window_starts(record_starts, 1800, 4000, 1.0, generator)
+    assert set(aligned.tolist()) == {0, 500, 1000, 1500}
+    mixed = synehrgy._window_starts(record_starts, 1800, 4000, 0.5, generator)
+    share = torch.isin(mixed, record_starts).float().mean().item()
+    assert 0.45 < share < 0.56  # half aligned, plus the few random starts that hit a record's start
+    anywhere = synehrgy._window_starts(record_starts, 1800, 4000, 0.0, generator)
+    assert torch.isin(anywhere, record_starts).float().mean().item() < 0.01 and anywhere.max() < 1800

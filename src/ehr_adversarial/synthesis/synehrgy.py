@@ -26,6 +26,15 @@ from .tokenizer import BOS, EOS, TokenCorpus, sequences_corpus
 logger = logging.getLogger(__name__)
 
 
+def _window_starts(record_starts: torch.Tensor, n_positions: int, batch_size: int, aligned: float,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Window starts: a share `aligned` at a random record's <s>, the rest anywhere in the stream."""
+    starts = torch.randint(n_positions, (batch_size,), generator=generator)
+    at_record = torch.rand(batch_size, generator=generator) < aligned
+    chosen = record_starts[torch.randint(len(record_starts), (batch_size,), generator=generator)]
+    return torch.where(at_record, chosen, starts)
+
+
 def fit_gpt(corpus: Mapping[str, np.ndarray], vocab_size: int, params: Mapping[str, Any], device: str, seed: int) -> GPT:
     """Train the GPT on a training token corpus; returns it in eval mode on CPU."""
     generator = seed_everything(seed)
@@ -54,8 +63,14 @@ def fit_gpt(corpus: Mapping[str, np.ndarray], vocab_size: int, params: Mapping[s
     optimizer = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"], betas=(0.9, 0.95))
     model.train()
     offsets = torch.arange(block + 1)
+    # Sampling reads a record from its <s>, covariates and label first; windows that start there teach
+    # the measurements that follow to depend on them (random windows rarely hold a record's start).
+    aligned = float(params.get("record_start_fraction", 0.0))
+    if not 0.0 <= aligned <= 1.0:
+        raise ValueError(f"synehrgy.record_start_fraction is {aligned}; it must lie in [0, 1].")
+    record_starts = torch.as_tensor(np.asarray(corpus["offsets"][:-1], dtype=np.int64)).clamp(max=len(stream) - block - 1)
     for step in (bar := tqdm(range(int(params["max_steps"])), desc="SynEHRgy GPT training", unit="step")):
-        starts = torch.randint(len(stream) - block, (int(params["batch_size"]),), generator=generator)
+        starts = _window_starts(record_starts, len(stream) - block, int(params["batch_size"]), aligned, generator)
         window = stream[starts[:, None] + offsets].to(torch_device)
         _, loss = model(window[:, :-1], window[:, 1:])
         optimizer.zero_grad(set_to_none=True)
