@@ -1,7 +1,8 @@
 """SynEHRgy training and sampling: a GPT over tokenised records.
 
-Training reads random windows of block_size + 1 tokens from the concatenation of all training
-sequences (each <s> … </s>), as nanoGPT does with text, so records longer than the context are
+Training reads windows of block_size + 1 tokens from the concatenation of all training sequences
+(each <s> … </s>): a share `record_start_fraction` starts at a record's <s> (the context sampling
+starts from), the rest anywhere, as nanoGPT does with text, so records longer than the context are
 still learned piecewise. Sampling starts every record from <s> and draws tokens with temperature and
 top-k until </s> or `max_new_tokens`, chunk by chunk; see tokenizer.RecordTokenizer.detokenize for
 how generated sequences are read back.
