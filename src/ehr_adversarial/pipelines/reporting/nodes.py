@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from ehr_adversarial.datasets.tensors import TensorBundle
+from ehr_adversarial.markdown import markdown_table
 from ehr_adversarial.pipelines.attack.nodes import run_attack, select_records, susceptibility_tables
 
 from .plots import plot_attack_report
@@ -197,19 +198,6 @@ def _figure_png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _markdown_table(frame: pd.DataFrame, float_format: str = "{:.3f}") -> str:
-    def cell(value: Any) -> str:
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-            return "–"
-        if isinstance(value, (float, np.floating)):
-            return float_format.format(value)
-        return str(value)
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def _attack_section(summary: Mapping[str, Any]) -> list[str]:
     rows = []
     for direction, s in summary["by_direction"].items():
@@ -221,7 +209,7 @@ def _attack_section(summary: Mapping[str, Any]) -> list[str]:
         f"success {100 * summary['success_rate']:.1f} % in {summary['seconds']:.0f} s on {summary['device']} "
         f"(search `{summary['config']['search']}`, ≤ {summary['config']['max_iterations']} iterations). "
         "Norms are of the smallest successful δ, in scaled units ([0, 1] per feature).", "",
-        _markdown_table(pd.DataFrame(rows)),
+        markdown_table(pd.DataFrame(rows)),
     ]
 
 
@@ -238,7 +226,7 @@ def _paper_section(comparison: pd.DataFrame, ranking: pd.DataFrame, top_k: int) 
             "paper_cumulative_s": "paper's S_j", "feature": "ours", "our_rank": "our rank (all)",
             "our_rank_among_paper_features": f"our rank (of {int(frame['n_paper_features'].iloc[0])} paper features)",
             "our_cumulative_s": "our S_j"})
-        lines += [_markdown_table(shown), ""]
+        lines += [markdown_table(shown), ""]
         for row in frame.itertuples():
             if row.feature is None:
                 lines.append(f"- {row.paper_feature}: not in this feature set, cannot compare.")
@@ -301,7 +289,7 @@ def attack_report(
     lines += ["## Does susceptibility rise at later hours?", "",
               "Spearman correlation of the hour with Σ_j S(j, t), and the mean of Σ_j S over the first and the last "
               f"{int(trend['window_hours'].iloc[0])} hours.", "",
-              _markdown_table(trend.drop(columns="window_hours"), "{:.3g}"), ""]
+              markdown_table(trend.drop(columns="window_hours"), ".3g"), ""]
     for row in trend.itertuples():
         claim = "rises at later hours, as the paper reports" if row.rises else "does not rise at later hours"
         lines.append(f"- {row.direction}: susceptibility {claim} (ρ = {row.spearman:.2f}, p = {row.p_value:.2g}, "
@@ -309,7 +297,7 @@ def attack_report(
     lines += ["", "## Stability across attack seeds", "",
               "Each seed draws its own sample of correctly classified records (the attack itself is deterministic). "
               f"Target: Spearman ρ of cumulative S_j ≥ {target} for every pair of seeds.", "",
-              _markdown_table(stability), ""]
+              markdown_table(stability), ""]
     worst = stability.groupby("direction")["spearman"].min()
     for direction, rho in worst.items():
         status = "met" if rho >= target else "**not met**"
@@ -343,5 +331,5 @@ def reports_overview(**sections: Any) -> str:
                 "hour trend ρ": float(t["spearman"].iloc[0]) if len(t) else float("nan"),
                 "min seed ρ": float(stability.loc[stability["direction"] == direction, "spearman"].min()),
             })
-    return "\n".join(["# Attack reports overview", "", _markdown_table(pd.DataFrame(rows)), "",
+    return "\n".join(["# Attack reports overview", "", markdown_table(pd.DataFrame(rows)), "",
                       "Each model's own report (`attack_report`) explains the columns.", ""])

@@ -22,6 +22,7 @@ from torch import nn
 
 from ehr_adversarial.attack import DIRECTIONS
 from ehr_adversarial.evaluation import bootstrap_metrics
+from ehr_adversarial.markdown import format_cell
 from ehr_adversarial.pipelines.training.nodes import (
     DEFAULT_THREADS,
     check_model_input,
@@ -216,19 +217,13 @@ def compare_susceptibility(
 # ---------------------------------------------------------------- report
 
 
-def _cell(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def _reading(table: pd.DataFrame) -> list[str]:
     """A few sentences drawn from the numbers, with the caveats that limit them."""
     lines = []
     synthetic = table[table["generator"] != REAL]
     for (model, direction), frame in synthetic.groupby(["model", "direction"], sort=True):
         k = int(frame["top_k"].iloc[0])
-        parts = [f"{g} ρ = {_cell(r, 2)} ({int(o) if not np.isnan(o) else '–'}/{k} top features shared)"
+        parts = [f"{g} ρ = {format_cell(r, '.2f')} ({int(o) if not np.isnan(o) else '–'}/{k} top features shared)"
                  for g, r, o in zip(frame["generator"], frame["spearman_rho"], frame["top_k_overlap"], strict=True)]
         lines.append(f"- {model}, {direction}: " + "; ".join(parts) + ".")
     rho = synthetic["spearman_rho"]
@@ -278,11 +273,12 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     for _, row in table.iterrows():
         overlap = "–" if pd.isna(row["top_k_overlap"]) else f"{int(row['top_k_overlap'])}/{k}"
         lines.append(
-            f"| {row['model']} | {row['generator']} | {row['direction']} | {_cell(row['spearman_rho'])} "
-            f"({_cell(row['spearman_p'], 3)}) | {_cell(row['kendall_tau'])} ({_cell(row['kendall_p'], 3)}) | "
-            f"{overlap} | {row['top_k_features']} | {row['attacked_records']} | {_cell(row['success_rate'])} | "
-            f"{_cell(row['mean_l1_best'])} | {_cell(row['mean_l0_best'], 1)} | {_cell(row['test_auroc'])} | "
-            f"{_cell(row['test_auprc'])} |"
+            f"| {row['model']} | {row['generator']} | {row['direction']} | "
+            f"{format_cell(row['spearman_rho'])} ({format_cell(row['spearman_p'], '.3f')}) | "
+            f"{format_cell(row['kendall_tau'])} ({format_cell(row['kendall_p'], '.3f')}) | "
+            f"{overlap} | {row['top_k_features']} | {row['attacked_records']} | {format_cell(row['success_rate'])} | "
+            f"{format_cell(row['mean_l1_best'])} | {format_cell(row['mean_l0_best'], '.1f')} | "
+            f"{format_cell(row['test_auroc'])} | {format_cell(row['test_auprc'])} |"
         )
     lines += ["", "## Reading", "", *_reading(table)]
     return "\n".join(lines) + "\n"
