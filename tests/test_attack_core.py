@@ -16,6 +16,7 @@ from ehr_adversarial.attack import (
     log_spaced_lambdas,
     logit_margin,
     perturbation_norms,
+    refine_perturbation,
 )
 
 
@@ -144,6 +145,39 @@ def test_best_is_never_larger_than_first_and_patience_zero_keeps_the_first(linea
     assert (keep_going.best_iteration >= keep_going.first_iteration).all()
 
 
+def test_refinement_prunes_to_the_needed_cell_and_stops_at_the_boundary(linear):
+    # Record 0 (label 1, margin 3.475) flips by lowering its first coordinate (w = 4) alone by
+    # 3.475 / 4; the given δ overshoots that and also moves three cells it does not need.
+    x, label = RECORDS[:1], LABELS[:1]
+    delta = torch.tensor([[[-0.9, 0.05, -0.1], [-0.02, 0.0, -0.3]]], dtype=torch.float64)
+    assert logit_margin(linear(x + delta), label) < 0
+    steps = 30
+    refined, passes = refine_perturbation(lambda xa, rows: linear(xa), x, label, delta, torch.tensor([0]), steps)
+    expected = torch.zeros_like(delta)
+    expected[0, 0, 0] = -3.475 / 4
+    torch.testing.assert_close(refined, expected, atol=1e-6, rtol=0)
+    assert logit_margin(linear(x + refined), label) < 0  # still flips: only verified candidates are kept
+    assert int(passes[0]) <= 2 * steps
+
+
+def test_refinement_never_grows_l1_keeps_the_flip_and_the_box(linear):
+    common = dict(lambdas=LAMBDAS, lr=0.05, max_iterations=300, patience=0)
+    plain = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common))
+    refined = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common, refine=True))
+    assert plain.success.all() and refined.success.all()
+    torch.testing.assert_close(refined.delta_first, plain.delta_first)  # the search itself is unchanged
+    plain_l1, refined_l1 = plain.norms()["l1"], refined.norms()["l1"]
+    assert (refined_l1 <= plain_l1 + 1e-12).all() and (refined_l1 < plain_l1).any()
+    assert (refined.norms()["l0"] <= plain.norms()["l0"]).all()
+    adversarial = RECORDS + refined.delta_best
+    assert adversarial.min() >= -1e-12 and adversarial.max() <= 1 + 1e-12
+    assert (logit_margin(linear(adversarial), LABELS) < 0).all()
+    assert (refined.forward_passes > plain.forward_passes).all()  # the refinement's passes are counted
+    for i, (x, label) in enumerate(zip(RECORDS, LABELS)):  # and nothing beats the optimum
+        optimum = np.abs(minimal_flip(WEIGHT.flatten().numpy(), BIAS, x.flatten().numpy(), int(label))).sum()
+        assert float(refined_l1[i]) >= optimum - 1e-9
+
+
 def test_an_already_misclassified_record_needs_no_perturbation(linear):
     x = torch.tensor([[[0.1, 0.9, 0.1], [0.1, 0.9, 0.1]]], dtype=torch.float64)  # w·x + b < 0: predicted 0
     result = l1_attack(linear, x, torch.tensor([1]), AttackConfig(lambdas=LAMBDAS, patience=10))
@@ -259,6 +293,7 @@ def test_norms_count_cells_and_sizes():
         ({"lr": 0.0}, "lr must be > 0"),
         ({"max_iterations": 0}, "max_iterations must be ≥ 1"),
         ({"search": "random"}, "search is 'random'"),
+        ({"refine_steps": 0}, "refine_steps must be ≥ 1"),
     ],
 )
 def test_bad_settings_are_clear_errors(settings, message):

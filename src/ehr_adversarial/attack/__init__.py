@@ -9,6 +9,7 @@ from .l1_attack import (
     log_spaced_lambdas,
     logit_margin,
     perturbation_norms,
+    refine_perturbation,
 )
 from .susceptibility import (
     DIRECTIONS,
@@ -38,6 +39,7 @@ __all__ = [
     "metric_grid",
     "perturbation_cells",
     "perturbation_norms",
+    "refine_perturbation",
     "susceptibility",
     "susceptibility_table",
     "to_clinical",

@@ -48,6 +48,10 @@ class AttackConfig:
     steps_per_lambda: iterations at each λ of a continuation run before moving to the next smaller.
     observed_only: perturb only cells that were observed (needs a mask).
     stall_tol: a run without success stops when no cell of δ moved more than this (fixed point).
+    refine: after the search, shrink each record's best δ with forward passes only: keep the fewest
+        largest cells that still flip, then scale it towards the decision boundary (bisection, each
+        step verified, so the result still flips and its L1 never grows).
+    refine_steps: bisection steps of each of the two refinement searches.
     chunk_size: records per batch; bounds memory.
     """
 
@@ -60,6 +64,8 @@ class AttackConfig:
     steps_per_lambda: int = 4
     observed_only: bool = False
     stall_tol: float = 1e-7
+    refine: bool = False
+    refine_steps: int = 10
     chunk_size: int = 512
 
     def __post_init__(self) -> None:
@@ -83,6 +89,8 @@ class AttackConfig:
             raise ValueError(f"attack steps_per_lambda must be ≥ 1; got {self.steps_per_lambda}.")
         if self.stall_tol < 0:
             raise ValueError(f"attack stall_tol must be ≥ 0; got {self.stall_tol}.")
+        if self.refine_steps < 1:
+            raise ValueError(f"attack refine_steps must be ≥ 1; got {self.refine_steps}.")
         if self.chunk_size < 1:
             raise ValueError(f"attack chunk_size must be ≥ 1; got {self.chunk_size}.")
         # Largest first: index 0 is the hardest λ to succeed with, and the sparsest δ when it does.
@@ -419,4 +427,67 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
         out["delta_best"][rows] = run.delta_best[better]
         search.update(pending, run.success)
         search.done[rows[best_l1[rows] == 0]] = True  # δ = 0 succeeds: no λ can do better
+    if config.refine:
+
+        def forward_all(x_adv: Tensor, rows: Tensor) -> Tensor:
+            return model(x_adv, **{name: value[rows] for name, value in inputs.items()})
+
+        candidates = torch.nonzero(out["success"] & (best_l1 > 0)).squeeze(1)
+        refined, passes = refine_perturbation(forward_all, x, label, out["delta_best"], candidates, config.refine_steps)
+        out["delta_best"][candidates] = refined
+        out["forward_passes"][candidates] += passes
     return {key: value.cpu() for key, value in out.items()}
+
+
+@torch.no_grad()
+def refine_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tensor, rows: Tensor,
+                        steps: int) -> tuple[Tensor, Tensor]:
+    """Smaller flipping perturbations for records `rows` whose `delta[rows]` flips, by forward passes only.
+
+    The ISTA iterate that first flips a label overshoots the decision boundary, and cells that
+    moved early may no longer be needed. Two bisections, batched over the records, fix both:
+    (1) keep only the m largest |δ| cells, for the smallest m that still flips (searched over
+    m ∈ [1, L0]); (2) scale that δ by the smallest α ∈ (0, 1] that still flips. Each candidate is
+    checked by a forward pass and only flipping ones are kept, so the result flips, stays in the
+    box (X + αδ lies between X and X + δ) and its L1 is never larger. Without gradients a pass
+    costs about a third of an attack iteration. Returns the refined δ and the passes per record.
+    """
+    passes = torch.zeros(rows.numel(), dtype=torch.long, device=x.device)
+    if rows.numel() == 0:
+        return delta[rows], passes
+    base, target, current = x[rows], label[rows], delta[rows]
+    shape = (-1, *([1] * (x.dim() - 1)))
+
+    def flips(candidate: Tensor, which: Tensor) -> Tensor:
+        passes[which] += 1
+        return logit_margin(forward(base[which] + candidate, rows[which]), target[which]) < 0
+
+    # (1) magnitude pruning: the smallest m whose m largest cells flip; m = L0 is δ itself.
+    # (Ranking by |∇| or |δ·∇| instead cost a backward pass and gave the same L1 ±2 % on PhysioNet.)
+    score = current.abs().flatten(1)
+    ordered = score.sort(dim=1, descending=True).values
+    low = torch.ones(rows.numel(), dtype=torch.long, device=x.device)
+    high = (score > 0).sum(1)
+    for _ in range(steps):
+        open_ = torch.nonzero(low < high).squeeze(1)
+        if open_.numel() == 0:
+            break
+        middle = (low[open_] + high[open_]) // 2
+        cut = ordered[open_].gather(1, (middle - 1)[:, None])
+        ok = flips(current[open_] * (score[open_] >= cut).view_as(current[open_]), open_)
+        high[open_] = torch.where(ok, middle, high[open_])
+        low[open_] = torch.where(ok, low[open_], middle + 1)
+    # `high` always flips (it starts at L0 and only takes verified values).
+    cut = ordered.gather(1, (high - 1)[:, None])
+    current = current * (score >= cut).view_as(current)
+
+    # (2) scale towards the boundary: the smallest α whose α·δ flips; α = 1 does.
+    low_alpha = torch.zeros(rows.numel(), dtype=x.dtype, device=x.device)
+    high_alpha = torch.ones(rows.numel(), dtype=x.dtype, device=x.device)
+    all_rows = torch.arange(rows.numel(), device=x.device)
+    for _ in range(steps):
+        middle = (low_alpha + high_alpha) / 2
+        ok = flips(current * middle.view(shape), all_rows)
+        high_alpha = torch.where(ok, middle, high_alpha)
+        low_alpha = torch.where(ok, low_alpha, middle)
+    return current * high_alpha.view(shape), passes

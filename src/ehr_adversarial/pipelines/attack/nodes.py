@@ -34,7 +34,7 @@ from ehr_adversarial.torch_utils import resolve_device, seed_everything
 logger = logging.getLogger(__name__)
 
 CONFIG_KEYS = ("lr", "kappa", "max_iterations", "patience", "search", "steps_per_lambda", "observed_only",
-               "stall_tol", "chunk_size")
+               "stall_tol", "refine", "refine_steps", "chunk_size")
 
 
 def attack_config(attack: Mapping[str, Any]) -> AttackConfig:
