@@ -82,6 +82,7 @@ def test_mismatched_columns_are_refused_by_every_metric():
         fidelity.correlation_distance,
         fidelity.mmd_rbf,
         fidelity.discriminator_auc,
+        fidelity.separating_columns,
     ):
         with pytest.raises(ValueError, match=r"only in real \(1\): \['b'\]; only in synthetic \(2\): \['HR.mean', 'extra'\]"):
             metric(real, other)
@@ -231,6 +232,16 @@ def test_autocorrelation_difference_identical_and_time_shuffled():
 
 
 # ------------------------------------------------------------------------------ discriminator
+def test_separating_columns_identical_and_one_shifted_column():
+    real = _correlated_table(1500, seed=14)
+    assert all(row["auc"] == pytest.approx(0.5) for row in fidelity.separating_columns(real, real))
+    shifted = _correlated_table(1500, seed=15)
+    shifted["b"] = shifted["b"] - 100.0  # disjoint from the real column: AUC 1 whichever way it points
+    top = fidelity.separating_columns(real, shifted, top=2)
+    assert len(top) == 2 and top[0]["column"] == "b" and top[0]["auc"] == pytest.approx(1.0)
+    assert top[0]["synthetic_median"] < top[0]["real_median"] and top[1]["auc"] < 0.6
+
+
 def test_discriminator_auc_identical_same_distribution_and_shifted():
     real = _correlated_table(1500, seed=14)
     assert fidelity.discriminator_auc(real, real)["auc"] == pytest.approx(0.5)

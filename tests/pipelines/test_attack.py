@@ -224,4 +224,8 @@ def test_attack_pipeline_on_real_physionet_data(tmp_path: Path, physionet2012_di
         cells = catalog.load("physionet2012.lstm_sun2018.attack_perturbations")
     assert len(records) == 200 and set(records["direction"]) == {"0→1", "1→0"}
     assert records["success"].mean() >= 0.9 and summary["success_rate"] == records["success"].mean()
+    # The default refinement only shrinks δ, and the refined δ still flips (adversarial margin < 0).
+    won = records[records["success"]]
+    assert (won["l1_best"] <= won["l1_first"] + 1e-9).all() and (won["l0_best"] <= won["l0_first"]).all()
+    assert (won["adversarial_margin"] < 0).all()
     assert set(cells["feature"]) <= set(spec["feature_names"]) and len(cells) == records["l0_best"].sum()

@@ -122,12 +122,14 @@ def test_comparison_table_report_and_figure_from_hand_made_rankings():
         "kmimic__dssm__metrics": _metrics(0.55),
         "synehrgy__dssm__ranking": missing_direction, "synehrgy__dssm__summary": _summary(0.7, 1.0, 10.0),
         "synehrgy__dssm__metrics": _metrics(0.7),
+        "real_retrained__dssm__ranking": _ranking(REAL_SCORES),
+        "real_retrained__dssm__summary": _summary(1.0, 2.0, 30.0), "real_retrained__dssm__metrics": _metrics(0.84),
     }
-    pairs = (("ehrdiff", "dssm"), ("kmimic", "dssm"), ("synehrgy", "dssm"))
+    pairs = (("ehrdiff", "dssm"), ("kmimic", "dssm"), ("synehrgy", "dssm"), ("real_retrained", "dssm"))
     table, report, figure = compare_susceptibility(pairs, PARAMS, **sections)
 
-    assert len(table) == 8 and table[["model", "generator"]].drop_duplicates()["generator"].tolist() == [
-        "real", "ehrdiff", "kmimic", "synehrgy"]
+    assert len(table) == 10 and table[["model", "generator"]].drop_duplicates()["generator"].tolist() == [
+        "real", "ehrdiff", "kmimic", "synehrgy", "real_retrained"]
     by = table.set_index(["generator", "direction"])
     assert by.loc[("real", "1→0"), "spearman_rho"] == pytest.approx(1.0)
     assert by.loc[("ehrdiff", "0→1"), "spearman_rho"] == pytest.approx(1.0)
@@ -141,8 +143,13 @@ def test_comparison_table_report_and_figure_from_hand_made_rankings():
     assert "| dssm | kmimic | 0→1 | -1.000 (0.000) |" in report
     assert "0/5" in report and "agreement varies (ρ from -1.00 to 1.00)" in report
     assert "kmimic_dssm reaches only AUROC 0.550" in report
+    # the baseline is read apart: not in the verdict, but as the ceiling the others are measured against
+    assert ("dssm, 0→1: retrained on real data by the same recipe, the model reaches ρ = 1.00 against the real "
+            "model; that is as high as ρ can be expected to get. Relative to it: ehrdiff 100%, kmimic -100%, "
+            "synehrgy 100%.") in report
+    assert "No real-vs-real baseline" not in report
     titles = [ax.get_title() for ax in figure.axes]
-    assert "kmimic_dssm, 0→1: ρ = -1.00, τ = -1.00" in titles and len(figure.axes) == 6
+    assert "kmimic_dssm, 0→1: ρ = -1.00, τ = -1.00" in titles and len(figure.axes) == 8
 
 
 def test_a_model_without_any_successful_attack_gives_blank_rows_not_a_crash():
@@ -193,7 +200,10 @@ def test_parameter_file_lists_the_models_that_fit_and_feeds_the_pipeline():
         assert params["synthetic_attack"][source]["models"] == default_models(source)
     only_dssm = create_pipeline("mimic3", parameters={"synthetic_attack": {"mimic3": {"models": ["dssm"]}}})
     assert {n.namespace for n in only_dssm.nodes} == {"mimic3"} | {f"mimic3.{g}_dssm" for g in
-                                                                   ("ehrdiff", "synehrgy", "kmimic")}
+                                                                   ("ehrdiff", "synehrgy", "kmimic", "real_retrained")}
+    no_baseline = create_pipeline("mimic3", parameters={"synthetic_attack": {"mimic3": {"models": ["dssm"],
+                                                                                          "real_baseline": False}}})
+    assert "mimic3.real_retrained_dssm" not in {n.namespace for n in no_baseline.nodes}
 
 
 def test_registry_has_the_stage_per_source_outside_the_default_run():
@@ -201,7 +211,7 @@ def test_registry_has_the_stage_per_source_outside_the_default_run():
     assert "synthetic_attack" not in pipeline_registry.DEFAULT_RUN
     assert pipeline_registry.STAGES.index("synthetic_attack") == pipeline_registry.STAGES.index("synthetic_evaluation") + 1
     namespaces = {n.namespace for n in registry["physionet2012.synthetic_attack"].nodes}
-    assert namespaces == {SOURCE, *(f"{SOURCE}.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic"))}
+    assert namespaces == {SOURCE, *(f"{SOURCE}.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic", "real_retrained"))}
     assert {n.namespace for n in registry["mimic3.synthetic_attack"].nodes} >= {"mimic3.kmimic_lstm_sun2018"}
     try:
         assert pipeline_registry.set_run_parameters({"synthetic_attack": {"mimic3": {"models": ["dssm"]}}})
@@ -224,7 +234,7 @@ def test_a_session_builds_the_stage_from_the_run_parameters(tmp_path: Path):
         with KedroSession.create(project_path=tmp_path, env="mimic3_demo", runtime_params=override) as session:
             session.load_context()
             namespaces = {n.namespace for n in pipelines["synthetic_attack"].nodes}
-        assert namespaces == {"mimic3", *(f"mimic3.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic"))}
+        assert namespaces == {"mimic3", *(f"mimic3.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic", "real_retrained"))}
         with KedroSession.create(project_path=tmp_path, env="mimic3_demo") as session:
             session.load_context()
             assert "mimic3.kmimic_lstm_sun2018" in {n.namespace for n in pipelines["synthetic_attack"].nodes}
@@ -294,8 +304,11 @@ def test_pipeline_for_one_generator_trains_scores_attacks_and_compares():
         f"params:attack.{SOURCE}": {**ATTACK, "n_records": 16, "lr": 0.5, "max_iterations": 60},
         "params:seed": 3, "params:device": "cpu",
     }
-    pipe = synthetic_attack_pipeline(SOURCE, ["kmimic"], ["dssm"])
+    pipe = synthetic_attack_pipeline(SOURCE, ["kmimic"], ["dssm"], real_baseline=False)
     assert pipe.inputs() == set(inputs)
+    with_baseline = synthetic_attack_pipeline(SOURCE, ["kmimic"], ["dssm"])
+    assert with_baseline.inputs() == set(inputs) | {f"{SOURCE}.full.model_input_train"}
+    assert f"{SOURCE}.real_retrained_dssm.model" in with_baseline.all_outputs()
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()})
     for name in pipe.all_outputs():
         catalog[name] = KeptMemoryDataset(copy_mode="assign")

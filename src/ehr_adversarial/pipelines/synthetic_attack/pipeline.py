@@ -7,6 +7,9 @@ namespaced `<source>.<g>_<m>`:
 - evaluate_on_real_test: its predictions and metrics on the real test split → `test_metrics`;
 - the attack pipeline (ehr_adversarial.pipelines.attack) on the real test split → `attack_*`,
   `cumulative_susceptibility`, ...
+With `real_baseline: true` (the default) the same recipe also trains m on the real training split,
+namespace `<source>.real_retrained_<m>`: the ρ two models trained on real data reach, against which
+the synthetic-trained models' ρ is read.
 Then one comparison under `<source>`: `<source>.synthetic_attack_comparison` (table),
 `_report` (markdown) and `_figure`, against the real `<source>.<m>.cumulative_susceptibility`.
 See docs/synthetic_attack.md.
@@ -24,7 +27,7 @@ from ehr_adversarial.pipelines.attack import create_model_pipeline as attack_pip
 from ehr_adversarial.pipelines.synthesis import GENERATOR_FEATURE_SETS
 from ehr_adversarial.pipelines.training import MODEL_FEATURE_SETS, TORCH_MODELS
 
-from .nodes import REAL, compare_susceptibility, evaluate_on_real_test, train_on_synthetic
+from .nodes import REAL, REAL_RETRAINED, compare_susceptibility, evaluate_on_real_test, train_on_synthetic
 
 
 def default_models(source: str) -> list[str]:
@@ -64,9 +67,17 @@ def model_pairs(source: str, generators: Iterable[str], models: Iterable[str]) -
     return [(g, m) for m in models for g in generators]
 
 
+def _named(func, **bound):
+    """`func` with keyword arguments bound, keeping the function's name for kedro-viz."""
+    return update_wrapper(partial(func, **bound), func)
+
+
 def pair_pipeline(source: str, generator: str, model: str) -> Pipeline:
-    """Train `model`'s architecture on `generator`'s data, score and attack it on the real test split."""
+    """Train `model`'s architecture on `generator`'s data (the real training split for REAL_RETRAINED),
+    score and attack it on the real test split."""
     feature_set = MODEL_FEATURE_SETS[source][model]
+    training_data = (f"{source}.{feature_set}.model_input_train" if generator == REAL_RETRAINED
+                     else f"{source}.{generator}.synthetic")
     namespace = f"{source}.{generator}_{model}"
     parameters = {"params:synthetic_attack": f"params:synthetic_attack.{source}", "params:seed": "params:seed",
                   "params:device": "params:device"}
@@ -76,13 +87,14 @@ def pair_pipeline(source: str, generator: str, model: str) -> Pipeline:
                  ["synthetic", "selected_config", "feature_spec", "params:synthetic_attack", "params:seed",
                   "params:device"],
                  ["model", "training_history"], name="train_on_synthetic"),
-            node(evaluate_on_real_test,
+            node(_named(evaluate_on_real_test,
+                        trained_on="real training split" if generator == REAL_RETRAINED else "synthetic"),
                  ["model", "model_input_test", "feature_spec", "params:synthetic_attack", "params:seed",
                   "params:device"],
                  ["test_predictions", "test_metrics"], name="evaluate_on_real_test"),
         ],
         namespace=namespace,
-        inputs={"synthetic": f"{source}.{generator}.synthetic",
+        inputs={"synthetic": training_data,
                 "selected_config": f"{source}.{model}.selected_config",
                 "feature_spec": f"{source}.{feature_set}.feature_spec",
                 "model_input_test": f"{source}.{feature_set}.model_input_test"},
@@ -91,14 +103,13 @@ def pair_pipeline(source: str, generator: str, model: str) -> Pipeline:
     return training + attack_pipeline(source, model, namespace=namespace)
 
 
-def _named(func, **bound):
-    """`func` with keyword arguments bound, keeping the function's name for kedro-viz."""
-    return update_wrapper(partial(func, **bound), func)
-
-
-def synthetic_attack_pipeline(source: str, generators: Iterable[str], models: Iterable[str]) -> Pipeline:
-    """Every (generator, model) pair, then the comparison with the real-data models' rankings."""
+def synthetic_attack_pipeline(source: str, generators: Iterable[str], models: Iterable[str],
+                              real_baseline: bool = True) -> Pipeline:
+    """Every (generator, model) pair, with `real_baseline` also each model retrained on the real
+    training split by the same recipe, then the comparison with the real-data models' rankings."""
     pairs = model_pairs(source, generators, models)
+    if real_baseline:
+        pairs = [*pairs, *((REAL_RETRAINED, m) for m in dict.fromkeys(m for _, m in pairs))]
     sections: dict[str, str] = {}
     for model in dict.fromkeys(m for _, m in pairs):
         for key, dataset in ((REAL, model), *((g, f"{g}_{model}") for g, m in pairs if m == model)):
@@ -123,4 +134,5 @@ def create_pipeline(source: str = "physionet2012", parameters: Mapping[str, Any]
     settings = ((parameters or {}).get("synthetic_attack") or {}).get(source) or {}
     models = settings.get("models")
     return synthetic_attack_pipeline(source, GENERATOR_FEATURE_SETS.get(source, {}),
-                                     default_models(source) if models is None else models)
+                                     default_models(source) if models is None else models,
+                                     real_baseline=bool(settings.get("real_baseline", True)))

@@ -109,6 +109,7 @@ def evaluate_fidelity(
         "discriminator": fidelity.discriminator_auc(
             real, synth, n_splits=settings["discriminator_folds"], max_records=settings["discriminator_max_records"], seed=seed
         ),
+        "separating_columns": fidelity.separating_columns(real, synth, top=settings.get("separating_columns", 10)),
     }
     codes = [c for c in real.columns if c.startswith("code.")]
     if codes:
@@ -250,6 +251,8 @@ def _comparison_row(generator: str, fid: Mapping[str, Any], util: Mapping[str, A
         "mmd2": fid["mmd"]["mmd2"],
         "acf_mean_abs_diff": fid.get("autocorrelation", {}).get("mean_abs_diff"),
         "discriminator_auc": fid["discriminator"]["auc"],
+        "most_separating_column": fid["separating_columns"][0]["column"] if fid.get("separating_columns") else None,
+        "most_separating_auc": fid["separating_columns"][0]["auc"] if fid.get("separating_columns") else None,
     }
     for model, scores in util["models"].items():
         for metric in ("auroc", "auprc"):
@@ -316,7 +319,9 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
         *block("Fidelity (synthetic vs real train)", [
             ("records", "n_synthetic"), ("r means", "pearson_r_means"), ("r all", "pearson_r_all"), ("mean KS", "ks_mean"),
             ("corr ‖Δ‖F", "corr_frobenius"), ("corr mean |Δ|", "corr_mean_abs_diff"), ("MMD²", "mmd2"),
-            ("ACF mean |Δ|", "acf_mean_abs_diff"), ("discriminator AUC", "discriminator_auc")]),
+            ("ACF mean |Δ|", "acf_mean_abs_diff"), ("discriminator AUC", "discriminator_auc"),
+            ("most separating column (AUC)",
+             lambda row: f"{_cell(row.get('most_separating_column'))} ({_cell(row.get('most_separating_auc'))})")]),
         *block("Utility (real held-out test split)", utility_columns),
         *block("Privacy (holdout = real records the generator never saw)", [
             ("MIA AUC", "mia_auc"), ("DCR median syn→train", "dcr_median_synthetic_to_train"),
