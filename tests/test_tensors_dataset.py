@@ -137,3 +137,25 @@ def test_catalog_builds_it_from_yaml_style_config(tmp_path: Path) -> None:
     catalog.save("physionet2012.full.model_input_test", bundle)
     _assert_same(catalog.load("physionet2012.full.model_input_test"), bundle)
     assert len(list((tmp_path / "test.npz").iterdir())) == 1
+
+
+def test_save_and_load_stream_instead_of_holding_the_archive_in_memory(tmp_path: Path) -> None:
+    """A 64 MiB bundle is written member by member into the file and read back from it: the peak
+    of traced allocations stays well below the size of the archive on top of the array."""
+    import tracemalloc
+
+    size = 64 * 2**20
+    dataset = TensorBundleDataset(filepath=str(tmp_path / "big.npz"), compress_level=0)
+    data = {"X": np.arange(size // 8, dtype=np.float64)}
+    tracemalloc.start()
+    try:
+        dataset.save(data)
+        _, save_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        loaded = dataset.load()
+        _, load_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(loaded["X"], data["X"])
+    assert save_peak < size / 2, f"saving peaked at {save_peak / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB array"
+    assert load_peak < 1.5 * size, f"loading peaked at {load_peak / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB array"

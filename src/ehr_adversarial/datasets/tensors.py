@@ -21,7 +21,6 @@ Example catalog entry::
 
 from __future__ import annotations
 
-import io
 import os
 import zipfile
 from typing import Any
@@ -80,10 +79,10 @@ class TensorBundleDataset(AtomicFileDataset[TensorBundle, TensorBundle]):
         return {**super()._describe(), "compress_level": self._compress_level}
 
     def load(self) -> TensorBundle:
-        with self._fs.open(self._load_path(), mode="rb") as handle:
-            # Read fully: NpzFile is lazy and the handle closes when this block ends.
-            with np.load(io.BytesIO(handle.read()), allow_pickle=False) as npz:
-                return {name: npz[name] for name in npz.files}
+        # Arrays are read straight from the file (no copy of the whole archive in memory); NpzFile
+        # is lazy, so every array is materialised before the handle closes.
+        with self._fs.open(self._load_path(), mode="rb") as handle, np.load(handle, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
 
     def save(self, data: TensorBundle) -> None:
         if not isinstance(data, dict) or not data:
@@ -96,13 +95,15 @@ class TensorBundleDataset(AtomicFileDataset[TensorBundle, TensorBundle]):
                 f"TensorBundleDataset: array names must be identifiers, got {bad_names!r}."
             )
         arrays = {name: _storable(name, value) for name, value in data.items()}
-        buffer = io.BytesIO()
-        # The layout of np.savez: one <name>.npy member per array.
         compression = zipfile.ZIP_DEFLATED if self._compress_level else zipfile.ZIP_STORED
         level = self._compress_level or None
-        with zipfile.ZipFile(buffer, "w", compression=compression, compresslevel=level) as archive:
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, array, allow_pickle=False)
 
-        self._save_atomically(lambda handle: handle.write(buffer.getbuffer()))
+        def write(handle) -> None:
+            # The layout of np.savez: one <name>.npy member per array, streamed into the temporary
+            # file member by member, so the archive is never held in memory as a whole.
+            with zipfile.ZipFile(handle, "w", compression=compression, compresslevel=level) as archive:
+                for name, array in arrays.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, array, allow_pickle=False)
+
+        self._save_atomically(write)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ehr_adversarial.markdown import format_cell
 from ehr_adversarial.pipelines.synthesis.nodes import build_code_matrix
 from ehr_adversarial.synthetic_evaluation import fidelity, privacy, utility
 from ehr_adversarial.synthetic_evaluation.flat_view import LABEL, align_columns, flat_view
@@ -280,12 +281,6 @@ def _comparison_row(generator: str, fid: Mapping[str, Any], util: Mapping[str, A
     return row
 
 
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
 def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Mapping[str, float]) -> str:
     """The comparison as markdown: one row per generator in three blocks, with the targets."""
 
@@ -294,7 +289,7 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
         lines = [f"## {heading}", "", "| generator | " + " | ".join(label for label, _ in columns) + " |",
                  "|---|" + "---|" * len(columns)]
         for _, row in table.iterrows():
-            cells = [value(row) if callable(value) else _cell(row.get(value)) for _, value in columns]
+            cells = [value(row) if callable(value) else format_cell(row.get(value)) for _, value in columns]
             lines.append(f"| {row['generator']} | " + " | ".join(cells) + " |")
         return lines + [""]
 
@@ -306,7 +301,7 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
                          for c in table.columns if c.startswith("attribute_") and c.endswith("_auc_members")]
     attribute_columns = [
         (f"{target} inference AUROC members / non-members",
-         lambda row, t=target: f"{_cell(row[f'attribute_{t}_auc_members'])} / {_cell(row[f'attribute_{t}_auc_non_members'])}")
+         lambda row, t=target: f"{format_cell(row[f'attribute_{t}_auc_members'])} / {format_cell(row[f'attribute_{t}_auc_non_members'])}")
         for target in attribute_targets
     ]
     lines = [
@@ -321,7 +316,7 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
             ("corr ‖Δ‖F", "corr_frobenius"), ("corr mean |Δ|", "corr_mean_abs_diff"), ("MMD²", "mmd2"),
             ("ACF mean |Δ|", "acf_mean_abs_diff"), ("discriminator AUC", "discriminator_auc"),
             ("most separating column (AUC)",
-             lambda row: f"{_cell(row.get('most_separating_column'))} ({_cell(row.get('most_separating_auc'))})")]),
+             lambda row: f"{format_cell(row.get('most_separating_column'))} ({format_cell(row.get('most_separating_auc'))})")]),
         *block("Utility (real held-out test split)", utility_columns),
         *block("Privacy (holdout = real records the generator never saw)", [
             ("MIA AUC", "mia_auc"), ("DCR median syn→train", "dcr_median_synthetic_to_train"),
