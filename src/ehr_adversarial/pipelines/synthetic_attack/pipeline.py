@@ -7,9 +7,9 @@ namespaced `<source>.<g>_<m>`:
 - evaluate_on_real_test: its predictions and metrics on the real test split → `test_metrics`;
 - the attack pipeline (ehr_adversarial.pipelines.attack) on the real test split → `attack_*`,
   `cumulative_susceptibility`, ...
-With `real_baseline: true` (the default) the same recipe also trains m on the real training split,
-namespace `<source>.real_retrained_<m>`: the ρ two models trained on real data reach, against which
-the synthetic-trained models' ρ is read.
+With `real_baseline_seeds` (default [1, 2, 3]) the same recipe also trains m on the real training
+split once per seed s, namespace `<source>.real_retrained_s<s>_<m>`: the ρ models trained on real
+data reach, against which the synthetic-trained models' ρ is read.
 Then one comparison under `<source>`: `<source>.synthetic_attack_comparison` (table),
 `_report` (markdown) and `_figure`, against the real `<source>.<m>.cumulative_susceptibility`.
 See docs/synthetic_attack.md.
@@ -27,7 +27,7 @@ from ehr_adversarial.pipelines.attack import create_model_pipeline as attack_pip
 from ehr_adversarial.pipelines.synthesis import GENERATOR_FEATURE_SETS
 from ehr_adversarial.pipelines.training import MODEL_FEATURE_SETS, TORCH_MODELS
 
-from .nodes import REAL, REAL_RETRAINED, compare_susceptibility, evaluate_on_real_test, train_on_synthetic
+from .nodes import REAL, baseline_name, baseline_seed, compare_susceptibility, evaluate_on_real_test, train_on_synthetic
 
 
 def default_models(source: str) -> list[str]:
@@ -73,22 +73,26 @@ def _named(func, **bound):
 
 
 def pair_pipeline(source: str, generator: str, model: str) -> Pipeline:
-    """Train `model`'s architecture on `generator`'s data (the real training split for REAL_RETRAINED),
-    score and attack it on the real test split."""
+    """Train `model`'s architecture on `generator`'s data, score and attack it on the real test split.
+
+    A baseline `generator` (`baseline_name(seed)`) trains on the real training split with its own seed.
+    """
     feature_set = MODEL_FEATURE_SETS[source][model]
-    training_data = (f"{source}.{feature_set}.model_input_train" if generator == REAL_RETRAINED
+    seed = baseline_seed(generator)
+    training_data = (f"{source}.{feature_set}.model_input_train" if seed is not None
                      else f"{source}.{generator}.synthetic")
     namespace = f"{source}.{generator}_{model}"
     parameters = {"params:synthetic_attack": f"params:synthetic_attack.{source}", "params:seed": "params:seed",
                   "params:device": "params:device"}
     training = pipeline(
         [
-            node(train_on_synthetic,
-                 ["synthetic", "selected_config", "feature_spec", "params:synthetic_attack", "params:seed",
-                  "params:device"],
+            node(train_on_synthetic if seed is None else _named(train_on_synthetic, seed=seed),
+                 {"synthetic": "synthetic", "selected_config": "selected_config", "feature_spec": "feature_spec",
+                  "params": "params:synthetic_attack", "device": "params:device",
+                  **({"seed": "params:seed"} if seed is None else {})},
                  ["model", "training_history"], name="train_on_synthetic"),
             node(_named(evaluate_on_real_test,
-                        trained_on="real training split" if generator == REAL_RETRAINED else "synthetic"),
+                        trained_on="synthetic" if seed is None else f"real training split, seed {seed}"),
                  ["model", "model_input_test", "feature_spec", "params:synthetic_attack", "params:seed",
                   "params:device"],
                  ["test_predictions", "test_metrics"], name="evaluate_on_real_test"),
@@ -104,12 +108,15 @@ def pair_pipeline(source: str, generator: str, model: str) -> Pipeline:
 
 
 def synthetic_attack_pipeline(source: str, generators: Iterable[str], models: Iterable[str],
-                              real_baseline: bool = True) -> Pipeline:
-    """Every (generator, model) pair, with `real_baseline` also each model retrained on the real
-    training split by the same recipe, then the comparison with the real-data models' rankings."""
+                              baseline_seeds: Iterable[int] = (1, 2, 3)) -> Pipeline:
+    """Every (generator, model) pair, each model also retrained on the real training split by the
+    same recipe once per seed of `baseline_seeds`, then the comparison with the real-data models' rankings."""
     pairs = model_pairs(source, generators, models)
-    if real_baseline:
-        pairs = [*pairs, *((REAL_RETRAINED, m) for m in dict.fromkeys(m for _, m in pairs))]
+    seeds = list(baseline_seeds)
+    if any(not isinstance(s, int) or isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"synthetic_attack.{source}.real_baseline_seeds must be distinct integers (or [] for no "
+                         f"baseline); got {seeds} (conf/base/parameters_synthetic_attack.yml)")
+    pairs += [(baseline_name(s), m) for m in dict.fromkeys(m for _, m in pairs) for s in seeds]
     sections: dict[str, str] = {}
     for model in dict.fromkeys(m for _, m in pairs):
         for key, dataset in ((REAL, model), *((g, f"{g}_{model}") for g, m in pairs if m == model)):
@@ -135,4 +142,4 @@ def create_pipeline(source: str = "physionet2012", parameters: Mapping[str, Any]
     models = settings.get("models")
     return synthetic_attack_pipeline(source, GENERATOR_FEATURE_SETS.get(source, {}),
                                      default_models(source) if models is None else models,
-                                     real_baseline=bool(settings.get("real_baseline", True)))
+                                     baseline_seeds=settings.get("real_baseline_seeds", (1, 2, 3)))
