@@ -211,8 +211,8 @@ def test_parameter_file_lists_the_models_that_fit_and_feeds_the_pipeline():
     no_baseline = create_pipeline("mimic3", parameters={"synthetic_attack": {"mimic3": {"models": ["dssm"],
                                                                                           "real_baseline_seeds": []}}})
     assert not any("real_retrained" in n.namespace for n in no_baseline.nodes)
-    for bad in ([1, 1], [1.5], ["1"]):
-        with pytest.raises(ValueError, match="real_baseline_seeds must be distinct integers"):
+    for bad in ([1, 1], [1.5], ["1"], "1, 2", 3):
+        with pytest.raises(ValueError, match="real_baseline_seeds must be a list of distinct integers"):
             create_pipeline("mimic3", parameters={"synthetic_attack": {"mimic3": {"real_baseline_seeds": bad}}})
 
 

@@ -112,10 +112,11 @@ def synthetic_attack_pipeline(source: str, generators: Iterable[str], models: It
     """Every (generator, model) pair, each model also retrained on the real training split by the
     same recipe once per seed of `baseline_seeds`, then the comparison with the real-data models' rankings."""
     pairs = model_pairs(source, generators, models)
-    seeds = list(baseline_seeds)
-    if any(not isinstance(s, int) or isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"synthetic_attack.{source}.real_baseline_seeds must be distinct integers (or [] for no "
-                         f"baseline); got {seeds} (conf/base/parameters_synthetic_attack.yml)")
+    seeds = list(baseline_seeds) if isinstance(baseline_seeds, (list, tuple)) else None
+    if (seeds is None or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise ValueError(f"synthetic_attack.{source}.real_baseline_seeds must be a list of distinct integers (or [] "
+                         f"for no baseline); got {baseline_seeds!r} (conf/base/parameters_synthetic_attack.yml)")
     pairs += [(baseline_name(s), m) for m in dict.fromkeys(m for _, m in pairs) for s in seeds]
     sections: dict[str, str] = {}
     for model in dict.fromkeys(m for _, m in pairs):
