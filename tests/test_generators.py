@@ -292,6 +292,34 @@ def test_kmimic_stages_train_in_order_and_sample_the_contract_bundle():
     assert ((synthetic["static"] >= low - 1e-6) & (synthetic["static"] <= high + 1e-6)).all()
 
 
+def test_kmimic_residual_std_is_the_rms_error_on_observed_cells_and_value_noise_adds_it():
+    bundle = _random_bundle(n=48, features=4)
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["kmimic"])
+    params["temporal_vae"]["hidden"] = 16
+    temporal_vae = kmimic.fit_temporal_vae(bundle["X"], bundle["mask"], params["temporal_vae"], "cpu", 0)
+    with torch.no_grad():  # by hand: decode the posterior means, RMS of the error where observed
+        x, m = torch.as_tensor(bundle["X"], dtype=torch.float32), torch.as_tensor(bundle["mask"], dtype=torch.float32)
+        values, _ = temporal_vae.decode(temporal_vae.encode(x, m)[0])
+        expected = (((values - x) ** 2 * m).sum((0, 1)) / m.sum((0, 1))).sqrt().numpy()
+    np.testing.assert_allclose(temporal_vae.config["residual_std"], expected, rtol=1e-5)
+    assert len(temporal_vae.config["residual_std"]) == 4
+    static_vae = kmimic.fit_static_vae(bundle["static"], params["static_vae"], "cpu", 0)
+    gan = kmimic.fit_latent_gan(static_vae, temporal_vae, bundle["static"], bundle["X"], bundle["mask"], bundle["y"],
+                                params["latent_gan"], "cpu", 0)
+    fill, ids = np.full(4, 0.5, np.float32), bundle["record_id"]
+    # where every cell is observed, X is the decoded mean (none) or the mean plus the residual noise
+    temporal_vae.to_mask.bias.data.fill_(50.0)
+    mean = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 400, params | {"value_noise": "none"}, "cpu", 0, fill, ids)
+    noisy = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 400, params | {"value_noise": "residual"}, "cpu", 0, fill, ids)
+    assert mean["mask"].all() and noisy["mask"].all()
+    spread = (noisy["X"] - mean["X"]).std(axis=(0, 1))
+    inside = (mean["X"] > 0.2) & (mean["X"] < 0.8)  # away from the clamp at 0 and 1
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(spread, expected, rtol=0.15)
+    with pytest.raises(ValueError, match="value_noise is 'gaussian'"):
+        kmimic.sample_kmimic(static_vae, temporal_vae, gan, 4, params | {"value_noise": "gaussian"}, "cpu", 0, fill, ids)
+
+
 # ---------------------------------------------------------------------------------- real data
 
 

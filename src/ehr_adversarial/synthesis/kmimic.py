@@ -11,7 +11,10 @@
    generator step, Adam 1e-4 with β (0, 0.9)).
 Sampling draws y from the training label rates, z ~ N(0, I), decodes G(z, y) with both decoders,
 draws each mask cell and each binary static from its decoded probability (Bernoulli: a rate of 0.3
-stays 0.3 instead of rounding to 0), and clips continuous statics to their training range.
+stays 0.3 instead of rounding to 0), and clips continuous statics to their training range. With
+`value_noise: residual` (the default) each hourly value is drawn from the likelihood the squared
+error implies: the decoded mean plus Gaussian noise with the feature's residual std on observed
+training cells (stored with the temporal VAE), clipped to [0, 1]; the mean alone is too smooth.
 """
 
 from __future__ import annotations
@@ -132,8 +135,26 @@ def fit_temporal_vae(X: np.ndarray, mask: np.ndarray, params: Mapping[str, Any],
 
     batches = random_batches(len(data_x), params["batch_size"], params["max_steps"], generator, "K-MIMIC temporal VAE")
     trained = _train_vae(model, batches, loss_fn, params, "temporal VAE")
-    trained.config = config
+    trained.config = {**config, "residual_std": observed_residual_std(trained, X, mask, int(params["batch_size"]))}
     return trained
+
+
+@torch.no_grad()
+def observed_residual_std(model: TemporalVAE, X: np.ndarray, mask: np.ndarray, batch_size: int) -> list[float]:
+    """Per feature, the root-mean-square of x − (decoded posterior mean) over the observed cells of
+    the training records: the noise of the Gaussian likelihood that the squared-error loss implies.
+    Sampling can add it back (`value_noise: residual`, as TVAE samples with its learnt σ); the
+    decoder's mean alone is a smoothed trajectory."""
+    squared = torch.zeros(X.shape[2], dtype=torch.float64)
+    observed = torch.zeros(X.shape[2], dtype=torch.float64)
+    for start in range(0, len(X), batch_size):
+        x = torch.as_tensor(X[start : start + batch_size], dtype=torch.float32)
+        m = torch.as_tensor(mask[start : start + batch_size], dtype=torch.float32)
+        mu, _ = model.encode(x, m)
+        values, _ = model.decode(mu)
+        squared += ((values - x) ** 2 * m).sum(dim=(0, 1)).double()
+        observed += m.sum(dim=(0, 1)).double()
+    return (squared / observed.clamp(min=1)).sqrt().tolist()
 
 
 @torch.no_grad()
@@ -219,6 +240,13 @@ def sample_kmimic(
 ) -> dict[str, np.ndarray]:
     """n_samples synthetic records (the contract's bundle): decoded generator latents, chunk by chunk."""
     split = latent_generator.config["static_latent_dim"]
+    value_noise = params.get("value_noise", "none")
+    if value_noise not in ("none", "residual"):
+        raise ValueError(f"synthesis kmimic value_noise is {value_noise!r}; use none or residual")
+    if value_noise == "residual" and "residual_std" not in temporal_vae.config:
+        raise ValueError("synthesis kmimic value_noise is residual, but the temporal VAE was trained before "
+                         "residual_std was stored; retrain it (kedro run --pipelines synthesis --namespaces <source>.kmimic)")
+    residual_std = torch.as_tensor(temporal_vae.config.get("residual_std", 0.0), dtype=torch.float32)
 
     def draw(n: int, generator: torch.Generator, torch_device: torch.device) -> dict[str, np.ndarray]:
         y = torch.multinomial(latent_generator.label_rates.cpu(), n, replacement=True, generator=generator)
@@ -228,6 +256,9 @@ def sample_kmimic(
         draws = torch.rand(static.shape, generator=generator).to(torch_device) < torch.sigmoid(static)
         static = bound_columns(static, draws, static_vae.config)
         values, mask_logits = temporal_vae.decode(h[:, split:])
+        if value_noise == "residual":  # a draw from the likelihood, not its mean (see observed_residual_std)
+            noise = torch.randn(values.shape, generator=generator).to(torch_device) * residual_std.to(torch_device)
+            values = (values + noise).clamp(0.0, 1.0)
         uniform = torch.rand(mask_logits.shape, generator=generator).to(torch_device)
         mask = uniform < torch.sigmoid(mask_logits)
         return {"X": values.cpu().numpy(), "mask": mask.cpu().numpy(), "static": static.cpu().numpy(), "y": y.numpy()}
