@@ -21,6 +21,7 @@ from ehr_adversarial.synthesis import ehrdiff, kmimic, synehrgy
 from ehr_adversarial.synthesis.common import (
     SYNTHETIC_ID_START,
     BundleWriter,
+    build_generator,
     impute_like_features,
     output_array,
     scaled_fill,
@@ -143,6 +144,120 @@ def test_ehrdiff_trains_and_samples_the_contract_bundle_reproducibly():
     assert set(np.unique(first["static"][:, 0])) <= {0.0, 1.0}
     for name in first:
         np.testing.assert_array_equal(first[name], again[name])
+
+
+def test_temporal_denoiser_patches_hours_and_puts_every_column_back_in_place():
+    # With no layers, identity projections and no final norm, F(x) must return x itself: every X and
+    # mask column goes through its own hour's patch and comes back to the same place, the rest too.
+    T, F, S, P = 48, 5, 4, 4
+    n_columns = 2 * T * F + S + 1
+    model = EHRDiff(n_columns, time_dim=8, sigma_data=0.3, denoiser="temporal", n_hours=T, n_features=F,
+                    d_model=2 * F * P, n_layers=0, n_heads=2, patch_hours=P)
+    net = model.net
+    assert len(net.position) == T // P + 1  # 12 patches of 4 hours, and the rest
+    with torch.no_grad():
+        for layer in (net.hour_in, net.hour_out):
+            layer.weight.copy_(torch.eye(2 * F * P))
+            layer.bias.zero_()
+        net.rest_in.weight.copy_(torch.eye(2 * F * P, S + 1))
+        net.rest_out.weight.copy_(torch.eye(S + 1, 2 * F * P))
+        for param in (net.rest_in.bias, net.rest_out.bias, net.position, net.time_proj.weight, net.time_proj.bias):
+            param.zero_()
+    net.norm = nn.Identity()
+    x = torch.rand(3, n_columns)
+    np.testing.assert_allclose(net(x, torch.zeros(3)).detach(), x, atol=1e-6)
+    # and with layers, information flows between hours: a change in the last hour moves the first
+    model = EHRDiff(n_columns, time_dim=8, sigma_data=0.3, denoiser="temporal", n_hours=T, n_features=F, d_model=16, n_layers=2, n_heads=2)
+    shifted = x.clone()
+    shifted[:, T * F - 1] += 1.0  # X of the last hour, last feature
+    out, out_shifted = model(x, torch.ones(3)), model(shifted, torch.ones(3))
+    assert out.shape == (3, n_columns)
+    assert (out[:, :F] - out_shifted[:, :F]).abs().max() > 1e-4  # X of hour 0
+
+
+def test_temporal_denoiser_refuses_a_patch_that_does_not_divide_the_hours_and_unknown_denoisers():
+    with pytest.raises(ValueError, match="patch_hours must divide the 48 hours"):
+        EHRDiff(2 * 48 * 5 + 3, denoiser="temporal", n_hours=48, n_features=5, patch_hours=5)
+    with pytest.raises(ValueError, match="columns beyond X and mask"):
+        EHRDiff(2 * 48 * 5, denoiser="temporal", n_hours=48, n_features=5)
+    with pytest.raises(ValueError, match="denoiser is 'unet'"):
+        EHRDiff(10, denoiser="unet")
+    bundle = _random_bundle(n=8)
+    matrix = ehrdiff.record_matrix(bundle)
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["ehrdiff"]) | {"denoiser": "conv"}
+    with pytest.raises(ValueError, match=r"synthesis.<source>.ehrdiff.denoiser is 'conv'"):
+        ehrdiff.fit_ehrdiff(matrix, ehrdiff.matrix_layout(bundle, matrix), params, "cpu", seed=0)
+
+
+@pytest.mark.parametrize("denoiser", ["mlp", "temporal"])
+def test_ehrdiff_denoisers_train_sample_and_rebuild_from_their_config(denoiser: str):
+    bundle = _random_bundle()
+    matrix = ehrdiff.record_matrix(bundle)
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["ehrdiff"]) | {
+        "denoiser": denoiser, "hidden_dims": [32], "time_dim": 16, "temporal": {"d_model": 16, "n_layers": 1, "n_heads": 2, "patch_hours": 6}}
+    model = ehrdiff.fit_ehrdiff(matrix, ehrdiff.matrix_layout(bundle, matrix), params, "cpu", seed=3)
+    hyper = model.config["hyperparameters"]
+    assert hyper["denoiser"] == denoiser
+    if denoiser == "temporal":
+        assert (hyper["n_hours"], hyper["n_features"], hyper["patch_hours"]) == (48, 5, 6) and "hidden_dims" not in hyper
+    rebuilt = build_generator(model.config)  # what TorchModelDataset does on load
+    rebuilt.load_state_dict(model.state_dict())
+    x, sigma = torch.rand(4, matrix.shape[1]), torch.full((4,), 0.5)
+    np.testing.assert_allclose(rebuilt(x, sigma).detach(), model(x, sigma).detach(), rtol=1e-5, atol=1e-6)
+    synthetic = ehrdiff.sample_ehrdiff(model, 5, params | {"sample_batch_size": 2}, "cpu", 11, np.full(5, 0.5, np.float32), bundle["record_id"])
+    _check_contract(synthetic, 5, 48, 5, 4, bundle["record_id"])
+
+
+def test_guidance_is_the_classifier_free_combination_and_label_dropout_gives_the_unconditional_loss():
+    torch.manual_seed(0)
+    model = EHRDiff(6, hidden_dims=(16,), time_dim=8, sigma_data=0.3, n_classes=2)
+    x, sigma, label = torch.rand(5, 6), torch.full((5,), 0.7), torch.tensor([0, 1, 1, 0, 1])
+    conditional, unconditional = model(x, sigma, label), model(x, sigma)
+    assert (conditional - unconditional).abs().max() > 1e-4  # the label is an input
+    np.testing.assert_allclose(model(x, sigma, torch.full((5,), 2)).detach(), unconditional.detach())  # index 2 = no label
+    np.testing.assert_allclose(model.guided(label, 0.0)(x, sigma).detach(), conditional.detach())
+    np.testing.assert_allclose(model.guided(label, 1.5)(x, sigma).detach(), (2.5 * conditional - 1.5 * unconditional).detach(), rtol=1e-5, atol=1e-6)
+    torch.manual_seed(3)
+    dropped = model.loss(x, label=label, label_dropout=1.0)
+    torch.manual_seed(3)  # label_dropout 1: every label replaced by "no label"; the extra draw is the dropout's
+    sigma_draw = torch.exp(torch.randn(5, 1) * 1.2 - 1.2)
+    noise = torch.randn_like(x)
+    torch.rand(5)
+    weight = (sigma_draw**2 + 0.09) / (sigma_draw * 0.3) ** 2
+    expected = (weight * (model(x + noise * sigma_draw, sigma_draw) - x) ** 2).mean()
+    assert dropped.item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="trained without labels"):
+        EHRDiff(6, hidden_dims=(16,), time_dim=8).guided(label)
+
+
+def test_label_conditional_ehrdiff_learns_what_each_label_looks_like():
+    # Records of label 1 are high (0.8 everywhere), of label 0 low (0.2): a conditional model must
+    # give each sampled label its own level, and draw the labels at the training rates.
+    rng = np.random.default_rng(0)
+    bundle = _random_bundle(n=200, hours=4, features=2, statics=2)
+    y = (rng.random(200) < 0.25).astype(np.int64)
+    bundle["y"] = y
+    level = np.where(y == 1, 0.8, 0.2).astype(np.float32)
+    bundle["X"][:] = level[:, None, None] + rng.normal(0, 0.02, bundle["X"].shape).astype(np.float32)
+    bundle["mask"][:] = True
+    matrix = ehrdiff.record_matrix(bundle, label_column=False)
+    assert matrix.shape == (200, 2 * 4 * 2 + 2)  # no y column
+    layout = ehrdiff.matrix_layout(bundle, matrix, label_column=False)
+    params = project_parameters()["synthesis"]["physionet2012"]["ehrdiff"] | {
+        "label": "condition", "label_dropout": 0.1, "hidden_dims": [64, 64], "time_dim": 16, "max_steps": 400, "batch_size": 64,
+        "learning_rate": 1e-3}
+    with pytest.raises(ValueError, match="labels exactly when the record matrix has no label column"):
+        ehrdiff.fit_ehrdiff(matrix, layout, params, "cpu", 0)
+    model = ehrdiff.fit_ehrdiff(matrix, layout, params, "cpu", 0, labels=y)
+    assert model.config["hyperparameters"]["n_classes"] == 2
+    np.testing.assert_allclose(model.config["label_rates"], [1 - y.mean(), y.mean()])
+    synthetic = ehrdiff.sample_ehrdiff(model, 400, params, "cpu", 1, np.full(2, 0.5, np.float32), bundle["record_id"])
+    _check_contract(synthetic, 400, 4, 2, 2, bundle["record_id"])
+    assert synthetic["y"].mean() == pytest.approx(y.mean(), abs=0.06)
+    by_label = [synthetic["X"][synthetic["y"] == k].mean() for k in (0, 1)]
+    np.testing.assert_allclose(by_label, [0.2, 0.8], atol=0.08)
+    with pytest.raises(ValueError, match="ehrdiff.label is 'token'"):
+        ehrdiff.label_mode({"label": "token"})
 
 
 def _check_contract(synthetic: dict, n: int, hours: int, features: int, statics: int, real_ids: np.ndarray) -> None:
@@ -292,7 +407,7 @@ def test_kmimic_stages_train_in_order_and_sample_the_contract_bundle():
     assert ((synthetic["static"] >= low - 1e-6) & (synthetic["static"] <= high + 1e-6)).all()
 
 
-def test_kmimic_residual_std_is_the_rms_error_on_observed_cells_and_value_noise_adds_it():
+def test_kmimic_residual_statistics_are_those_of_the_error_on_observed_cells_and_value_noise_adds_them():
     bundle = _random_bundle(n=48, features=4)
     params = _quick(project_parameters()["synthesis"]["physionet2012"]["kmimic"])
     params["temporal_vae"]["hidden"] = 16
@@ -301,8 +416,15 @@ def test_kmimic_residual_std_is_the_rms_error_on_observed_cells_and_value_noise_
         x, m = torch.as_tensor(bundle["X"], dtype=torch.float32), torch.as_tensor(bundle["mask"], dtype=torch.float32)
         values, _ = temporal_vae.decode(temporal_vae.encode(x, m)[0])
         expected = (((values - x) ** 2 * m).sum((0, 1)) / m.sum((0, 1))).sqrt().numpy()
+        residual = (x - values).numpy()
     np.testing.assert_allclose(temporal_vae.config["residual_std"], expected, rtol=1e-5)
     assert len(temporal_vae.config["residual_std"]) == 4
+    # lag-1 autocorrelation by hand: the correlation (about 0) of the error in consecutive hours both observed
+    for f in range(4):
+        both = bundle["mask"][:, 1:, f] & bundle["mask"][:, :-1, f]
+        lead, lag = residual[:, 1:, f][both], residual[:, :-1, f][both]
+        by_hand = max(0.0, float((lead * lag).sum() / np.sqrt((lead**2).sum() * (lag**2).sum())))
+        assert temporal_vae.config["residual_lag1_autocorrelation"][f] == pytest.approx(by_hand, abs=1e-5)
     static_vae = kmimic.fit_static_vae(bundle["static"], params["static_vae"], "cpu", 0)
     gan = kmimic.fit_latent_gan(static_vae, temporal_vae, bundle["static"], bundle["X"], bundle["mask"], bundle["y"],
                                 params["latent_gan"], "cpu", 0)
@@ -316,8 +438,28 @@ def test_kmimic_residual_std_is_the_rms_error_on_observed_cells_and_value_noise_
     inside = (mean["X"] > 0.2) & (mean["X"] < 0.8)  # away from the clamp at 0 and 1
     assert inside.mean() > 0.5
     np.testing.assert_allclose(spread, expected, rtol=0.15)
+    # residual_ar1: the same spread, now correlated hour to hour as the stored autocorrelation says
+    temporal_vae.config["residual_lag1_autocorrelation"] = [0.9, 0.5, 0.0, 0.8]
+    drifting = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 400, params | {"value_noise": "residual_ar1"}, "cpu", 0, fill, ids)
+    noise = drifting["X"] - mean["X"]
+    np.testing.assert_allclose(noise.std(axis=(0, 1)), expected, rtol=0.2)
+    lag1 = [np.corrcoef(noise[:, 1:, f].ravel(), noise[:, :-1, f].ravel())[0, 1] for f in range(4)]
+    np.testing.assert_allclose(lag1, [0.9, 0.5, 0.0, 0.8], atol=0.08)
     with pytest.raises(ValueError, match="value_noise is 'gaussian'"):
         kmimic.sample_kmimic(static_vae, temporal_vae, gan, 4, params | {"value_noise": "gaussian"}, "cpu", 0, fill, ids)
+    del temporal_vae.config["residual_lag1_autocorrelation"]  # a temporal VAE saved before it was stored
+    with pytest.raises(ValueError, match="before residual_lag1_autocorrelation was stored; retrain"):
+        kmimic.sample_kmimic(static_vae, temporal_vae, gan, 4, params | {"value_noise": "residual_ar1"}, "cpu", 0, fill, ids)
+
+
+def test_residual_noise_is_stationary_ar1_with_the_given_std_and_autocorrelation():
+    std, phi = torch.tensor([0.1, 0.3]), torch.tensor([0.0, 0.95])
+    noise = kmimic.residual_noise(torch.Size((20000, 48, 2)), std, phi, torch.Generator().manual_seed(0)).numpy()
+    for hour in (0, 24, 47):  # every hour has the marginal std: stationary from the first hour on
+        np.testing.assert_allclose(noise[:, hour].std(axis=0), [0.1, 0.3], rtol=0.03)
+    for lag in (1, 4):  # AR(1): corr(e_t, e_{t+k}) = φ^k
+        corr = [np.corrcoef(noise[:, lag:, f].ravel(), noise[:, :-lag, f].ravel())[0, 1] for f in range(2)]
+        np.testing.assert_allclose(corr, [0.0, 0.95**lag], atol=0.02)
 
 
 # ---------------------------------------------------------------------------------- real data

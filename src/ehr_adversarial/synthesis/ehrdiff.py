@@ -5,7 +5,14 @@ them)]. Columns whose training values are all 0/1 (mask, y, codes, binary static
 their σ_data is `sigma_data_binary` and samples are rounded; the others are continuous, with σ_data
 `sigma_data_continuous` and samples clipped to the training range of their column. Each σ_data is a
 number (EHRDiff: 0.14 for its sparse MIMIC code matrix) or "auto": the pooled standard deviation of
-that kind's training columns. The label is a column, so one model learns the joint distribution.
+that kind's training columns.
+
+The label is either a column of the vector (`label: column`, one model learns the joint
+distribution, EHRDiff's MIMIC setting) or a condition (`label: condition`, EHRDiff's CinC
+variant): the vector has no y column, the denoiser takes y as an input, trained with y dropped
+for `label_dropout` of the records so that one model is also the unconditional one; sampling
+draws y from the training label rates and denoises with classifier-free guidance `guidance`
+(0 = the conditional model alone).
 """
 
 from __future__ import annotations
@@ -35,14 +42,26 @@ from .common import (
 logger = logging.getLogger(__name__)
 
 
-def record_matrix(bundle: Mapping[str, np.ndarray], codes: np.ndarray | None = None) -> np.ndarray:
-    """(N, D) float32: X, mask, static, y and (optionally) a code matrix, flattened per record."""
+LABEL_MODES = ("column", "condition")
+
+
+def label_mode(params: Mapping[str, Any]) -> str:
+    """`label` of the EHRDiff parameters: column (default) or condition."""
+    mode = params.get("label", "column")
+    if mode not in LABEL_MODES:
+        raise ValueError(f"synthesis.<source>.ehrdiff.label is {mode!r}; use 'column' (y is a column of the record) or 'condition'")
+    return mode
+
+
+def record_matrix(bundle: Mapping[str, np.ndarray], codes: np.ndarray | None = None, label_column: bool = True) -> np.ndarray:
+    """(N, D) float32: X, mask, static, y (unless the label is a condition) and (optionally) a code
+    matrix, flattened per record."""
     n = bundle["X"].shape[0]
     parts = [
         bundle["X"].reshape(n, -1),
         bundle["mask"].reshape(n, -1),
         bundle["static"].reshape(n, -1),
-        bundle["y"].reshape(n, 1),
+        *([bundle["y"].reshape(n, 1)] if label_column else []),
     ]
     if codes is not None:
         if codes.shape[0] != n:
@@ -53,13 +72,16 @@ def record_matrix(bundle: Mapping[str, np.ndarray], codes: np.ndarray | None = N
     return matrix
 
 
-def matrix_layout(bundle: Mapping[str, np.ndarray], matrix: np.ndarray, code_names: list[str] | None = None) -> dict[str, Any]:
+def matrix_layout(
+    bundle: Mapping[str, np.ndarray], matrix: np.ndarray, code_names: list[str] | None = None, label_column: bool = True
+) -> dict[str, Any]:
     """What turns a generated vector back into arrays: block sizes, binary columns, column ranges."""
     _, n_hours, n_features = bundle["X"].shape
     return {
         "n_hours": int(n_hours),
         "n_features": int(n_features),
         "n_static": int(bundle["static"].shape[1]),
+        "label_column": bool(label_column),
         "code_names": list(code_names) if code_names is not None else None,
         "binary": binary_columns(matrix).tolist(),
         "low": matrix.min(axis=0).tolist(),
@@ -85,8 +107,31 @@ def column_sigma_data(matrix: np.ndarray, binary: np.ndarray, binary_value: floa
     return np.where(binary, resolve(binary_value, binary), resolve(continuous_value, ~binary)).astype(np.float32)
 
 
-def fit_ehrdiff(matrix: np.ndarray, layout: dict[str, Any], params: Mapping[str, Any], device: str, seed: int) -> EHRDiff:
-    """Train the denoiser on training records; returns the EMA model (eval mode, on CPU)."""
+def denoiser_hyperparameters(params: Mapping[str, Any], layout: Mapping[str, Any]) -> dict[str, Any]:
+    """The denoiser's part of the model config: EHRDiff's MLP (`hidden_dims`) or the temporal
+    transformer (`temporal: {d_model, n_layers, n_heads, patch_hours}` and the record layout)."""
+    kind = params.get("denoiser", "mlp")
+    if kind == "mlp":
+        return {"denoiser": "mlp", "hidden_dims": list(params["hidden_dims"])}
+    if kind == "temporal":
+        temporal = params["temporal"]
+        return {
+            "denoiser": "temporal",
+            "n_hours": int(layout["n_hours"]),
+            "n_features": int(layout["n_features"]),
+            **{key: int(temporal[key]) for key in ("d_model", "n_layers", "n_heads", "patch_hours")},
+        }
+    raise ValueError(f"synthesis.<source>.ehrdiff.denoiser is {kind!r}; use 'mlp' (EHRDiff's MLP) or 'temporal'")
+
+
+def fit_ehrdiff(
+    matrix: np.ndarray, layout: dict[str, Any], params: Mapping[str, Any], device: str, seed: int, labels: np.ndarray | None = None
+) -> EHRDiff:
+    """Train the denoiser on training records; returns the EMA model (eval mode, on CPU).
+
+    `labels` (N,) make it a label-conditional model (the matrix then has no label column)."""
+    if (labels is None) != layout.get("label_column", True):
+        raise ValueError("give EHRDiff the labels exactly when the record matrix has no label column (label: condition)")
     generator = seed_everything(seed)
     torch_device = resolve_device(device)
     binary = np.asarray(layout["binary"])
@@ -98,22 +143,30 @@ def fit_ehrdiff(matrix: np.ndarray, layout: dict[str, Any], params: Mapping[str,
         "architecture": "ehrdiff",
         "hyperparameters": {
             "n_columns": int(matrix.shape[1]),
-            "hidden_dims": list(params["hidden_dims"]),
             "time_dim": int(params["time_dim"]),
             "sigma_data": sigma_data.tolist(),
+            **denoiser_hyperparameters(params, layout),
         },
         "layout": layout,
         "offset": offset.astype(float).tolist(),
         "n_train_records": int(matrix.shape[0]),
     }
+    if labels is not None:
+        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=2)
+        config["hyperparameters"]["n_classes"] = len(counts)
+        config["label_rates"] = (counts / counts.sum()).tolist()
     model = build_generator(config).to(torch_device)
     ema = AveragedModel(model, avg_fn=ema_average(params["ema_decay"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
     data = torch.as_tensor(matrix, device=torch_device)
+    targets = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64), device=torch_device)
+    dropout = float(params.get("label_dropout", 0.0))
     model.train()
     bar = random_batches(len(data), params["batch_size"], params["max_steps"], generator, "EHRDiff training")
     for step, index in bar:
-        loss = model.loss(data[index.to(torch_device)], params["p_mean"], params["p_std"])
+        index = index.to(torch_device)
+        label = None if targets is None else targets[index]
+        loss = model.loss(data[index], params["p_mean"], params["p_std"], label, dropout)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -134,17 +187,24 @@ def sample_ehrdiff(
     a, b = T * F, 2 * T * F
     sampler = params["sampler"]
 
+    label_column = layout.get("label_column", True)
+    codes_from = b + S + int(label_column)
+
     def draw(n: int, generator: torch.Generator, torch_device: torch.device) -> dict[str, np.ndarray]:
+        denoiser = model
+        if not label_column:  # y first, from the training rates; then records of that label
+            y = torch.multinomial(torch.as_tensor(model.config["label_rates"]), n, replacement=True, generator=generator)
+            denoiser = model.guided(y.to(torch_device), float(sampler.get("guidance", 0.0)))
         latents = torch.randn(n, model.n_columns, generator=generator).to(torch_device)
-        x = heun_sample(model, latents, sampler["num_steps"], sampler["sigma_min"], sampler["sigma_max"], sampler["rho"])
+        x = heun_sample(denoiser, latents, sampler["num_steps"], sampler["sigma_min"], sampler["sigma_max"], sampler["rho"])
         x = x + torch.as_tensor(model.config["offset"], device=torch_device)
         x = bound_columns(x, x > 0.5, layout).cpu().numpy()
         return {
             "X": x[:, :a].reshape(n, T, F),
             "mask": x[:, a:b].reshape(n, T, F) > 0.5,
             "static": x[:, b : b + S],
-            "y": x[:, b + S].round().astype(np.int64),
-            "codes": x[:, b + S + 1 :].astype(np.uint8) if layout["code_names"] is not None else None,
+            "y": x[:, b + S].round().astype(np.int64) if label_column else y.numpy(),
+            "codes": x[:, codes_from:].astype(np.uint8) if layout["code_names"] is not None else None,
         }
 
     writer = BundleWriter(n_samples, T, F, S, fill, layout["code_names"], params["max_in_memory_mb"])

@@ -12,9 +12,11 @@
 Sampling draws y from the training label rates, z ~ N(0, I), decodes G(z, y) with both decoders,
 draws each mask cell and each binary static from its decoded probability (Bernoulli: a rate of 0.3
 stays 0.3 instead of rounding to 0), and clips continuous statics to their training range. With
-`value_noise: residual` (the default) each hourly value is drawn from the likelihood the squared
-error implies: the decoded mean plus Gaussian noise with the feature's residual std on observed
-training cells (stored with the temporal VAE), clipped to [0, 1]; the mean alone is too smooth.
+`value_noise: residual_ar1` (the default) each hourly value is drawn from the likelihood the
+squared error implies: the decoded mean plus Gaussian noise with the feature's residual std on
+observed training cells, autocorrelated across hours like the training residuals (AR(1), both
+stored with the temporal VAE), clipped to [0, 1]; the mean alone is too smooth, and independent
+noise (`residual`) jitters hour to hour.
 """
 
 from __future__ import annotations
@@ -135,26 +137,53 @@ def fit_temporal_vae(X: np.ndarray, mask: np.ndarray, params: Mapping[str, Any],
 
     batches = random_batches(len(data_x), params["batch_size"], params["max_steps"], generator, "K-MIMIC temporal VAE")
     trained = _train_vae(model, batches, loss_fn, params, "temporal VAE")
-    trained.config = {**config, "residual_std": observed_residual_std(trained, X, mask, int(params["batch_size"]))}
+    trained.config = {**config, **observed_residual_statistics(trained, X, mask, int(params["batch_size"]))}
     return trained
 
 
 @torch.no_grad()
-def observed_residual_std(model: TemporalVAE, X: np.ndarray, mask: np.ndarray, batch_size: int) -> list[float]:
-    """Per feature, the root-mean-square of x − (decoded posterior mean) over the observed cells of
-    the training records: the noise of the Gaussian likelihood that the squared-error loss implies.
-    Sampling can add it back (`value_noise: residual`, as TVAE samples with its learnt σ); the
-    decoder's mean alone is a smoothed trajectory."""
-    squared = torch.zeros(X.shape[2], dtype=torch.float64)
-    observed = torch.zeros(X.shape[2], dtype=torch.float64)
+def observed_residual_statistics(model: TemporalVAE, X: np.ndarray, mask: np.ndarray, batch_size: int) -> dict[str, list[float]]:
+    """Per feature, of r = x − (decoded posterior mean) on the training records:
+
+    - `residual_std`: the root-mean-square of r over observed cells, the noise of the Gaussian
+      likelihood that the squared-error loss implies;
+    - `residual_lag1_autocorrelation`: the correlation of r in consecutive hours both observed.
+
+    Sampling adds the noise back (`value_noise`, as TVAE samples with its learnt σ): the decoder's
+    mean alone is a smoothed trajectory, and independent noise makes it jitter hour to hour where
+    the real residual is mostly a slow drift away from the decoded level."""
+    n_features = X.shape[2]
+    squared, observed = torch.zeros(n_features, dtype=torch.float64), torch.zeros(n_features, dtype=torch.float64)
+    lagged, lead_sq, lag_sq = (torch.zeros(n_features, dtype=torch.float64) for _ in range(3))
     for start in range(0, len(X), batch_size):
         x = torch.as_tensor(X[start : start + batch_size], dtype=torch.float32)
         m = torch.as_tensor(mask[start : start + batch_size], dtype=torch.float32)
         mu, _ = model.encode(x, m)
         values, _ = model.decode(mu)
-        squared += ((values - x) ** 2 * m).sum(dim=(0, 1)).double()
+        r = ((x - values) * m).double()
+        squared += (r**2).sum(dim=(0, 1))
         observed += m.sum(dim=(0, 1)).double()
-    return (squared / observed.clamp(min=1)).sqrt().tolist()
+        pair = (m[:, 1:] * m[:, :-1]).double()
+        lagged += (r[:, 1:] * r[:, :-1] * pair).sum(dim=(0, 1))
+        lead_sq += (r[:, 1:] ** 2 * pair).sum(dim=(0, 1))
+        lag_sq += (r[:, :-1] ** 2 * pair).sum(dim=(0, 1))
+    autocorrelation = torch.where(lead_sq * lag_sq > 0, lagged / (lead_sq * lag_sq).sqrt().clamp(min=1e-12), torch.zeros(()))
+    return {
+        "residual_std": (squared / observed.clamp(min=1)).sqrt().tolist(),
+        "residual_lag1_autocorrelation": autocorrelation.clamp(0.0, 0.999).tolist(),
+    }
+
+
+def residual_noise(shape: torch.Size, std: torch.Tensor, autocorrelation: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, T, F) stationary AR(1) noise per feature: e_0 = σ·ε_0, e_t = φ·e_{t−1} + σ·√(1 − φ²)·ε_t,
+    so every hour has std σ and consecutive hours correlation φ (φ = 0: independent noise)."""
+    eps = torch.randn(shape, generator=generator) * std
+    noise = torch.empty(shape)
+    noise[:, 0] = eps[:, 0]
+    innovation = (1.0 - autocorrelation**2).sqrt()
+    for t in range(1, shape[1]):
+        noise[:, t] = autocorrelation * noise[:, t - 1] + innovation * eps[:, t]
+    return noise
 
 
 @torch.no_grad()
@@ -234,6 +263,11 @@ def fit_latent_gan(
     return trained
 
 
+# none: the decoder's mean; residual: + independent Gaussian noise of the residual std;
+# residual_ar1: + AR(1) noise of that std and the residual's lag-1 autocorrelation.
+VALUE_NOISE = ("none", "residual", "residual_ar1")
+
+
 def sample_kmimic(
     static_vae: StaticVAE, temporal_vae: TemporalVAE, latent_generator: LatentGenerator, n_samples: int,
     params: Mapping[str, Any], device: str, seed: int, fill: np.ndarray, real_ids: np.ndarray,
@@ -241,12 +275,15 @@ def sample_kmimic(
     """n_samples synthetic records (the contract's bundle): decoded generator latents, chunk by chunk."""
     split = latent_generator.config["static_latent_dim"]
     value_noise = params.get("value_noise", "none")
-    if value_noise not in ("none", "residual"):
-        raise ValueError(f"synthesis kmimic value_noise is {value_noise!r}; use none or residual")
-    if value_noise == "residual" and "residual_std" not in temporal_vae.config:
-        raise ValueError("synthesis kmimic value_noise is residual, but the temporal VAE was trained before "
-                         "residual_std was stored; retrain it (kedro run --pipelines synthesis --namespaces <source>.kmimic)")
+    if value_noise not in VALUE_NOISE:
+        raise ValueError(f"synthesis kmimic value_noise is {value_noise!r}; use one of {', '.join(VALUE_NOISE)}")
+    needs = {"residual": "residual_std", "residual_ar1": "residual_lag1_autocorrelation"}.get(value_noise)
+    if needs and needs not in temporal_vae.config:
+        raise ValueError(f"synthesis kmimic value_noise is {value_noise}, but the temporal VAE was trained before "
+                         f"{needs} was stored; retrain it (kedro run --pipelines synthesis --namespaces <source>.kmimic)")
     residual_std = torch.as_tensor(temporal_vae.config.get("residual_std", 0.0), dtype=torch.float32)
+    autocorrelation = torch.as_tensor(temporal_vae.config.get("residual_lag1_autocorrelation", 0.0) if value_noise == "residual_ar1" else 0.0,
+                                      dtype=torch.float32)
 
     def draw(n: int, generator: torch.Generator, torch_device: torch.device) -> dict[str, np.ndarray]:
         y = torch.multinomial(latent_generator.label_rates.cpu(), n, replacement=True, generator=generator)
@@ -256,9 +293,8 @@ def sample_kmimic(
         draws = torch.rand(static.shape, generator=generator).to(torch_device) < torch.sigmoid(static)
         static = bound_columns(static, draws, static_vae.config)
         values, mask_logits = temporal_vae.decode(h[:, split:])
-        if value_noise == "residual":  # a draw from the likelihood, not its mean (see observed_residual_std)
-            noise = torch.randn(values.shape, generator=generator).to(torch_device) * residual_std.to(torch_device)
-            values = (values + noise).clamp(0.0, 1.0)
+        if value_noise != "none":  # a draw from the likelihood, not its mean (see observed_residual_statistics)
+            values = (values + residual_noise(values.shape, residual_std, autocorrelation, generator).to(torch_device)).clamp(0.0, 1.0)
         uniform = torch.rand(mask_logits.shape, generator=generator).to(torch_device)
         mask = uniform < torch.sigmoid(mask_logits)
         return {"X": values.cpu().numpy(), "mask": mask.cpu().numpy(), "static": static.cpu().numpy(), "y": y.numpy()}
