@@ -208,6 +208,35 @@ def test_ehrdiff_denoisers_train_sample_and_rebuild_from_their_config(denoiser: 
     _check_contract(synthetic, 5, 48, 5, 4, bundle["record_id"])
 
 
+def test_dct_time_basis_is_orthonormal_touches_only_x_and_puts_a_constant_series_in_its_first_coefficient():
+    layout = {"n_hours": 48, "n_features": 3}
+    cosines = ehrdiff.dct_matrix(48)
+    np.testing.assert_allclose(cosines @ cosines.T, np.eye(48), atol=1e-10)
+    matrix = torch.rand(6, 2 * 48 * 3 + 4, dtype=torch.float64)
+    coefficients = ehrdiff.change_time_basis(matrix, layout, "dct")
+    np.testing.assert_allclose(coefficients[:, 48 * 3 :], matrix[:, 48 * 3 :])  # mask and the rest untouched
+    np.testing.assert_allclose(ehrdiff.change_time_basis(coefficients, layout, "dct", inverse=True), matrix, atol=1e-12)
+    assert ehrdiff.change_time_basis(matrix, layout, "hours") is matrix
+    constant = torch.zeros(1, 2 * 48 * 3 + 4, dtype=torch.float64)
+    constant[0, : 48 * 3] = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64).repeat(48)  # hour-major: (48, 3)
+    series = ehrdiff.change_time_basis(constant, layout, "dct")[0, : 48 * 3].reshape(48, 3)
+    np.testing.assert_allclose(series[0], np.array([0.2, 0.5, 0.9]) * np.sqrt(48))
+    np.testing.assert_allclose(series[1:], 0.0, atol=1e-12)
+    with pytest.raises(ValueError, match="time_basis is 'fourier'"):
+        ehrdiff.change_time_basis(matrix, layout, "fourier")
+    # trained in the DCT basis: σ_data is each coefficient's spread, samples come back in hours
+    bundle = _random_bundle()
+    raw = ehrdiff.record_matrix(bundle)
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["ehrdiff"]) | {"time_basis": "dct", "hidden_dims": [32], "time_dim": 16}
+    model = ehrdiff.fit_ehrdiff(raw, ehrdiff.matrix_layout(bundle, raw), params, "cpu", seed=3)
+    assert model.config["time_basis"] == "dct"
+    transformed = ehrdiff.change_time_basis(torch.as_tensor(raw), {"n_hours": 48, "n_features": 5}, "dct").numpy()
+    np.testing.assert_allclose(model.config["offset"], transformed.mean(axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.config["hyperparameters"]["sigma_data"], np.maximum(transformed.std(axis=0), 0.02), rtol=1e-3)
+    synthetic = ehrdiff.sample_ehrdiff(model, 6, params, "cpu", 0, np.full(5, 0.5, np.float32), bundle["record_id"])
+    _check_contract(synthetic, 6, 48, 5, 4, bundle["record_id"])
+
+
 def test_guidance_is_the_classifier_free_combination_and_label_dropout_gives_the_unconditional_loss():
     torch.manual_seed(0)
     model = EHRDiff(6, hidden_dims=(16,), time_dim=8, sigma_data=0.3, n_classes=2)

@@ -89,6 +89,36 @@ def matrix_layout(
     }
 
 
+TIME_BASES = ("hours", "dct")
+
+
+def dct_matrix(n: int) -> np.ndarray:
+    """(n, n) orthonormal DCT-II matrix: row k is the k-th cosine over the n hours (row 0 the mean)."""
+    hours, k = np.arange(n), np.arange(n)[:, None]
+    basis = np.cos(np.pi * (hours + 0.5) * k / n) * np.sqrt(2.0 / n)
+    basis[0] /= np.sqrt(2.0)
+    return basis
+
+
+def change_time_basis(matrix: torch.Tensor, layout: Mapping[str, Any], basis: str, inverse: bool = False) -> torch.Tensor:
+    """The X block of record vectors (N, D) in another basis over the hours, per feature; the rest as is.
+
+    `dct`: each feature's 48 values become their DCT coefficients. EDM scales the network's output by
+    each column's σ_data, so in the hours basis every hour gets errors of the between-record spread
+    (~0.2) independently, and the series jitter; in the DCT basis the high-frequency coefficients
+    have a small σ_data of their own, and so small errors. Orthonormal: `inverse` is the transpose.
+    """
+    if basis == "hours":
+        return matrix
+    if basis not in TIME_BASES:
+        raise ValueError(f"synthesis.<source>.ehrdiff.time_basis is {basis!r}; use one of {', '.join(TIME_BASES)}")
+    T, F = layout["n_hours"], layout["n_features"]
+    cosines = torch.as_tensor(dct_matrix(T), dtype=matrix.dtype, device=matrix.device)
+    series = matrix[:, : T * F].reshape(-1, T, F)
+    changed = torch.einsum("tk,ntf->nkf" if inverse else "kt,ntf->nkf", cosines, series)
+    return torch.cat((changed.reshape(-1, T * F), matrix[:, T * F :]), dim=1)
+
+
 SIGMA_DATA_FLOOR = 0.02  # a constant training column would otherwise get σ_data = 0
 
 
@@ -134,7 +164,11 @@ def fit_ehrdiff(
         raise ValueError("give EHRDiff the labels exactly when the record matrix has no label column (label: condition)")
     generator = seed_everything(seed)
     torch_device = resolve_device(device)
-    binary = np.asarray(layout["binary"])
+    binary = np.array(layout["binary"])
+    time_basis = params.get("time_basis", "hours")
+    matrix = change_time_basis(torch.as_tensor(matrix), layout, time_basis).numpy()
+    if time_basis != "hours":  # coefficients of a 0/1 series are not 0/1 (they are rounded back in hours)
+        binary[: layout["n_hours"] * layout["n_features"]] = False
     # centring makes every column zero-mean, as EDM's preconditioning assumes; EHRDiff does not centre
     offset = matrix.mean(axis=0) if params["center"] else np.zeros(matrix.shape[1], dtype=np.float32)
     matrix = matrix - offset
@@ -149,6 +183,7 @@ def fit_ehrdiff(
         },
         "layout": layout,
         "offset": offset.astype(float).tolist(),
+        "time_basis": time_basis,
         "n_train_records": int(matrix.shape[0]),
     }
     if labels is not None:
@@ -198,6 +233,7 @@ def sample_ehrdiff(
         latents = torch.randn(n, model.n_columns, generator=generator).to(torch_device)
         x = heun_sample(denoiser, latents, sampler["num_steps"], sampler["sigma_min"], sampler["sigma_max"], sampler["rho"])
         x = x + torch.as_tensor(model.config["offset"], device=torch_device)
+        x = change_time_basis(x, layout, model.config.get("time_basis", "hours"), inverse=True)
         x = bound_columns(x, x > 0.5, layout).cpu().numpy()
         return {
             "X": x[:, :a].reshape(n, T, F),
