@@ -237,6 +237,24 @@ def test_dct_time_basis_is_orthonormal_touches_only_x_and_puts_a_constant_series
     _check_contract(synthetic, 6, 48, 5, 4, bundle["record_id"])
 
 
+def test_column_loss_weight_counts_errors_in_the_data_units_and_multiplies_the_edm_weight():
+    sigma_data = np.array([0.1, 0.2, 0.4], np.float32)
+    np.testing.assert_array_equal(ehrdiff.column_loss_weight(sigma_data, "equal"), [1, 1, 1])
+    weight = ehrdiff.column_loss_weight(sigma_data, "sigma_data")
+    np.testing.assert_allclose(weight, sigma_data**2 / np.mean(sigma_data**2), rtol=1e-6)
+    assert weight.mean() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="column_loss_weight is 'inverse'"):
+        ehrdiff.column_loss_weight(sigma_data, "inverse")
+    torch.manual_seed(0)
+    model = EHRDiff(3, hidden_dims=(8,), time_dim=8, sigma_data=sigma_data.tolist())
+    x = torch.rand(16, 3)
+    torch.manual_seed(1)
+    plain = model.loss(x)
+    torch.manual_seed(1)
+    scaled = model.loss(x, column_weight=torch.tensor([2.0, 2.0, 2.0]))
+    assert scaled.item() == pytest.approx(2 * plain.item(), rel=1e-6)
+
+
 def test_guidance_is_the_classifier_free_combination_and_label_dropout_gives_the_unconditional_loss():
     torch.manual_seed(0)
     model = EHRDiff(6, hidden_dims=(16,), time_dim=8, sigma_data=0.3, n_classes=2)

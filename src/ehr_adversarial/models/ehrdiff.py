@@ -10,7 +10,9 @@ Following EDM (Karras et al. 2022) as EHRDiff uses it:
 - training draws ln σ ~ N(P_mean, P_std²) = N(−1.2, 1.2²) and weights the squared error by
   (σ² + σ_d²)/(σ·σ_d)²;
 - sampling integrates the probability-flow ODE with Heun's method over the EDM discretisation
-  σ_i = (σ_max^(1/ρ) + i/(N−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, then σ_N = 0.
+  σ_i = (σ_max^(1/ρ) + i/(N−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, then σ_N = 0;
+- optionally (`n_classes` > 0) the denoiser is conditioned on a class label, with "no label" as
+  one more class, so that sampling can use classifier-free guidance (Ho & Salimans 2022).
 
 σ_data may differ per column (a (D,) buffer): binary columns use 0.14 as EHRDiff does for the
 MIMIC code matrix, continuous ones their own spread. The module knows nothing about Kedro.
@@ -179,12 +181,21 @@ class EHRDiff(nn.Module):
         return c_skip * x + c_out * self.net((c_in * x).float(), c_noise, cond).to(x.dtype)
 
     def loss(
-        self, x: torch.Tensor, p_mean: float = -1.2, p_std: float = 1.2, label: torch.Tensor | None = None, label_dropout: float = 0.0
+        self,
+        x: torch.Tensor,
+        p_mean: float = -1.2,
+        p_std: float = 1.2,
+        label: torch.Tensor | None = None,
+        label_dropout: float = 0.0,
+        column_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """EDM loss: ln σ ~ N(p_mean, p_std²), weight (σ² + σ_d²)/(σ·σ_d)². A conditional model's
-        labels are replaced by "no label" with probability `label_dropout` (classifier-free guidance)."""
+        """EDM loss: ln σ ~ N(p_mean, p_std²), weight (σ² + σ_d²)/(σ·σ_d)² (times `column_weight`
+        (D,), if given). A conditional model's labels are replaced by "no label" with probability
+        `label_dropout` (classifier-free guidance)."""
         sigma = torch.exp(torch.randn(x.shape[0], 1, device=x.device) * p_std + p_mean)
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+        if column_weight is not None:
+            weight = weight * column_weight
         noised = x + torch.randn_like(x) * sigma
         if label is not None and label_dropout > 0:
             dropped = torch.rand(label.shape, device=label.device) < label_dropout

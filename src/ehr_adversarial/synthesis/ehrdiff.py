@@ -137,6 +137,18 @@ def column_sigma_data(matrix: np.ndarray, binary: np.ndarray, binary_value: floa
     return np.where(binary, resolve(binary_value, binary), resolve(continuous_value, ~binary)).astype(np.float32)
 
 
+def column_loss_weight(sigma_data: np.ndarray, kind: str) -> np.ndarray:
+    """Per column, a factor on EDM's loss weight. `equal` (EDM): every column's error counts in units
+    of its own σ_data. `sigma_data`: σ_data² / mean σ_data², so errors count in the data's own units.
+    In the DCT basis that matters: with `equal` the 36 level coefficients weigh as little as any of
+    the 1,692 high-frequency ones, and the levels, which carry the label, are learnt poorly."""
+    if kind == "equal":
+        return np.ones_like(sigma_data)
+    if kind == "sigma_data":
+        return (sigma_data**2 / np.mean(sigma_data**2)).astype(np.float32)
+    raise ValueError(f"synthesis.<source>.ehrdiff.column_loss_weight is {kind!r}; use 'equal' (EDM) or 'sigma_data'")
+
+
 def denoiser_hyperparameters(params: Mapping[str, Any], layout: Mapping[str, Any]) -> dict[str, Any]:
     """The denoiser's part of the model config: EHRDiff's MLP (`hidden_dims`) or the temporal
     transformer (`temporal: {d_model, n_layers, n_heads, patch_hours}` and the record layout)."""
@@ -195,13 +207,14 @@ def fit_ehrdiff(
     optimizer = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
     data = torch.as_tensor(matrix, device=torch_device)
     targets = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64), device=torch_device)
+    column_weight = torch.as_tensor(column_loss_weight(sigma_data, params.get("column_loss_weight", "equal")), device=torch_device)
     dropout = float(params.get("label_dropout", 0.0))
     model.train()
     bar = random_batches(len(data), params["batch_size"], params["max_steps"], generator, "EHRDiff training")
     for step, index in bar:
         index = index.to(torch_device)
         label = None if targets is None else targets[index]
-        loss = model.loss(data[index], params["p_mean"], params["p_std"], label, dropout)
+        loss = model.loss(data[index], params["p_mean"], params["p_std"], label, dropout, column_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
