@@ -7,7 +7,8 @@ real `physionet2012.full.model_input_train` (3200 records):
 - generation: `--samples` synthetic records, reported as records/s.
 Side by side, in this one run, with a baseline:
 - EHRDiff and SynEHRgy: the seed projects' network sizes (EHRDiff [1024, 384, 384, 384, 1024],
-  time 384; SynEHRgy 4 layers, 4 heads, d 384, context 1024) against our CPU defaults;
+  time 384; SynEHRgy 4 layers, 4 heads, d 384, context 1024) against our CPU defaults, and EHRDiff's
+  temporal denoiser (`denoiser: temporal`) beside them;
 - SynEHRgy generation: our key/value-cached decoding against nanoGPT's decoding, which re-runs the
   whole (cropped) context for every new token, on the same model and the same number of tokens.
 K-MIMIC has no such baseline (the seed gives only latent sizes, which ours share); its numbers
@@ -70,13 +71,13 @@ def bench_ehrdiff(data: dict, params: dict, steps: int, seed_steps: int, samples
     from ehr_adversarial.synthesis import ehrdiff
     from ehr_adversarial.synthesis.common import scaled_fill
 
-    matrix = ehrdiff.record_matrix(data["train"])
-    layout = ehrdiff.matrix_layout(data["train"], matrix)
     fill = scaled_fill(data["spec"])
     rows = []
-    for label, sizes, n_steps in (("ours (CPU defaults)", {}, steps), ("seed size (EHRDiff)", SEED_EHRDIFF, seed_steps)):
+    configurations = (("ours (CPU defaults)", {}, steps), ("seed size (EHRDiff)", SEED_EHRDIFF, seed_steps),
+                      ("ours, temporal denoiser", {"denoiser": "temporal"}, steps))
+    for label, sizes, n_steps in configurations:
         block = params | sizes | {"max_steps": n_steps}
-        model, train_s = timed(ehrdiff.fit_ehrdiff, matrix, layout, block, device, 0)
+        model, train_s = timed(ehrdiff.fit_ehrdiff_on_bundle, data["train"], block, device, 0)
         _, sample_s = timed(ehrdiff.sample_ehrdiff, model, samples, block, device, 0, fill, data["splits"]["record_id"].to_numpy())
         n_params = sum(p.numel() for p in model.parameters())
         rows.append(("EHRDiff", label, n_params, n_steps * block["batch_size"] / train_s, samples / sample_s))
@@ -194,8 +195,8 @@ def main() -> None:
     for generator, label, _, train_rate, sample_rate in rows:
         by_model.setdefault(generator, []).append((train_rate, sample_rate))
     for generator, pairs in by_model.items():
-        if len(pairs) == 2 and generator != "K-MIMIC":
-            (t0, s0), (t1, s1) = pairs
+        if len(pairs) >= 2 and generator != "K-MIMIC":
+            (t0, s0), (t1, s1) = pairs[:2]
             print(f"\n{generator}: ours / seed size: training {t0 / t1:.1f}×, generation {s0 / s1:.1f}× faster")
     if decoding:
         (_, cached), (_, full) = decoding

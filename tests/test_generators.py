@@ -518,9 +518,10 @@ def test_ehrdiff_on_real_physionet_training_records(physionet2012_features: Data
     splits = physionet2012_features.load("physionet2012.splits")
     assert train["X"].shape == (3200, 48, 36)
     params = _quick(project_parameters()["synthesis"]["physionet2012"]["ehrdiff"])
-    matrix = ehrdiff.record_matrix(train)
-    model = ehrdiff.fit_ehrdiff(matrix, ehrdiff.matrix_layout(train, matrix), params, "cpu", 0)
+    model = ehrdiff.fit_ehrdiff_on_bundle(train, params, "cpu", 0)  # the project's setting: label as a condition
     assert model.config["n_train_records"] == 3200
+    assert model.n_columns == 2 * 48 * 36 + 8 and not model.config["layout"]["label_column"]
+    assert model.config["label_rates"][1] == pytest.approx(train["y"].mean())
     fill = scaled_fill(physionet2012_features.load("physionet2012.full.feature_spec"))
     synthetic = ehrdiff.sample_ehrdiff(model, 50, params, "cpu", 0, fill, splits["record_id"].to_numpy())
     _check_contract(synthetic, 50, 48, 36, 8, splits["record_id"].to_numpy())
@@ -581,8 +582,8 @@ def test_ehrdiff_with_the_real_mimic3_code_matrix(mimic3_features: DataCatalog, 
     assert codes["codes"].dtype == np.uint8
 
     params = _quick(project_parameters()["synthesis"]["mimic3"]["ehrdiff"])
-    matrix = ehrdiff.record_matrix(train, codes["codes"])
-    model = ehrdiff.fit_ehrdiff(matrix, ehrdiff.matrix_layout(train, matrix, codes["code_names"].tolist()), params, "cpu", 0)
+    model = ehrdiff.fit_ehrdiff_on_bundle(train, params, "cpu", 0, codes["codes"], codes["code_names"].tolist())
+    assert model.n_columns == 2 * 48 * 19 + 7 + len(codes["code_names"])  # the label is a condition, no column
     real_ids = mimic3_features.load("mimic3.splits")["record_id"].to_numpy()
     fill = scaled_fill(mimic3_features.load("mimic3.sun2018.feature_spec"))
     synthetic = ehrdiff.sample_ehrdiff(model, 20, params, "cpu", 0, fill, real_ids)

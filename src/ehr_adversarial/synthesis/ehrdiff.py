@@ -226,6 +226,21 @@ def fit_ehrdiff(
     return trained
 
 
+def fit_ehrdiff_on_bundle(
+    bundle: Mapping[str, np.ndarray],
+    params: Mapping[str, Any],
+    device: str,
+    seed: int,
+    codes: np.ndarray | None = None,
+    code_names: list[str] | None = None,
+) -> EHRDiff:
+    """fit_ehrdiff on a model_input bundle (and code matrix), with the label as params["label"] says."""
+    label_column = label_mode(params) == "column"
+    matrix = record_matrix(bundle, codes, label_column)
+    layout = matrix_layout(bundle, matrix, code_names, label_column)
+    return fit_ehrdiff(matrix, layout, params, device, seed, None if label_column else bundle["y"])
+
+
 def sample_ehrdiff(
     model: EHRDiff, n_samples: int, params: Mapping[str, Any], device: str, seed: int, fill: np.ndarray, real_ids: np.ndarray
 ) -> dict[str, np.ndarray]:

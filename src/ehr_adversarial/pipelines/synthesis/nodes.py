@@ -67,19 +67,9 @@ def _codes_long(code_matrix: Bundle) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ EHRDiff
 
 
-def _fit_ehrdiff(model_input_train: Bundle, code_matrix_train: Bundle | None, generator: dict[str, Any], seed: int, device: str) -> nn.Module:
-    label_column = ehrdiff.label_mode(generator) == "column"
-    codes = None if code_matrix_train is None else code_matrix_train["codes"]
-    code_names = None if code_matrix_train is None else code_matrix_train["code_names"].tolist()
-    matrix = ehrdiff.record_matrix(model_input_train, codes, label_column)
-    layout = ehrdiff.matrix_layout(model_input_train, matrix, code_names, label_column)
-    labels = None if label_column else model_input_train["y"]
-    return ehrdiff.fit_ehrdiff(matrix, layout, generator, device, seed, labels)
-
-
 def train_ehrdiff(model_input_train: Bundle, generator: dict[str, Any], seed: int, device: str) -> nn.Module:
     """EHRDiff on the flattened training records (X, mask, static and y, as a column or a condition)."""
-    return _fit_ehrdiff(model_input_train, None, generator, seed, device)
+    return ehrdiff.fit_ehrdiff_on_bundle(model_input_train, generator, device, seed)
 
 
 def train_ehrdiff_with_codes(
@@ -88,7 +78,7 @@ def train_ehrdiff_with_codes(
     """EHRDiff on the flattened training records plus their ICD-9 code matrix."""
     if not np.array_equal(code_matrix_train["record_id"], model_input_train["record_id"]):
         raise ValueError("the code matrix and model_input_train list different records; rebuild the code matrix")
-    return _fit_ehrdiff(model_input_train, code_matrix_train, generator, seed, device)
+    return ehrdiff.fit_ehrdiff_on_bundle(model_input_train, generator, device, seed, code_matrix_train["codes"], code_matrix_train["code_names"].tolist())
 
 
 def sample_ehrdiff(
