@@ -72,7 +72,9 @@ def test_nearest_distances_match_brute_force_and_exclude_only_self():
 def test_a_copying_generator_has_zero_dcr_and_full_exact_match():
     train, holdout = _table(1000, seed=2), _table(1000, seed=3)
     summary, distances = privacy.distance_metrics(train.copy(), train, holdout)
-    assert summary["dcr_synthetic_to_train"] == {"median": 0.0, "mean": 0.0, "p05": 0.0}
+    # zero up to the round-off of scikit-learn's Euclidean distances (seen: a mean of 3e-9 on a busy
+    # 2-core machine), the tolerance the exact-match rate uses too
+    assert summary["dcr_synthetic_to_train"] == pytest.approx({"median": 0.0, "mean": 0.0, "p05": 0.0}, abs=1e-6)
     assert summary["exact_match_rate"] == 1.0
     assert summary["nndr_synthetic_to_train"]["median"] == 0.0
     # the baseline is holdout→train (real records the train set lacks), not synthetic→train
