@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from ehr_adversarial.attack import AttackConfig, input_gradient_mode, l1_attack, log_spaced_lambdas, logit_margin
 from ehr_adversarial.attack.l1_attack import _ista_run
 from ehr_adversarial.datasets.torch_model import TorchModelDataset
-from ehr_adversarial.pipelines.attack.nodes import attack_config
 from ehr_adversarial.torch_utils import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +153,7 @@ def main() -> None:
     import yaml
 
     defaults = yaml.safe_load((ROOT / "conf/base/parameters_attack.yml").read_text())["attack"]["physionet2012"]
-    config = attack_config(defaults)
+    config = AttackConfig.from_params(defaults)
     device = resolve_device(args.device)
     model = TorchModelDataset(filepath=str(latest(args.model))).load().to(device)
     bundle = np.load(latest(args.test))

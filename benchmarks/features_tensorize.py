@@ -89,7 +89,7 @@ def load_scaled_mimic3(scale: int, feature_set: str) -> tuple[pd.DataFrame, pd.D
         ingestion_params,
         project_parameters,
     )
-    from ehr_adversarial.pipelines.ingestion.mimic3 import build_static
+    from ehr_adversarial.sources.mimic3 import build_static
 
     started = time.perf_counter()
     csv_dir, rows = scale_demo(DEMO_DIR, scale, TABLES)
@@ -108,7 +108,7 @@ def load_scaled_mimic3(scale: int, feature_set: str) -> tuple[pd.DataFrame, pd.D
 
 
 def ours(timeseries, static, splits, features, feature_set):
-    from ehr_adversarial.pipelines.features.nodes import (
+    from ehr_adversarial.features.model_input import (
         build_hourly_cells,
         build_model_input,
         fit_feature_spec,
@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--tracemalloc", action="store_true", help="also a traced pass per implementation (slow)")
     args = parser.parse_args()
 
-    from ehr_adversarial.pipelines.features.nodes import make_splits
+    from ehr_adversarial.features.model_input import make_splits
 
     args.feature_set = args.feature_set or DEFAULT_FEATURE_SET[args.source]
     if args.source == "mimic3":

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ehr_adversarial.sql import table_columns
+from ehr_adversarial.sources.sql import table_columns
 
 SUBJECT_OFFSET = 100_000
 HADM_OFFSET = 200_000

@@ -72,7 +72,7 @@ def ingestion_params(csv_dir: Path) -> dict:
 
 def duckdb_in(folder: Path):
     """A new DuckDB database file in `folder`, with the catalog's memory limit."""
-    from ehr_adversarial.database import DuckDBDatabase
+    from ehr_adversarial.sources.database import DuckDBDatabase
 
     return DuckDBDatabase(str(folder / "bench.duckdb"), memory_limit=DUCKDB_MEMORY_LIMIT)
 
@@ -80,7 +80,7 @@ def duckdb_in(folder: Path):
 def ingest(database, params: dict) -> dict:
     """The MIMIC-III ingestion nodes on `database`: load and SQL seconds, and the nodes' outputs
     (load summary, cohort, timeseries, rejected rows, diagnoses)."""
-    from ehr_adversarial.pipelines.ingestion import mimic3
+    from ehr_adversarial.sources import mimic3
 
     started = time.perf_counter()
     _, summary = mimic3.load_mimic3_tables(database, params)
@@ -120,7 +120,7 @@ def worker(engine: str, csv_dir: Path, dsn: str) -> dict:
     if engine == "pandas":
         import pandas as pd
 
-        from ehr_adversarial.sql import table_columns
+        from ehr_adversarial.sources.sql import table_columns
 
         pandas_types = {"INTEGER": "Int32", "SMALLINT": "Int16", "DOUBLE PRECISION": "float64"}
         started, rows = time.perf_counter(), 0
@@ -144,7 +144,7 @@ def worker(engine: str, csv_dir: Path, dsn: str) -> dict:
         result = _run_nodes(database, params)
         result["db_mb"] = Path(database.path).stat().st_size / 2**20
     else:
-        from ehr_adversarial.database import PostgresDatabase
+        from ehr_adversarial.sources.database import PostgresDatabase
 
         admin = PostgresDatabase.from_dsn(dsn)
         name = f"ehr_adversarial_bench_{os.getpid()}"

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import yaml
 
 from ehr_adversarial.models import build_model, model_inputs
-from ehr_adversarial.pipelines.training.torch_loop import fit, limited_threads, to_tensors
+from ehr_adversarial.training.torch_loop import fit, limited_threads, to_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"lstm_sun2018": 18, "dssm": 36}

@@ -1,82 +1,138 @@
-"""Project pipelines.
+"""Project pipelines, built from one static table: `STUDIES` says, per data source, which feature sets,
+models, generators and real-baseline seeds exist. Nothing else (no run parameter, no hook) shapes the graph.
 
-Each data source has its own namespaced pipelines (`physionet2012.ingestion`,
-`mimic3.features`, ...). The plain names (`ingestion`, `features`, `training`, ...)
-point at the source the run environment selects with `params:source`
-(set by `ActiveEnvironmentHook`), so `kedro run --env mimic3_demo --pipelines ingestion`
-runs the MIMIC-III ingestion.
+Registered names:
+- `__default__` (plain `kedro run`): the study of the default source, ingestion → features → training →
+  attack → reporting;
+- `<stage>` (`ingestion`, `features`, ..., `synthetic_attack`) and `synthetic` (synthesis → synthetic_evaluation
+  → synthetic_attack): the default source's;
+- `<source>`, `<source>.<stage>`, `<source>.synthetic`: the same for every source.
+
+The run environment chooses the data source (`source` in conf/<env>/globals.yml), and the project's session
+(`ehr_adversarial.session.StudySession`) runs plain names on it: `kedro run --env mimic3_demo --pipelines
+ingestion` runs `mimic3.ingestion`. Every node carries its source as a tag, so a pipeline of another source
+than the environment's is refused before it runs.
 """
 
 from __future__ import annotations
 
-import copy
-import importlib
-from collections.abc import Mapping
-from typing import Any
+import warnings
+from dataclasses import dataclass
 
 from kedro.pipeline import Pipeline
 
-SOURCES = ("physionet2012", "mimic3")
+from ehr_adversarial.pipelines import (
+    attack,
+    features,
+    ingestion,
+    reporting,
+    synthesis,
+    synthetic_attack,
+    synthetic_evaluation,
+    training,
+)
+from ehr_adversarial.synthetic_attack.compare import RetrainedModel
+
+
+@dataclass(frozen=True)
+class Study:
+    """What exists for one data source."""
+
+    feature_sets: tuple[str, ...]
+    torch_models: dict[str, str]  # model → the feature set it reads; trained, attacked and reported
+    baseline_models: dict[str, str]  # scikit-learn baselines → their feature set; trained only
+    generators: dict[str, str]  # generator → the feature set it learns
+    synthetic_attack_models: tuple[str, ...]  # torch models retrained on each generator's data
+    real_baseline_seeds: tuple[int, ...]  # the same recipe on the real training split, once per seed
+    diagnoses: bool  # the source has ICD-9 diagnoses (code matrices for the generators)
+
+    @property
+    def models(self) -> dict[str, str]:
+        return {**self.torch_models, **self.baseline_models}
+
+
+STUDIES: dict[str, Study] = {
+    "physionet2012": Study(
+        feature_sets=("full", "sun2018"),
+        torch_models={"lstm_sun2018": "sun2018", "dssm": "full"},
+        baseline_models={"logreg": "full", "gbm": "full"},
+        generators={"ehrdiff": "full", "synehrgy": "full", "kmimic": "full"},
+        # The generators learn `full`, which dssm reads (lstm_sun2018 reads sun2018).
+        synthetic_attack_models=("dssm",),
+        real_baseline_seeds=(1, 2, 3),
+        diagnoses=False,
+    ),
+    "mimic3": Study(
+        feature_sets=("sun2018",),
+        torch_models={"lstm_sun2018": "sun2018", "dssm": "sun2018"},
+        baseline_models={"logreg": "sun2018", "gbm": "sun2018"},
+        generators={"ehrdiff": "sun2018", "synehrgy": "sun2018", "kmimic": "sun2018"},
+        synthetic_attack_models=("lstm_sun2018", "dssm"),
+        real_baseline_seeds=(1, 2, 3),
+        diagnoses=True,
+    ),
+}
 DEFAULT_SOURCE = "physionet2012"
-# Order matters: it is the order of the default run.
 STAGES = ("ingestion", "features", "training", "attack", "reporting", "synthesis", "synthetic_evaluation",
           "synthetic_attack")
-DEFAULT_RUN = ("ingestion", "features", "training")
-
-_active_source = DEFAULT_SOURCE
-# The run's parameters, for stages whose shape they set (synthetic_attack.<source>.models);
-# ActiveEnvironmentHook keeps them current. Empty: every stage uses its defaults.
-_run_parameters: dict[str, Any] = {}
+MAIN_STUDY = ("ingestion", "features", "training", "attack", "reporting")
+SYNTHETIC_STUDY = ("synthesis", "synthetic_evaluation", "synthetic_attack")
 
 
-def active_source() -> str:
-    """The data source the plain pipeline names point at."""
-    return _active_source
+def retrained_models(study: Study) -> list[RetrainedModel]:
+    """The models the synthetic attack trains: each model on each generator's data, then the real baselines."""
+    for model in study.synthetic_attack_models:
+        for generator, feature_set in study.generators.items():
+            if study.torch_models[model] != feature_set:
+                raise ValueError(f"{model} reads {study.torch_models[model]!r} but {generator} synthesises "
+                                 f"{feature_set!r}; a model must read the feature set the generators learn")
+    return ([RetrainedModel(generator, model) for model in study.synthetic_attack_models for generator in study.generators]
+            + [RetrainedModel(f"real_retrained_s{seed}", model, seed)
+               for model in study.synthetic_attack_models for seed in study.real_baseline_seeds])
 
 
-def set_active_source(source: str) -> None:
-    """Select the data source; fails on unknown names."""
-    global _active_source
-    if source not in SOURCES:
-        raise ValueError(
-            f"params:source is {source!r}; it must be one of {', '.join(SOURCES)} "
-            "(set it in conf/<env>/parameters.yml)."
-        )
-    _active_source = source
+def synthetic_attack_pipeline(source: str, study: Study) -> Pipeline:
+    """Each retrained model: its training and evaluation, then the attack stage's modular pipeline under its
+    namespace; and the comparison of all rankings with the real models'."""
+    retrained = retrained_models(study)
+    parts = []
+    for entry in retrained:
+        feature_set = study.torch_models[entry.model]
+        namespace = synthetic_attack.namespace_of(entry)
+        parts += [synthetic_attack.retraining_pipeline(source, entry, feature_set),
+                  attack.create_model_pipeline(source, namespace, f"{namespace}.model", feature_set)]
+    return sum(parts, synthetic_attack.comparison_pipeline(source, retrained))
 
 
-def set_run_parameters(parameters: Mapping[str, Any]) -> bool:
-    """Keep the run's parameters for `create_pipeline(parameters=...)`; True when they changed."""
-    global _run_parameters
-    parameters = copy.deepcopy(dict(parameters))
-    changed = parameters != _run_parameters
-    _run_parameters = parameters
-    return changed
-
-
-def _stage_pipeline(stage: str, source: str) -> Pipeline | None:
-    """`create_pipeline(source=...)` of `ehr_adversarial.pipelines.<stage>`, if that stage exists."""
-    try:
-        module = importlib.import_module(f"ehr_adversarial.pipelines.{stage}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"ehr_adversarial.pipelines.{stage}":
-            return None
-        raise
-    return module.create_pipeline(source=source, parameters=_run_parameters)
+def stage_pipelines(source: str, study: Study) -> dict[str, Pipeline]:
+    """Every stage of one source, each node tagged with the source."""
+    stages = {
+        "ingestion": ingestion.create_pipeline(source),
+        "features": features.create_pipeline(source, study.feature_sets),
+        "training": training.create_pipeline(source, study.models, study.torch_models),
+        "attack": attack.create_pipeline(source, study.torch_models),
+        "reporting": reporting.create_pipeline(source, study.torch_models),
+        "synthesis": synthesis.create_pipeline(source, study.generators, study.diagnoses),
+        "synthetic_evaluation": synthetic_evaluation.create_pipeline(source, study.generators, study.diagnoses),
+        "synthetic_attack": synthetic_attack_pipeline(source, study),
+    }
+    return {stage: Pipeline(pipe, tags=source) for stage, pipe in stages.items()}
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register every stage per source, plus plain names for the active source."""
+    """`<source>`, `<source>.<stage>`, `<source>.synthetic` for every source, and the same names without the
+    source prefix for the default source."""
     registry: dict[str, Pipeline] = {}
-    for source in SOURCES:
-        for stage in STAGES:
-            pipe = _stage_pipeline(stage, source)
-            if pipe is not None and pipe.nodes:
-                registry[f"{source}.{stage}"] = pipe
-    for stage in STAGES:
-        if f"{_active_source}.{stage}" in registry:
-            registry[stage] = registry[f"{_active_source}.{stage}"]
-    registry["__default__"] = sum(
-        (registry[stage] for stage in DEFAULT_RUN if stage in registry), Pipeline([])
-    )
+    for source, study in STUDIES.items():
+        with warnings.catch_warnings():
+            # Stages read other stages' datasets by their namespaced names (`ingestion.static` in `features`)
+            # on purpose; Kedro warns about every such dotted name.
+            warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
+            stages = stage_pipelines(source, study)
+        registry |= {f"{source}.{stage}": pipe for stage, pipe in stages.items()}
+        registry[source] = sum((stages[stage] for stage in MAIN_STUDY), Pipeline([]))
+        registry[f"{source}.synthetic"] = sum((stages[stage] for stage in SYNTHETIC_STUDY), Pipeline([]))
+    for name in (*STAGES, "synthetic"):
+        registry[name] = registry[f"{DEFAULT_SOURCE}.{name}"]
+    registry["__default__"] = registry[DEFAULT_SOURCE]
     return registry

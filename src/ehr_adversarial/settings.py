@@ -1,9 +1,13 @@
 """Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 
 from ehr_adversarial.config import ProjectConfigLoader, env_or_default
-from ehr_adversarial.hooks import ActiveEnvironmentHook, TelemetryOffHook
+from ehr_adversarial.hooks import TelemetryOffHook
+from ehr_adversarial.session import StudySession
 
-HOOKS = (ActiveEnvironmentHook(), TelemetryOffHook())
+HOOKS = (TelemetryOffHook(),)
+
+# Plain pipeline names (`ingestion`, `__default__`) run on the environment's data source (globals.yml).
+SESSION_CLASS = StudySession
 
 CONFIG_LOADER_CLASS = ProjectConfigLoader
 CONFIG_LOADER_ARGS = {

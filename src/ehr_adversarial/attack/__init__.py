@@ -18,8 +18,10 @@ from .susceptibility import (
     cumulative_susceptibility,
     direction_of,
     metric_grid,
+    ranking_agreement,
     susceptibility,
     susceptibility_table,
+    top_features,
 )
 
 __all__ = [
@@ -37,10 +39,12 @@ __all__ = [
     "log_spaced_lambdas",
     "logit_margin",
     "metric_grid",
+    "ranking_agreement",
     "perturbation_cells",
     "perturbation_norms",
     "refine_perturbation",
     "susceptibility",
     "susceptibility_table",
     "to_clinical",
+    "top_features",
 ]

@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import Tensor, nn
@@ -95,6 +95,25 @@ class AttackConfig:
             raise ValueError(f"attack chunk_size must be ≥ 1; got {self.chunk_size}.")
         # Largest first: index 0 is the hardest λ to succeed with, and the sparsest δ when it does.
         object.__setattr__(self, "lambdas", tuple(sorted(set(lambdas), reverse=True)))
+
+    @classmethod
+    def from_params(cls, attack: Mapping[str, object]) -> AttackConfig:
+        """The config of an `attack.<source>` parameter block; `lambdas` is a list or {low, high, count}
+        (log-spaced). Keys that are not attack settings (which records to attack) are left out."""
+        lambdas = attack.get("lambdas")
+        if isinstance(lambdas, Mapping):
+            missing = {"low", "high", "count"} - set(lambdas)
+            if missing:
+                raise ValueError(f"attack.lambdas needs low, high and count; {sorted(missing)} missing.")
+            lambdas = log_spaced_lambdas(float(lambdas["low"]), float(lambdas["high"]), int(lambdas["count"]))
+        elif lambdas is None:
+            raise ValueError("attack.lambdas is not set; give a list or {low, high, count}.")
+        settings = {f.name for f in fields(cls)} - {"lambdas"}
+        return cls(lambdas=tuple(lambdas), **{key: attack[key] for key in settings if key in attack})
+
+    def as_params(self) -> dict[str, object]:
+        """The settings as plain values (for a JSON summary)."""
+        return {**asdict(self), "lambdas": list(self.lambdas)}
 
 
 def log_spaced_lambdas(low: float, high: float, count: int) -> tuple[float, ...]:

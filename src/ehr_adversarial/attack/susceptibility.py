@@ -1,4 +1,4 @@
-"""Susceptibility of features and hours to adversarial perturbation (Sun et al. 2018, SPEC §4).
+"""Susceptibility of features and hours to adversarial perturbation (Sun et al., KDD 2018).
 
 Over the N successful records of one attack direction, with δ (N, T, F), per feature j and hour t:
 
@@ -16,9 +16,11 @@ Tables are (F × T): one row per feature, one column per hour.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 METRICS = ("GMP", "GAP", "GPP", "S", "GANZP", "sensitivity")
 DIRECTIONS = {0: "0→1", 1: "1→0"}  # true label → the attack's direction
@@ -109,3 +111,33 @@ def cumulative_ranking(table: pd.DataFrame) -> pd.DataFrame:
               .sum().rename("cumulative_s").reset_index())
     scores["rank"] = scores.groupby("direction")["cumulative_s"].rank(ascending=False, method="min").astype("int64")
     return scores.sort_values(["direction", "rank", "feature"], ignore_index=True)
+
+
+def top_features(scores: pd.Series, k: int) -> list[str]:
+    """The k highest-scoring features of `scores` (indexed by feature), ties in alphabetical order."""
+    return list(scores.sort_index().sort_values(ascending=False, kind="stable").index[:k])
+
+
+def ranking_agreement(a: pd.Series, b: pd.Series, top_k: int) -> dict[str, Any]:
+    """How far two susceptibility rankings of the same features agree (scores indexed by feature).
+
+    spearman / kendall: rank correlations of the scores with their p-values (NaN when either ranking
+    is constant). Top-k overlap, the one definition used in every report: the number of features among
+    the k highest-scoring of `a` that are also among the k highest of `b`, with k = min(top_k, number of
+    features) and ties broken alphabetically; it lies in 0..k.
+    """
+    if int(top_k) < 1:
+        raise ValueError(f"top_k is {top_k}; it must be ≥ 1")
+    if set(a.index) != set(b.index):
+        raise ValueError(f"the rankings cover different features: only in the first {sorted(set(a.index) - set(b.index))[:5]}, "
+                         f"only in the second {sorted(set(b.index) - set(a.index))[:5]}")
+    b = b.loc[a.index]
+    if a.nunique() < 2 or b.nunique() < 2:
+        rho = rho_p = tau = tau_p = float("nan")
+    else:
+        rho, rho_p = (float(v) for v in stats.spearmanr(a.to_numpy(), b.to_numpy()))
+        tau, tau_p = (float(v) for v in stats.kendalltau(a.to_numpy(), b.to_numpy()))
+    k = min(int(top_k), len(a))
+    top_a, top_b = top_features(a, k), top_features(b, k)
+    return {"n_features": len(a), "spearman": rho, "spearman_p": rho_p, "kendall": tau, "kendall_p": tau_p,
+            "top_k": k, "top_k_overlap": len(set(top_a) & set(top_b)), "top_a": top_a, "top_b": top_b}

@@ -29,8 +29,8 @@ import numpy as np
 from kedro.io.core import DatasetError, Version
 
 from ehr_adversarial.datasets.atomic_file import AtomicFileDataset
+from ehr_adversarial.features.bundle import TensorBundle
 
-TensorBundle = dict[str, np.ndarray]
 
 
 def _storable(name: str, value: Any) -> np.ndarray:

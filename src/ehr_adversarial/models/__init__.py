@@ -22,6 +22,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,4 +76,40 @@ def model_inputs(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[t
     return tuple(batch[name] for name in model.inputs)
 
 
-__all__ = ["DSSM", "LSTMSun2018", "MODEL_CLASSES", "build_model", "model_inputs"]
+def check_model_matches_data(
+    config: Mapping[str, Any],
+    bundle: Mapping[str, np.ndarray],
+    feature_spec: Mapping[str, Any] | None = None,
+    data_name: str = "the data",
+) -> None:
+    """Fail clearly when a model's inputs (shape, feature set) are not those of a tensor bundle.
+
+    `config` is a model's config (`model.config`); `bundle` a model_input dict
+    (X: (N, hours, F), static: (N, S)); `feature_spec` the data's feature spec, when
+    given, must list the same features in the same order as the model was trained on.
+    """
+    expected_series = (int(config["n_hours"]), int(config["n_features"]))
+    expected_static = int(config.get("n_static", 0))
+    x_shape = tuple(np.shape(bundle["X"]))
+    got_static = int(np.shape(bundle["static"])[1]) if "static" in bundle else 0
+    uses_static = "static" in MODEL_CLASSES[config["architecture"]].inputs
+    if x_shape[1:] != expected_series or (uses_static and got_static != expected_static):
+        raise ValueError(
+            f"model {config.get('architecture')!r} on feature set {config.get('feature_set')!r} "
+            f"expects X of shape (N, {expected_series[0]}, {expected_series[1]}) with "
+            f"{expected_static} static features, but {data_name} has X of shape {x_shape} with "
+            f"{got_static} static features; use the model_input of feature set "
+            f"{config.get('feature_set')!r} or retrain the model on this one"
+        )
+    if feature_spec is not None and config.get("feature_names") is not None:
+        trained, given = list(config["feature_names"]), list(feature_spec["feature_names"])
+        if trained != given:
+            raise ValueError(
+                f"model was trained on feature set {config.get('feature_set')!r} {trained} but "
+                f"{data_name} has feature set {feature_spec.get('feature_set')!r} {given} "
+                f"(both of shape (N, {expected_series[0]}, {len(given)}) but in another order or "
+                "with other features)"
+            )
+
+
+__all__ = ["DSSM", "LSTMSun2018", "MODEL_CLASSES", "build_model", "check_model_matches_data", "model_inputs"]

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ehr_adversarial.models import build_model
-from ehr_adversarial.pipelines.features.tensorize import (
+from ehr_adversarial.features.tensorize import (
     forward_fill,
     hours_since_observed,
     scale_unit,

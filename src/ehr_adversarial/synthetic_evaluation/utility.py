@@ -20,9 +20,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ehr_adversarial.evaluation import average_precision_rows, roc_auc_rows
-from ehr_adversarial.pipelines.features.tensorize import forward_fill, hours_since_observed
-from ehr_adversarial.pipelines.training.torch_loop import (
+from ehr_adversarial.training.metrics import average_precision_rows, roc_auc_rows
+from ehr_adversarial.features.tensorize import forward_fill, hours_since_observed
+from ehr_adversarial.training.torch_loop import (
     death_probability,
     predict_logits,
     to_tensors,

@@ -1,5 +1,6 @@
-"""Features: long/static tables of a source → splits, hourly tensors, train-split scaler."""
+"""Features: ingestion tables → splits, then per feature set hourly tensors and the train-split scaler
+(namespace `features`, one nested pipeline per feature set)."""
 
-from .pipeline import FEATURE_SETS, create_pipeline
+from .pipeline import create_pipeline
 
-__all__ = ["FEATURE_SETS", "create_pipeline"]
+__all__ = ["create_pipeline"]

@@ -1,90 +1,48 @@
-"""Features pipeline: splits per source, then one modular tensor pipeline per feature set.
-
-Datasets (under the source namespace):
-- `<source>.splits`, shared by all feature sets of a source;
-- `<source>.<feature_set>.hourly_cells`, `.feature_spec`, `.model_input_{train,validation,test}`.
-"""
+"""Features pipeline, namespace `features`: `features.splits`, shared by every feature set, then one nested
+pipeline per feature set (`features.<feature_set>.hourly_cells`, `.feature_spec`, `.model_input_<split>`)."""
 
 from __future__ import annotations
 
-from functools import partial, update_wrapper
+from collections.abc import Sequence
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import build_hourly_cells, build_model_input, fit_feature_spec, make_splits
+from ehr_adversarial.pipelines import bound
 
-# Which feature sets each source builds; their contents live in parameters_features.yml.
-FEATURE_SETS: dict[str, tuple[str, ...]] = {
-    "physionet2012": ("full", "sun2018"),
-    "mimic3": ("sun2018",),
-}
-
-
-def _named(func, feature_set: str):
-    """`func` with its feature_set_name bound, keeping the function's name for kedro-viz."""
-    return update_wrapper(partial(func, feature_set_name=feature_set), func)
+from . import nodes
 
 
 def feature_set_pipeline(feature_set: str) -> Pipeline:
     """Hourly cells → train-split scaler → imputed, scaled tensors, for one feature set.
 
     Free inputs: timeseries, static, splits, params:features (the source's block) and
-    params:feature_set (this set's block); create_pipeline maps them.
+    params:feature_set (this set's block).
     """
-    return Pipeline(
-        [
-            node(
-                _named(build_hourly_cells, feature_set),
-                inputs=["timeseries", "splits", "params:features", "params:feature_set"],
-                outputs="hourly_cells",
-                name="build_hourly_cells",
-            ),
-            node(
-                _named(fit_feature_spec, feature_set),
-                inputs=["hourly_cells", "static", "splits", "params:features", "params:feature_set"],
-                outputs="feature_spec",
-                name="fit_feature_spec",
-            ),
-            node(
-                build_model_input,
-                inputs=["hourly_cells", "static", "splits", "feature_spec"],
-                outputs=["model_input_train", "model_input_validation", "model_input_test"],
-                name="build_model_input",
-            ),
-        ]
-    )
+    return Pipeline([
+        node(bound(nodes.build_hourly_cells, feature_set_name=feature_set),
+             ["timeseries", "splits", "params:features", "params:feature_set"], "hourly_cells",
+             name="build_hourly_cells"),
+        node(bound(nodes.fit_feature_spec, feature_set_name=feature_set),
+             ["hourly_cells", "static", "splits", "params:features", "params:feature_set"], "feature_spec",
+             name="fit_feature_spec"),
+        node(nodes.build_model_input, ["hourly_cells", "static", "splits", "feature_spec"],
+             ["model_input_train", "model_input_validation", "model_input_test"], name="build_model_input"),
+    ])
 
 
-def create_pipeline(source: str = "physionet2012", **kwargs) -> Pipeline:
-    """Splits plus every feature set of `source`, under the namespace `source`."""
-    if source not in FEATURE_SETS:
-        raise ValueError(f"no feature sets defined for source {source!r}; known: {sorted(FEATURE_SETS)}.")
-    set_params = {fs: f"params:features.{source}.feature_sets.{fs}" for fs in FEATURE_SETS[source]}
-    splits = Pipeline(
-        [
-            node(
-                make_splits,
-                inputs=["static", "params:features", "params:seed"],
-                outputs="splits",
-                name="make_splits",
-            )
-        ]
-    )
-    feature_sets = [
+def create_pipeline(source: str, feature_sets: Sequence[str]) -> Pipeline:
+    """Splits and every one of `feature_sets` of `source` (their contents: parameters_features.yml)."""
+    settings = f"params:features.{source}"
+    splits = Pipeline([node(nodes.make_splits, ["ingestion.static", settings, "params:seed"], "features.splits",
+                            name="make_splits", namespace="features")])
+    per_set = [
         pipeline(
-            feature_set_pipeline(fs),
-            namespace=fs,
-            inputs={"timeseries": "timeseries", "static": "static", "splits": "splits"},
-            parameters={"params:features": "params:features", "params:feature_set": set_params[fs]},
+            feature_set_pipeline(feature_set),
+            namespace=f"features.{feature_set}",
+            inputs={"timeseries": "ingestion.timeseries", "static": "ingestion.static", "splits": "features.splits"},
+            parameters={"params:features": settings,
+                        "params:feature_set": f"{settings}.feature_sets.{feature_set}"},
         )
-        for fs in FEATURE_SETS[source]
+        for feature_set in feature_sets
     ]
-    return pipeline(
-        sum(feature_sets, splits),
-        namespace=source,
-        parameters={
-            "params:features": f"params:features.{source}",
-            "params:seed": "params:seed",
-            **{name: name for name in set_params.values()},
-        },
-    )
+    return sum(per_set, splits)

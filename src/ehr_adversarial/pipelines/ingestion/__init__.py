@@ -1,4 +1,4 @@
-"""Ingestion: real records of a data source → versioned long and static tables."""
+"""Ingestion: a data source's records → versioned long and static tables (namespace `ingestion`)."""
 
 from .pipeline import create_pipeline
 

@@ -1,5 +1,6 @@
-"""Reporting: the attack's results beside the paper, the hourly trend and the stability over seeds."""
+"""Reporting: each attacked model's susceptibility beside the paper, the hourly trend and the stability
+over attack seeds (namespace `reporting`, one nested pipeline per model), and an overview."""
 
-from .pipeline import create_model_pipeline, create_pipeline
+from .pipeline import create_pipeline
 
-__all__ = ["create_model_pipeline", "create_pipeline"]
+__all__ = ["create_pipeline"]

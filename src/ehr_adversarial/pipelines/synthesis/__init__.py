@@ -1,5 +1,6 @@
-"""Synthesis: EHRDiff, SynEHRgy and K-MIMIC generators trained on the train split of a source."""
+"""Synthesis: EHRDiff, SynEHRgy and K-MIMIC generators trained on the train split
+(namespace `synthesis`, one nested pipeline per generator)."""
 
-from .pipeline import CODE_SOURCES, GENERATOR_FEATURE_SETS, create_pipeline
+from .pipeline import create_pipeline
 
-__all__ = ["CODE_SOURCES", "GENERATOR_FEATURE_SETS", "create_pipeline"]
+__all__ = ["create_pipeline"]

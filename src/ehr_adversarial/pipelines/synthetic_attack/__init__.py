@@ -1,6 +1,7 @@
-"""Synthetic attack: models trained on synthetic data, attacked on the real test split, their
-susceptibility rankings compared with the real-data models'."""
+"""Synthetic attack: models trained on synthetic data, attacked on the real test split, their susceptibility
+rankings compared with the real-data models' (namespace `synthetic_attack`, one nested pipeline per
+retrained model)."""
 
-from .pipeline import create_pipeline, default_models, model_pairs, synthetic_attack_pipeline
+from .pipeline import comparison_pipeline, namespace_of, retraining_pipeline
 
-__all__ = ["create_pipeline", "default_models", "model_pairs", "synthetic_attack_pipeline"]
+__all__ = ["comparison_pipeline", "namespace_of", "retraining_pipeline"]

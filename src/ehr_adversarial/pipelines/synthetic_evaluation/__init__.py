@@ -1,5 +1,6 @@
-"""Synthetic-data evaluation: fidelity, utility and privacy of every generator's output."""
+"""Synthetic-data evaluation: fidelity, utility and privacy of every generator's output
+(namespace `synthetic_evaluation`, one nested pipeline per generator), and their comparison."""
 
-from .pipeline import GENERATOR_FEATURE_SETS, create_pipeline
+from .pipeline import create_pipeline
 
-__all__ = ["GENERATOR_FEATURE_SETS", "create_pipeline"]
+__all__ = ["create_pipeline"]

@@ -1,5 +1,6 @@
-"""Training: k-fold CV model selection, refit, a single held-out test evaluation, per model."""
+"""Training: k-fold CV model selection, refit and a single held-out test evaluation per model
+(namespace `training`, one nested pipeline per model), then a comparison of all models."""
 
-from .pipeline import MODEL_FEATURE_SETS, TORCH_MODELS, create_model_pipeline, create_pipeline
+from .pipeline import create_pipeline
 
-__all__ = ["MODEL_FEATURE_SETS", "TORCH_MODELS", "create_model_pipeline", "create_pipeline"]
+__all__ = ["create_pipeline"]

@@ -1,122 +1,90 @@
-"""Training pipeline: one modular pipeline per model, namespaced `<source>.<model>`, then a
-comparison of all models under `<source>`.
+"""Training pipeline, namespace `training`: one nested pipeline per model (`training.<model>`), then
+`training.model_comparison` over all of them.
 
-Each model reads the model input of its feature set (`<source>.<feature_set>.model_input_*`,
-`.feature_spec`) and the shared `<source>.splits`, and writes `<source>.<model>.*`: the model
-(`model` for torch, `estimator` for scikit-learn), CV results, the selected config,
-predictions, metrics and figures. Hyperparameters live in `training.<source>.<model>`.
+Each model reads the model input of its feature set (`features.<feature_set>.model_input_*`, `.feature_spec`)
+and `features.splits`, and writes `training.<model>.*`: the model (`model` for torch, `estimator` for
+scikit-learn), CV results, the selected config, predictions, metrics and figures. Hyperparameters live in
+`training.<source>.<model>` (conf/base/parameters_training.yml).
 """
 
 from __future__ import annotations
 
-from functools import partial, update_wrapper
+from collections.abc import Collection, Mapping
 
 from kedro.pipeline import Node, Pipeline, node, pipeline
 
-from .nodes import (
-    compare_models,
-    evaluate_predictions,
-    fit_estimator,
-    plot_evaluation,
-    plot_training_curves,
-    predict_estimator,
-    predict_torch_model,
-    select_estimator_config,
-    select_torch_config,
-    train_torch_model,
-)
+from ehr_adversarial.pipelines import bound
 
-# Which feature set each model reads, per source. MIMIC-III builds only `sun2018`.
-MODEL_FEATURE_SETS: dict[str, dict[str, str]] = {
-    "physionet2012": {"lstm_sun2018": "sun2018", "dssm": "full", "logreg": "full", "gbm": "full"},
-    "mimic3": {"lstm_sun2018": "sun2018", "dssm": "sun2018", "logreg": "sun2018", "gbm": "sun2018"},
-}
-TORCH_MODELS = frozenset({"lstm_sun2018", "dssm"})
-
-
-def _for_split(func, split: str):
-    """`func` with its `split` argument bound, keeping the function's name for kedro-viz."""
-    return update_wrapper(partial(func, split=split), func)
+from . import nodes
 
 
 def _evaluation_nodes(threshold_predictions: str) -> list[Node]:
     return [
-        node(evaluate_predictions,
-             [threshold_predictions, "test_predictions", "selected_config", "feature_spec",
-              "params:evaluation", "params:seed"],
+        node(nodes.evaluate_predictions,
+             [threshold_predictions, "test_predictions", "selected_config", "feature_spec", "params:evaluation",
+              "params:seed"],
              "metrics", name="evaluate"),
-        node(plot_evaluation, ["test_predictions", "metrics"],
-             ["roc_curve", "pr_curve", "calibration_curve"], name="plot_evaluation"),
+        node(nodes.plot_evaluation, ["test_predictions", "metrics"], ["roc_curve", "pr_curve", "calibration_curve"],
+             name="plot_evaluation"),
     ]
 
 
-def _torch_nodes() -> list[Node]:
-    return [
-        node(select_torch_config,
-             ["model_input_train", "splits", "feature_spec", "params:model_training",
-              "params:seed", "params:device"],
+def torch_model_pipeline() -> Pipeline:
+    """CV selection, refit with early stopping on validation, predictions and evaluation of a torch model."""
+    return Pipeline([
+        node(nodes.select_torch_config,
+             ["model_input_train", "splits", "feature_spec", "params:model_training", "params:seed", "params:device"],
              ["cv_results", "selected_config"], name="select_config"),
-        node(train_torch_model,
-             ["model_input_train", "model_input_validation", "feature_spec", "selected_config",
-              "params:seed", "params:device"],
+        node(nodes.train_torch_model,
+             ["model_input_train", "model_input_validation", "feature_spec", "selected_config", "params:seed",
+              "params:device"],
              ["model", "training_history"], name="train"),
-        node(_for_split(predict_torch_model, "validation"),
-             ["model", "model_input_validation", "feature_spec", "params:device"],
-             "validation_predictions", name="predict_validation"),
-        node(_for_split(predict_torch_model, "test"),
-             ["model", "model_input_test", "feature_spec", "params:device"],
-             "test_predictions", name="predict_test"),
-        node(plot_training_curves, ["training_history", "selected_config"], "training_curves",
+        node(bound(nodes.predict_torch_model, split="validation"),
+             ["model", "model_input_validation", "feature_spec", "params:device"], "validation_predictions",
+             name="predict_validation"),
+        node(bound(nodes.predict_torch_model, split="test"),
+             ["model", "model_input_test", "feature_spec", "params:device"], "test_predictions", name="predict_test"),
+        node(nodes.plot_training_curves, ["training_history", "selected_config"], "training_curves",
              name="plot_training_curves"),
         *_evaluation_nodes("validation_predictions"),
-    ]
+    ])
 
 
-def _estimator_nodes() -> list[Node]:
-    return [
-        node(select_estimator_config,
+def estimator_pipeline() -> Pipeline:
+    """CV selection (out-of-fold predictions), refit on train + validation, prediction and evaluation of a
+    scikit-learn baseline."""
+    return Pipeline([
+        node(nodes.select_estimator_config,
              ["model_input_train", "splits", "feature_spec", "params:model_training", "params:seed"],
              ["cv_results", "selected_config", "cv_predictions"], name="select_config"),
-        node(fit_estimator,
-             ["model_input_train", "model_input_validation", "feature_spec", "selected_config",
-              "params:seed"],
+        node(nodes.fit_estimator,
+             ["model_input_train", "model_input_validation", "feature_spec", "selected_config", "params:seed"],
              "estimator", name="fit"),
-        node(_for_split(predict_estimator, "test"), ["estimator", "model_input_test", "feature_spec"],
+        node(bound(nodes.predict_estimator, split="test"), ["estimator", "model_input_test", "feature_spec"],
              "test_predictions", name="predict_test"),
         *_evaluation_nodes("cv_predictions"),
-    ]
+    ])
 
 
-def create_model_pipeline(source: str, model: str) -> Pipeline:
-    """The training of one model on its feature set, under namespace `<source>.<model>`."""
-    feature_set = MODEL_FEATURE_SETS[source][model]
-    inputs = {name: f"{source}.{feature_set}.{name}" for name in
-              ("model_input_train", "model_input_validation", "model_input_test", "feature_spec")}
-    inputs["splits"] = f"{source}.splits"
-    nodes = _torch_nodes() if model in TORCH_MODELS else _estimator_nodes()
-    parameters = {
-        "params:model_training": f"params:training.{source}.{model}",
-        "params:evaluation": f"params:training.{source}.evaluation",
-        "params:seed": "params:seed",
-        "params:device": "params:device",
-    }
-    used = set().union(*(n.inputs for n in nodes))
-    return pipeline(
-        nodes,
-        namespace=f"{source}.{model}",
-        inputs=inputs,
-        parameters={name: target for name, target in parameters.items() if name in used},
-    )
-
-
-def create_pipeline(source: str = "physionet2012", **kwargs) -> Pipeline:
-    """Every model of `source`, then `<source>.model_comparison` over all of them."""
-    models = MODEL_FEATURE_SETS[source]
-    comparison = node(
-        compare_models,
-        {model: f"{source}.{model}.metrics" for model in models},
-        [f"{source}.model_comparison", f"{source}.model_comparison_report"],
-        name="compare_models",
-        namespace=source,
-    )
-    return sum((create_model_pipeline(source, model) for model in models), Pipeline([comparison]))
+def create_pipeline(source: str, models: Mapping[str, str], torch_models: Collection[str]) -> Pipeline:
+    """Every model of `models` (model → the feature set it reads); those in `torch_models` are torch models,
+    the others scikit-learn baselines."""
+    parts = []
+    for model, feature_set in models.items():
+        inner = torch_model_pipeline() if model in torch_models else estimator_pipeline()
+        inputs = {name: f"features.{feature_set}.{name}"
+                  for name in ("model_input_train", "model_input_validation", "model_input_test", "feature_spec")}
+        parameters = {"params:model_training": f"params:training.{source}.{model}",
+                      "params:evaluation": f"params:training.{source}.evaluation",
+                      "params:seed": "params:seed", "params:device": "params:device"}
+        used = inner.inputs()
+        parts.append(pipeline(
+            inner,
+            namespace=f"training.{model}",
+            inputs={**{k: v for k, v in inputs.items() if k in used}, "splits": "features.splits"},
+            parameters={k: v for k, v in parameters.items() if k in used},
+        ))
+    comparison = node(nodes.compare_models, {model: f"training.{model}.metrics" for model in models},
+                      ["training.model_comparison", "training.model_comparison_report"], name="compare_models",
+                      namespace="training")
+    return sum(parts, Pipeline([comparison]))

@@ -17,59 +17,19 @@ from pathlib import Path
 import requests
 from tqdm.auto import tqdm
 
-logger = logging.getLogger(__name__)
+from ehr_adversarial.sources.checksums import (
+    CHUNK_BYTES,
+    ChecksumMismatchError,
+    hash_file_into,
+    is_sha256,
+    parse_sha256sums,
+)
 
-CHUNK_BYTES = 1 << 20
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+logger = logging.getLogger(__name__)
 
 
 class DownloadError(RuntimeError):
     """A download failed (HTTP error, connection lost, server misbehaved)."""
-
-
-class ChecksumMismatchError(ValueError):
-    """A file's sha256 is not the expected one."""
-
-    def __init__(self, path: Path | str, expected: str, actual: str, detail: str = ""):
-        self.path, self.expected, self.actual = str(path), expected, actual
-        super().__init__(
-            f"sha256 mismatch for {path}: expected {expected}, got {actual}" + (f"; {detail}" if detail else "")
-        )
-
-
-def sha256_of(path: Path | str, chunk_bytes: int = CHUNK_BYTES) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_sha256(path: Path | str, expected: str, detail: str = "") -> str:
-    """The file's sha256; raises ChecksumMismatchError (with `detail` appended) when it is not `expected`."""
-    actual = sha256_of(path)
-    if actual != expected.lower():
-        raise ChecksumMismatchError(path, expected.lower(), actual, detail)
-    return actual
-
-
-def parse_sha256sums(text: str, source: str = "SHA256SUMS") -> dict[str, str]:
-    """`sha256sum` output (`<hash>  <name>` or `<hash> *<name>`) → {name: hash}.
-
-    Blank lines and `#` comments are skipped; any other malformed line is an error that
-    names `source` and the line number.
-    """
-    sums: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        digest, _, name = line.strip().partition(" ")
-        name = name.strip().lstrip("*")
-        if not _SHA256.match(digest.lower()) or not name:
-            raise ValueError(f"{source} line {number}: expected '<sha256>  <file name>', got {line!r}")
-        sums[name] = digest.lower()
-    return sums
 
 
 def fetch_sha256sums(url: str, timeout: float = 60.0, session: requests.Session | None = None) -> dict[str, str]:
@@ -99,7 +59,7 @@ def download_file(
     call resumes) and ChecksumMismatchError when the bytes do not hash to `expected_sha256`
     (the `.part` is deleted and `dest` is not created).
     """
-    if not expected_sha256 or not _SHA256.match(expected_sha256.lower()):
+    if not expected_sha256 or not is_sha256(expected_sha256):
         raise ValueError(f"download of {url} needs the expected sha256 (64 hex digits), got {expected_sha256!r}")
     expected = expected_sha256.lower()
     dest = Path(dest)
@@ -129,7 +89,7 @@ def download_file(
                 raise DownloadError(f"{url}: unexpected HTTP status {response.status_code}")
 
             if mode == "ab" or mode is None:
-                _hash_into(digest, part, chunk_bytes)
+                hash_file_into(digest, part, chunk_bytes=chunk_bytes)
             if mode is not None:
                 length = response.headers.get("Content-Length")
                 total = offset + int(length) if length is not None else None
@@ -171,9 +131,3 @@ def _check_content_range(response: requests.Response, offset: int, url: str) -> 
     match = re.match(r"bytes (\d+)-", content_range)
     if not match or int(match.group(1)) != offset:
         raise DownloadError(f"{url}: asked for bytes from {offset}, server sent Content-Range {content_range!r}")
-
-
-def _hash_into(digest: "hashlib._Hash", path: Path, chunk_bytes: int) -> None:
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)

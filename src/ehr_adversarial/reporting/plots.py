@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ehr_adversarial.pipelines.attack.plots import nothing_to_show
+from ehr_adversarial.attack.plots import nothing_to_show
 
 
 def plot_attack_report(

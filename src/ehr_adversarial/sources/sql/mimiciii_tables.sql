@@ -8,7 +8,7 @@
 --   * No primary keys, unique constraints or CHARTEVENTS partitions: constraints slow a bulk
 --     load of 330 M rows and the concepts never rely on them. NOT NULL is kept (cheap, and it
 --     catches a broken file).
--- Parsed by ehr_adversarial.sql.table_columns: one column per line, `name TYPE [NOT NULL],`.
+-- Parsed by ehr_adversarial.sources.sql.table_columns: one column per line, `name TYPE [NOT NULL],`.
 
 CREATE TABLE mimiciii.admissions (
     row_id INTEGER NOT NULL,

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, ClassVar
 
 import pandas as pd
 
-from ehr_adversarial.sql import bind
+from ehr_adversarial.sources.sql import bind
 
 logger = logging.getLogger(__name__)
 

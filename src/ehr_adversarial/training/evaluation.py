@@ -1,0 +1,111 @@
+"""One final evaluation on the test split (threshold chosen on validation or out-of-fold predictions), its
+figures, and the comparison of all models.
+
+Every model hands over predictions (record_id, y_true, y_prob) for the validation and the test split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ehr_adversarial.training import plots
+from ehr_adversarial.training.metrics import (
+    METRICS,
+    binary_metrics,
+    bootstrap_metrics,
+    choose_threshold,
+)
+
+
+def _describe_split(predictions: pd.DataFrame) -> str:
+    """E.g. "test (group b)": the split and the source groups its records come from."""
+    splits = "+".join(sorted(predictions["split"].astype(str).unique()))
+    return f"{splits} (group {'+'.join(sorted(predictions['group'].astype(str).unique()))})"
+
+
+def evaluate_predictions(
+    threshold_predictions: pd.DataFrame,
+    test_predictions: pd.DataFrame,
+    selected_config: Mapping[str, Any],
+    feature_spec: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """The single final evaluation on the test split, metrics with 95 % bootstrap CIs.
+
+    The decision threshold (for F1, precision, recall) maximises F1 on `threshold_predictions`:
+    the validation split for torch models, the out-of-fold CV predictions of the train split
+    for the baselines. Their metrics there are reported for reference.
+    """
+    threshold = choose_threshold(threshold_predictions["y_true"], threshold_predictions["y_prob"])
+    test = bootstrap_metrics(test_predictions["y_true"], test_predictions["y_prob"], threshold,
+                             n_bootstrap=int(evaluation["n_bootstrap"]), seed=seed,
+                             confidence=float(evaluation["confidence"]))
+    threshold_split = _describe_split(threshold_predictions)
+    return {
+        "model": selected_config.get("architecture", selected_config.get("estimator")),
+        "feature_set": feature_spec["feature_set"],
+        "threshold": threshold,
+        "threshold_rule": f"maximises F1 on the predictions of {threshold_split}",
+        "n_test": int(len(test_predictions)),
+        "n_test_positive": int(test_predictions["y_true"].sum()),
+        "test_split": _describe_split(test_predictions),
+        "test": test,
+        "threshold_split": {"name": threshold_split, "n": int(len(threshold_predictions)),
+                            **binary_metrics(threshold_predictions["y_true"],
+                                             threshold_predictions["y_prob"], threshold)},
+        "cv": dict(selected_config.get("cv", {})),
+        "refit_on": selected_config.get("refit_on", "train"),
+    }
+
+
+def plot_evaluation(test_predictions: pd.DataFrame, metrics: Mapping[str, Any]) -> tuple[Figure, Figure, Figure]:
+    """ROC, precision-recall and calibration figures of the test predictions."""
+    title = f"{metrics['model']} ({metrics['feature_set']})"
+    return (plots.roc_figure(test_predictions, metrics, title),
+            plots.pr_figure(test_predictions, metrics, title),
+            plots.calibration_figure(test_predictions, metrics, title))
+
+
+def plot_training_curves(history: pd.DataFrame, selected_config: Mapping[str, Any]) -> Figure:
+    """Training/validation loss and validation AUROC/AUPRC per epoch of the refit."""
+    return plots.training_curves_figure(history, selected_config["architecture"])
+
+
+def compare_models(**metrics: Mapping[str, Any]) -> tuple[pd.DataFrame, str]:
+    """One row per model (test metrics with CIs), sorted by AUPRC, and the same as markdown."""
+    rows = []
+    for name, m in metrics.items():
+        row = {"model": name, "feature_set": m["feature_set"], "n_test": m["n_test"],
+               "n_test_positive": m["n_test_positive"], "threshold": m["threshold"]}
+        for metric in METRICS:
+            row[metric] = m["test"][metric]["value"]
+            row[f"{metric}_ci_low"] = m["test"][metric]["ci_low"]
+            row[f"{metric}_ci_high"] = m["test"][metric]["ci_high"]
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values("auprc", ascending=False, ignore_index=True)
+    return table, comparison_markdown(table)
+
+
+def comparison_markdown(table: pd.DataFrame, min_positives: int = 50) -> str:
+    """The comparison table as markdown, with a warning when the test set is too small to mean much."""
+    header = "| model | feature set | " + " | ".join(m.upper() if m.startswith("au") else m.capitalize()
+                                                  for m in METRICS) + " |"
+    lines = ["# Model comparison on the held-out test split", "",
+             "Point estimate [95 % bootstrap CI]; F1/precision/recall at the threshold that "
+             "maximises F1 on held-out predictions the test split never enters (the validation "
+             "split for the torch models, out-of-fold CV predictions for the baselines).", "", header,
+             "|" + "---|" * (len(METRICS) + 2)]
+    for _, row in table.iterrows():
+        cells = [f"{row[m]:.3f} [{row[f'{m}_ci_low']:.3f}, {row[f'{m}_ci_high']:.3f}]" for m in METRICS]
+        lines.append(f"| {row['model']} | {row['feature_set']} | " + " | ".join(cells) + " |")
+    n_test, n_pos = int(table["n_test"].iloc[0]), int(table["n_test_positive"].iloc[0])
+    lines += ["", f"Test split: {n_test} records, {n_pos} deaths."]
+    if n_pos < min_positives:
+        lines.append(f"**Warning:** with fewer than {min_positives} deaths in the test split these "
+                     "numbers are not meaningful (the confidence intervals show how wide they are).")
+    return "\n".join(lines) + "\n"

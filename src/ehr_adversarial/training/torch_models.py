@@ -1,0 +1,131 @@
+"""Torch models (`lstm_sun2018`, `dssm`): k-fold CV over candidate configs on the train split, refit with
+early stopping on the validation split, predictions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from ehr_adversarial.models import check_model_matches_data
+from ehr_adversarial.torch_utils import resolve_device
+from ehr_adversarial.training.selection import (
+    DEFAULT_THREADS,
+    candidate_configs,
+    check_model_input,
+    cv_folds,
+    merge_config,
+    prediction_frame,
+    select_best,
+)
+from ehr_adversarial.training.torch_loop import (
+    death_probability,
+    limited_threads,
+    predict_logits,
+    subset,
+    to_tensors,
+    train_model,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def torch_model_config(training: Mapping[str, Any], feature_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What a saved torch model carries to rebuild it: architecture, hyperparameters, feature names."""
+    return {
+        "architecture": training["architecture"],
+        "hyperparameters": dict(training.get("hyperparameters", {})),
+        "feature_set": feature_spec["feature_set"],
+        "feature_names": list(feature_spec["feature_names"]),
+        "static_names": list(feature_spec["static_names"]),
+        "n_hours": int(feature_spec["n_hours"]),
+        "n_features": len(feature_spec["feature_names"]),
+        "n_static": len(feature_spec["static_names"]),
+    }
+
+
+def _train_once(config: Mapping[str, Any], feature_spec: Mapping[str, Any], train, monitor_set,
+                seed: int, description: str) -> tuple[nn.Module, pd.DataFrame]:
+    with limited_threads(config.get("n_threads", DEFAULT_THREADS)):
+        return train_model(torch_model_config(config, feature_spec), config, train, monitor_set, seed, description)
+
+
+def select_torch_config(
+    model_input_train: Mapping[str, np.ndarray],
+    splits: pd.DataFrame,
+    feature_spec: Mapping[str, Any],
+    training: Mapping[str, Any],
+    seed: int,
+    device: str,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """k-fold CV on the train split over `training.cv.grid`; returns per-fold scores and the
+    selected training config (the grid point with the best mean held-out-fold score)."""
+    check_model_input(model_input_train, feature_spec, "model_input_train")
+    cv = training.get("cv", {})
+    fold, held_out = cv_folds(model_input_train, splits, cv.get("max_folds", 99))
+    tensors = to_tensors(model_input_train, resolve_device(device))
+    candidates = candidate_configs(training)
+    rows = []
+    for c, candidate in enumerate(candidates):
+        candidate_cv = merge_config(candidate, {"max_epochs": cv.get("max_epochs", candidate["max_epochs"])})
+        for f in held_out:
+            start = time.perf_counter()
+            _, history = _train_once(candidate_cv, feature_spec, subset(tensors, np.flatnonzero(fold != f)),
+                                     subset(tensors, np.flatnonzero(fold == f)), seed,
+                                     f"CV candidate {c} fold {f}")
+            best = history.loc[history["best"]].iloc[0]
+            rows.append({"candidate": c, "fold": f, "best_epoch": int(best["epoch"]),
+                         "auroc": best["auroc"], "auprc": best["auprc"], "loss": best["monitor_loss"],
+                         "seconds": time.perf_counter() - start})
+    cv_results = pd.DataFrame(rows)
+    monitor = training["monitor"]
+    if monitor == "loss":
+        cv_results["neg_loss"] = -cv_results["loss"]
+        monitor = "neg_loss"
+    return cv_results, select_best(cv_results, candidates, monitor)
+
+
+def train_torch_model(
+    model_input_train: Mapping[str, np.ndarray],
+    model_input_validation: Mapping[str, np.ndarray],
+    feature_spec: Mapping[str, Any],
+    selected_config: Mapping[str, Any],
+    seed: int,
+    device: str,
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Refit the selected config on the whole train split, early-stopping on the validation split."""
+    check_model_input(model_input_train, feature_spec, "model_input_train")
+    check_model_input(model_input_validation, feature_spec, "model_input_validation")
+    torch_device = resolve_device(device)
+    start = time.perf_counter()
+    model, history = _train_once(selected_config, feature_spec, to_tensors(model_input_train, torch_device),
+                                 to_tensors(model_input_validation, torch_device), seed,
+                                 f"{selected_config['architecture']} refit")
+    # train_model put the class weights' prior shift and the batch size on model.config.
+    logger.info("refit of %s took %.1f s", selected_config["architecture"], time.perf_counter() - start)
+    return model.cpu(), history
+
+
+def predict_torch_model(
+    model: nn.Module,
+    model_input: Mapping[str, np.ndarray],
+    feature_spec: Mapping[str, Any],
+    device: str,
+    split: str = "test",
+) -> pd.DataFrame:
+    """P(death) per record of the `split` bundle (eval mode, prior shift removed)."""
+    check_model_input(model_input, feature_spec, "model input")
+    check_model_matches_data(model.config, model_input, feature_spec, "the model input")
+    torch_device = resolve_device(device)
+    model = model.to(torch_device)
+    with limited_threads(DEFAULT_THREADS):
+        logits = predict_logits(model, to_tensors(model_input, torch_device),
+                                model.config.get("batch_size", 256))
+    prob = death_probability(logits, model.config["probability_shift"])
+    return prediction_frame(model_input, prob, split)
