@@ -38,8 +38,8 @@ def mermaid(pipe: Pipeline) -> str:
         stages.setdefault(box.split(".")[0], []).append(box)
     ident = {box: re.sub(r"\W", "_", box) for box in boxes}
     # A nested pipeline is labelled by its name (a model, a feature set), a stage's own nodes by theirs.
-    label = {box: box.split(".", 1)[1] if "." in box else
-             ", ".join(node.name.split(".")[-1] for node in pipe.nodes if _box(node.namespace) == box)
+    own = {box: [node.name.split(".")[-1] for node in pipe.nodes if _box(node.namespace) == box] for box in boxes}
+    label = {box: box.split(".", 1)[1] if "." in box else own[box][0] if len(own[box]) == 1 else f"{len(own[box])} steps"
              for box in boxes}
     lines = ["flowchart LR"]
     for stage, members in stages.items():
