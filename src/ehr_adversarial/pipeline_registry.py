@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from kedro.pipeline import Pipeline
 
-from ehr_adversarial.pipelines import (
+from .pipelines import (
     attack,
     features,
     ingestion,
