@@ -8,14 +8,14 @@ On the same trained model and the same correctly classified test records, prints
    a. at the same iteration budget (every record runs all iterations on both sides), goal ≥ 3× (CPU);
    b. the whole attack (ours with its λ search, the loop with its fixed λ), goal ≥ 10× on CPU,
       ≥ 50× on a GPU, with equal or higher success and lower mean L1;
-3. ours vs torchattacks EADL1 (batched, the SPEC's settings), goal ≥ 3× faster at equal or higher
+3. ours vs torchattacks EADL1 (batched, the settings of the EAD paper's L1 rule), goal ≥ 3× faster at equal or higher
    success and equal or lower mean L1. Needs the `benchmark` extra (pip install torchattacks --no-deps).
 
 Usage (after `kedro run --pipelines features,training` wrote a model):
 
     python benchmarks/attack_speed.py --records 100
-    python benchmarks/attack_speed.py --model data/06_models/physionet2012/lstm_sun2018/model.pt \
-        --test data/05_model_input/physionet2012/sun2018/test.npz --records 200 --device cuda
+    python benchmarks/attack_speed.py --model data/06_models/physionet2012/training/lstm_sun2018/model.pt \
+        --test data/05_model_input/physionet2012/features/sun2018/model_input_test.npz --records 200 --device cuda
 
 A versioned path (a folder of timestamps) resolves to its latest version.
 """
@@ -142,8 +142,8 @@ def describe(name: str, seconds: float, success: np.ndarray, l1: np.ndarray) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "data/06_models/physionet2012/lstm_sun2018/model.pt")
-    parser.add_argument("--test", type=Path, default=ROOT / "data/05_model_input/physionet2012/sun2018/test.npz")
+    parser.add_argument("--model", type=Path, default=ROOT / "data/06_models/physionet2012/training/lstm_sun2018/model.pt")
+    parser.add_argument("--test", type=Path, default=ROOT / "data/05_model_input/physionet2012/features/sun2018/model_input_test.npz")
     parser.add_argument("--records", type=int, default=200)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)

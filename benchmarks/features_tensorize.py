@@ -14,7 +14,7 @@ Both run in this one process run, each in a forked child (so neither inherits th
 memory): wall time, records/s and the child's peak RSS growth; with --tracemalloc also, in a
 second pass, the tracemalloc peak (Python + numpy allocations). The two outputs are compared (mask equal, X equal to 1e-6).
 
-Input, --source physionet2012 (default): the latest `physionet2012.timeseries` / `.static` through
+Input, --source physionet2012 (default): the latest `ingestion.timeseries` / `ingestion.static` through
 the project's catalog, so run `kedro run --env physionet2012 --pipelines ingestion` first.
 --source mimic3 --scale N: the MIMIC-III demo (EHR_MIMIC3_DIR) scaled N× by benchmarks/mimic3_scaled.py
 into a temp folder outside the repository, ingested there by the ingestion nodes into a new DuckDB file
@@ -69,8 +69,8 @@ def load_inputs(env: str, feature_set: str) -> tuple[pd.DataFrame, pd.DataFrame,
     bootstrap_project(PROJECT_ROOT)
     with KedroSession.create(project_path=PROJECT_ROOT, env=env) as session:
         context = session.load_context()
-        timeseries = context.catalog.load("physionet2012.timeseries")
-        static = context.catalog.load("physionet2012.static")
+        timeseries = context.catalog.load("ingestion.timeseries")
+        static = context.catalog.load("ingestion.static")
         params = context.params
     return timeseries, static, *_features_of(params, "physionet2012", feature_set)
 
@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--tracemalloc", action="store_true", help="also a traced pass per implementation (slow)")
     args = parser.parse_args()
 
-    from ehr_adversarial.features.model_input import make_splits
+    from ehr_adversarial.features.splits import make_splits
 
     args.feature_set = args.feature_set or DEFAULT_FEATURE_SET[args.source]
     if args.source == "mimic3":

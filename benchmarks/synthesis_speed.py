@@ -2,7 +2,7 @@
 """Benchmark: training and generation speed of the three generators on real PhysioNet 2012 records.
 
 For each generator, with the project's parameters (conf/base/parameters_synthesis.yml) on the
-real `physionet2012.full.model_input_train` (3200 records):
+real `features.full.model_input_train` (3200 records):
 - training: `--steps` optimisation steps, reported as training records/s (= steps × batch / time);
 - generation: `--samples` synthetic records, reported as records/s.
 Side by side, in this one run, with a baseline:
@@ -52,11 +52,11 @@ def load_inputs(env: str) -> dict[str, Any]:
         context = session.load_context()
         catalog = context.catalog
         return {
-            "train": catalog.load(f"{SOURCE}.{FEATURE_SET}.model_input_train"),
-            "spec": catalog.load(f"{SOURCE}.{FEATURE_SET}.feature_spec"),
-            "splits": catalog.load(f"{SOURCE}.splits"),
-            "timeseries": catalog.load(f"{SOURCE}.timeseries"),
-            "static": catalog.load(f"{SOURCE}.static"),
+            "train": catalog.load(f"features.{FEATURE_SET}.model_input_train"),
+            "spec": catalog.load(f"features.{FEATURE_SET}.feature_spec"),
+            "splits": catalog.load("features.splits"),
+            "timeseries": catalog.load("ingestion.timeseries"),
+            "static": catalog.load("ingestion.static"),
             "params": context.params,
         }
 
