@@ -31,7 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ehr_adversarial.attack import AttackConfig, input_gradient_mode, l1_attack, log_spaced_lambdas, logit_margin
+from ehr_adversarial.attack import (
+    AttackConfig,
+    input_gradient_mode,
+    l1_attack,
+    logit_margin,
+)
 from ehr_adversarial.attack.l1_attack import _ista_run
 from ehr_adversarial.datasets.torch_model import TorchModelDataset
 from ehr_adversarial.torch_utils import resolve_device

@@ -20,9 +20,6 @@ from ehr_adversarial.attack import (
 )
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
-
-
 class LinearLogits(nn.Module):
     """Z_0 = 0, Z_1 = w·x + b, so the margin of label 1 is w·x + b and of label 0 is −(w·x + b)."""
 
@@ -87,7 +84,7 @@ def test_attack_finds_the_analytic_minimal_l1_flip_and_stays_in_the_box(linear, 
     config = AttackConfig(lambdas=LAMBDAS, lr=lr, patience=50, search=search, **budget)
     result = l1_attack(linear, RECORDS, LABELS, config)
     assert result.success.all()
-    for i, (x, label) in enumerate(zip(RECORDS, LABELS)):
+    for i, (x, label) in enumerate(zip(RECORDS, LABELS, strict=True)):
         expected = minimal_flip(WEIGHT.flatten().numpy(), BIAS, x.flatten().numpy(), int(label))
         found = result.delta_best[i].flatten().numpy()
         # The iterates move ≤ lr·max|w| per step, so the best flip overshoots the boundary by about that.
@@ -173,7 +170,7 @@ def test_refinement_never_grows_l1_keeps_the_flip_and_the_box(linear):
     assert adversarial.min() >= -1e-12 and adversarial.max() <= 1 + 1e-12
     assert (logit_margin(linear(adversarial), LABELS) < 0).all()
     assert (refined.forward_passes > plain.forward_passes).all()  # the refinement's passes are counted
-    for i, (x, label) in enumerate(zip(RECORDS, LABELS)):  # and nothing beats the optimum
+    for i, (x, label) in enumerate(zip(RECORDS, LABELS, strict=True)):  # and nothing beats the optimum
         optimum = np.abs(minimal_flip(WEIGHT.flatten().numpy(), BIAS, x.flatten().numpy(), int(label))).sum()
         assert float(refined_l1[i]) >= optimum - 1e-9
 

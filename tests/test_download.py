@@ -1,101 +1,22 @@
-"""download.py against a local HTTP server (127.0.0.1, ephemeral port) serving the real PhysioNet files."""
+"""sources/download.py and sources/checksums.py against a local HTTP server (127.0.0.1, ephemeral
+port) serving the real PhysioNet files."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from ehr_adversarial import download
+from ehr_adversarial.sources import checksums, download
+from tests.conftest import FileServer
 
 ARCHIVE = "set-a.tar.gz"
 
 
-@dataclass
-class FileServer:
-    """A tiny HTTP server for tests: GET with Range support, a log of requests, fault switches."""
-
-    files: dict[str, Path]
-    requests: list[dict] = field(default_factory=list)
-    honour_range: bool = True
-    # Send only this many body bytes of the next response, then close (a dropped connection).
-    cut_next_after: int | None = None
-    url: str = ""
-
-    def add(self, name: str, path: Path) -> None:
-        self.files[name] = path
-
-
-def _handler(server_state: FileServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # keep test output quiet
-            pass
-
-        def do_GET(self) -> None:
-            name = self.path.lstrip("/")
-            range_header = self.headers.get("Range")
-            record = {"name": name, "range": range_header, "status": None, "body_bytes": 0}
-            server_state.requests.append(record)
-            path = server_state.files.get(name)
-            if path is None:
-                record["status"] = 404
-                self.send_error(404)
-                return
-            data = path.read_bytes()
-            start, status = 0, 200
-            if range_header and server_state.honour_range:
-                start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
-                if start >= len(data):
-                    record["status"] = 416
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(data)}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                status = 206
-            body = data[start:]
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.end_headers()
-            if server_state.cut_next_after is not None:
-                body, server_state.cut_next_after = body[: server_state.cut_next_after], None
-                self.close_connection = True
-            self.wfile.write(body)
-            record.update(status=status, body_bytes=len(body))
-
-    return Handler
-
-
-@pytest.fixture
-def file_server(physionet2012_dir: Path, tmp_path: Path) -> Iterator[FileServer]:
-    """Serves the real PhysioNet 2012 files plus a SHA256SUMS.txt listing the true hashes."""
-    files = {path.name: path for path in physionet2012_dir.iterdir() if path.is_file()}
-    sums = tmp_path / "served" / "SHA256SUMS.txt"
-    sums.parent.mkdir()
-    sums.write_text("".join(f"{download.sha256_of(path)}  {name}\n" for name, path in sorted(files.items())))
-    state = FileServer(files={**files, "SHA256SUMS.txt": sums})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-
-
 def test_full_download_verifies_and_renames(file_server: FileServer, physionet2012_dir: Path, tmp_path: Path):
-    expected = download.sha256_of(physionet2012_dir / ARCHIVE)
+    expected = checksums.sha256_of(physionet2012_dir / ARCHIVE)
     dest = download.download_file(file_server.url + ARCHIVE, tmp_path / "raw" / ARCHIVE, expected, progress=False)
     assert dest.read_bytes() == (physionet2012_dir / ARCHIVE).read_bytes()
     assert not dest.with_name(ARCHIVE + ".part").exists()
@@ -156,9 +77,9 @@ def test_checksum_mismatch_deletes_the_file_and_names_both_hashes(
     file_server: FileServer, physionet2012_dir: Path, tmp_path: Path
 ):
     wrong = "0" * 64
-    actual = download.sha256_of(physionet2012_dir / ARCHIVE)
+    actual = checksums.sha256_of(physionet2012_dir / ARCHIVE)
     dest = tmp_path / ARCHIVE
-    with pytest.raises(download.ChecksumMismatchError) as caught:
+    with pytest.raises(checksums.ChecksumMismatchError) as caught:
         download.download_file(file_server.url + ARCHIVE, dest, wrong, progress=False)
     message = str(caught.value)
     assert ARCHIVE in message and wrong in message and actual in message
@@ -169,7 +90,7 @@ def test_corrupt_part_fails_checksum_and_is_removed(file_server: FileServer, phy
     original = (physionet2012_dir / ARCHIVE).read_bytes()
     part = tmp_path / (ARCHIVE + ".part")
     part.write_bytes(b"X" * 1000)  # wrong bytes; the server appends the rest from byte 1000
-    with pytest.raises(download.ChecksumMismatchError):
+    with pytest.raises(checksums.ChecksumMismatchError):
         download.download_file(file_server.url + ARCHIVE, tmp_path / ARCHIVE, hashlib.sha256(original).hexdigest(), progress=False)
     assert not part.exists() and not (tmp_path / ARCHIVE).exists()
 
@@ -188,13 +109,13 @@ def test_expected_hash_is_required(tmp_path: Path):
 def test_fetch_sha256sums_reads_the_served_list(file_server: FileServer, physionet2012_dir: Path):
     sums = download.fetch_sha256sums(file_server.url + "SHA256SUMS.txt")
     assert sums["Outcomes-a.txt"] == "2613ea60ccda29f87571a7d6b09ad130858a8ccd66325bd073365925026883c2"
-    assert sums[ARCHIVE] == download.sha256_of(physionet2012_dir / ARCHIVE)
+    assert sums[ARCHIVE] == checksums.sha256_of(physionet2012_dir / ARCHIVE)
 
 
 def test_parse_sha256sums_formats_and_errors():
     digest = "ab" * 32
-    assert download.parse_sha256sums(f"# comment\n{digest}  a.txt\n\n{digest.upper()} *b/c.txt\n") == {
+    assert checksums.parse_sha256sums(f"# comment\n{digest}  a.txt\n\n{digest.upper()} *b/c.txt\n") == {
         "a.txt": digest, "b/c.txt": digest,
     }
     with pytest.raises(ValueError, match="SUMS line 2"):
-        download.parse_sha256sums(f"{digest}  a.txt\nnot-a-hash  b.txt\n", source="SUMS")
+        checksums.parse_sha256sums(f"{digest}  a.txt\nnot-a-hash  b.txt\n", source="SUMS")

@@ -12,7 +12,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from ehr_adversarial.evaluation import (
+from ehr_adversarial.training.metrics import (
     METRICS,
     average_precision_rows,
     binary_metrics,

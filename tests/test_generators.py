@@ -30,8 +30,6 @@ from ehr_adversarial.synthesis.common import (
 from ehr_adversarial.synthesis.tokenizer import BOS, EOS, RecordTokenizer
 from tests.conftest import project_parameters
 
-pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
-
 
 def _quick(generator: dict, steps: int = 3) -> dict:
     """A generator's project parameters with few training steps (the tests check plumbing, not quality)."""
@@ -514,25 +512,25 @@ def test_residual_noise_is_stationary_ar1_with_the_given_std_and_autocorrelation
 
 @pytest.mark.slow
 def test_ehrdiff_on_real_physionet_training_records(physionet2012_features: DataCatalog):
-    train = physionet2012_features.load("physionet2012.full.model_input_train")
-    splits = physionet2012_features.load("physionet2012.splits")
+    train = physionet2012_features.load("features.full.model_input_train")
+    splits = physionet2012_features.load("features.splits")
     assert train["X"].shape == (3200, 48, 36)
     params = _quick(project_parameters()["synthesis"]["physionet2012"]["ehrdiff"])
     model = ehrdiff.fit_ehrdiff_on_bundle(train, params, "cpu", 0)  # the project's setting: label as a condition
     assert model.config["n_train_records"] == 3200
     assert model.n_columns == 2 * 48 * 36 + 8 and not model.config["layout"]["label_column"]
     assert model.config["label_rates"][1] == pytest.approx(train["y"].mean())
-    fill = scaled_fill(physionet2012_features.load("physionet2012.full.feature_spec"))
+    fill = scaled_fill(physionet2012_features.load("features.full.feature_spec"))
     synthetic = ehrdiff.sample_ehrdiff(model, 50, params, "cpu", 0, fill, splits["record_id"].to_numpy())
     _check_contract(synthetic, 50, 48, 36, 8, splits["record_id"].to_numpy())
 
 
 @pytest.mark.slow
 def test_synehrgy_on_real_physionet_training_records(physionet2012_features: DataCatalog):
-    splits = physionet2012_features.load("physionet2012.splits")
+    splits = physionet2012_features.load("features.splits")
     train_ids = splits.loc[splits["split"] == "train", "record_id"]
-    timeseries = physionet2012_features.load("physionet2012.timeseries")
-    static = physionet2012_features.load("physionet2012.static")
+    timeseries = physionet2012_features.load("ingestion.timeseries")
+    static = physionet2012_features.load("ingestion.static")
     train_ts = timeseries[timeseries["record_id"].isin(train_ids)]
     train_static = static[static["record_id"].isin(train_ids)]
     params = _quick(project_parameters()["synthesis"]["physionet2012"]["synehrgy"]) | {"max_new_tokens": 200}
@@ -552,26 +550,26 @@ def test_synehrgy_on_real_physionet_training_records(physionet2012_features: Dat
 
 @pytest.mark.slow
 def test_kmimic_on_real_physionet_training_records(physionet2012_features: DataCatalog):
-    train = physionet2012_features.load("physionet2012.full.model_input_train")
-    splits = physionet2012_features.load("physionet2012.splits")
+    train = physionet2012_features.load("features.full.model_input_train")
+    splits = physionet2012_features.load("features.splits")
     params = _quick(project_parameters()["synthesis"]["physionet2012"]["kmimic"])
     static_vae = kmimic.fit_static_vae(train["static"], params["static_vae"], "cpu", 0)
     temporal_vae = kmimic.fit_temporal_vae(train["X"], train["mask"], params["temporal_vae"], "cpu", 0)
     gan = kmimic.fit_latent_gan(static_vae, temporal_vae, train["static"], train["X"], train["mask"], train["y"], params["latent_gan"], "cpu", 0)
     # the label rate of the real train split: 443 deaths of 3200 (features pipeline, stratified)
     assert gan.label_rates[1].item() == pytest.approx(443 / 3200)
-    fill = scaled_fill(physionet2012_features.load("physionet2012.full.feature_spec"))
+    fill = scaled_fill(physionet2012_features.load("features.full.feature_spec"))
     synthetic = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 30, params, "cpu", 0, fill, splits["record_id"].to_numpy())
     _check_contract(synthetic, 30, 48, 36, 8, splits["record_id"].to_numpy())
 
 
 @pytest.mark.slow
 def test_ehrdiff_with_the_real_mimic3_code_matrix(mimic3_features: DataCatalog, mimic3_demo_dir: Path):
-    from ehr_adversarial.pipelines.synthesis.nodes import build_code_matrix
+    from ehr_adversarial.synthesis.stages import build_code_matrix
 
-    train = mimic3_features.load("mimic3.sun2018.model_input_train")
-    static = mimic3_features.load("mimic3.static")
-    codes = build_code_matrix(train, static, mimic3_features.load("mimic3.diagnoses"))
+    train = mimic3_features.load("features.sun2018.model_input_train")
+    static = mimic3_features.load("ingestion.static")
+    codes = build_code_matrix(train, static, mimic3_features.load("ingestion.diagnoses"))
     # independently from the CSV: the 3-character categories (4 for E-codes) of the train stays' admissions
     raw = pd.read_csv(mimic3_demo_dir / "DIAGNOSES_ICD.csv.gz", dtype={"icd9_code": str}).dropna(subset=["icd9_code"])
     raw["category"] = np.where(raw["icd9_code"].str.startswith("E"), raw["icd9_code"].str[:4], raw["icd9_code"].str[:3])
@@ -584,8 +582,8 @@ def test_ehrdiff_with_the_real_mimic3_code_matrix(mimic3_features: DataCatalog, 
     params = _quick(project_parameters()["synthesis"]["mimic3"]["ehrdiff"])
     model = ehrdiff.fit_ehrdiff_on_bundle(train, params, "cpu", 0, codes["codes"], codes["code_names"].tolist())
     assert model.n_columns == 2 * 48 * 19 + 7 + len(codes["code_names"])  # the label is a condition, no column
-    real_ids = mimic3_features.load("mimic3.splits")["record_id"].to_numpy()
-    fill = scaled_fill(mimic3_features.load("mimic3.sun2018.feature_spec"))
+    real_ids = mimic3_features.load("features.splits")["record_id"].to_numpy()
+    fill = scaled_fill(mimic3_features.load("features.sun2018.feature_spec"))
     synthetic = ehrdiff.sample_ehrdiff(model, 20, params, "cpu", 0, fill, real_ids)
     _check_contract(synthetic, 20, 48, 19, 7, real_ids)
     assert synthetic["codes"].shape == (20, len(codes["code_names"])) and synthetic["codes"].dtype == np.uint8

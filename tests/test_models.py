@@ -11,8 +11,13 @@ from kedro.io import DatasetError
 from kedro.io.core import Version
 
 from ehr_adversarial.attack import input_gradient_mode
-from ehr_adversarial.datasets.torch_model import TorchModelDataset, check_model_matches_data
-from ehr_adversarial.models import MODEL_CLASSES, build_model, model_inputs
+from ehr_adversarial.datasets.torch_model import TorchModelDataset
+from ehr_adversarial.models import (
+    MODEL_CLASSES,
+    build_model,
+    check_model_matches_data,
+    model_inputs,
+)
 
 N_HOURS, N_FEATURES, N_STATIC = 48, 7, 5
 

@@ -9,27 +9,24 @@ under CI=true) and create and drop their own database, so runs never collide.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from kedro.io import DatasetError
 
-from ehr_adversarial.database import (
+from ehr_adversarial.datasets.database import DatabaseDataset
+from ehr_adversarial.sources import mimic3
+from ehr_adversarial.sources.database import (
     DatabaseConnectionError,
     DatabaseError,
-    DuckDBDatabase,
     PostgresDatabase,
 )
-from ehr_adversarial.datasets.database import DatabaseDataset
-from ehr_adversarial.pipelines.ingestion import mimic3
-from tests.pipelines.test_ingestion_mimic3 import (
-    CORE_TABLES,
+from tests.conftest import (
+    MIMIC3_CORE_TABLES,
     create_postgres_database,
     drop_postgres_database,
-    project_params,
     readme_row_counts,
-    run_ingestion_nodes,
+    run_mimic3_ingestion_nodes,
 )
 
 SECRET = "pw-that-must-never-show-7c1e"
@@ -42,8 +39,8 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def demo_params(mimic3_demo_dir: Path) -> dict:
-    return project_params(mimic3_demo_dir)
+def demo_params(mimic3_demo_params: dict) -> dict:
+    return mimic3_demo_params
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +48,15 @@ def postgres_demo(postgres_dsn, demo_params):
     """The demo ingested into a new PostgreSQL database (COPY from the .csv.gz files)."""
     database = create_postgres_database(postgres_dsn)
     try:
-        yield {"database": database, **run_ingestion_nodes(database, demo_params)}
+        yield {"database": database, **run_mimic3_ingestion_nodes(database, demo_params)}
     finally:
         drop_postgres_database(postgres_dsn, database)
 
 
 @pytest.fixture(scope="module")
-def duckdb_demo(tmp_path_factory, demo_params):
-    database = DuckDBDatabase(str(tmp_path_factory.mktemp("duckdb") / "demo.duckdb"))
-    return {"database": database, **run_ingestion_nodes(database, demo_params)}
+def duckdb_demo(mimic3_duckdb_demo: dict) -> dict:
+    """The demo ingested into DuckDB (built once per session, tests/conftest.py)."""
+    return mimic3_duckdb_demo
 
 
 @pytest.fixture
@@ -75,7 +72,7 @@ def fresh_postgres(postgres_dsn):
 def test_copy_loads_the_readme_row_counts(postgres_demo, mimic3_demo_dir):
     readme = readme_row_counts(mimic3_demo_dir)
     loaded = {table.upper(): info["rows"] for table, info in postgres_demo["load_summary"]["tables"].items()}
-    assert loaded == {table: readme[table] for table in CORE_TABLES}
+    assert loaded == {table: readme[table] for table in MIMIC3_CORE_TABLES}
     with postgres_demo["database"].connect() as conn:
         assert conn.count_rows("mimiciii", "chartevents") == 758_355
         types = conn.query(
@@ -132,7 +129,7 @@ def test_existing_mimic_code_database_is_read_without_loading(fresh_postgres, de
     with pytest.raises(DatabaseError, match="not loaded by this pipeline; set ingestion.mimic3.load_csv: false"):
         mimic3.load_mimic3_tables(fresh_postgres, demo_params)
     existing = {**demo_params, "load_csv": False, "csv_dir": "/nonexistent"}
-    outputs = run_ingestion_nodes(fresh_postgres, existing)
+    outputs = run_mimic3_ingestion_nodes(fresh_postgres, existing)
     assert {info["status"] for info in outputs["load_summary"]["tables"].values()} == {"existing"}
     assert outputs["raw_manifest"]["files"] == {}
     pd.testing.assert_frame_equal(outputs["timeseries"], duckdb_demo["timeseries"])

@@ -3,6 +3,7 @@ kedro-viz, the README's diagram current, and plain pipeline names resolved to th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -128,3 +129,15 @@ def test_readme_shows_the_current_pipeline():
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     assert diagram.readme_block(register_pipelines()["__default__"]) in readme, (
         "README.md's pipeline diagram is out of date: run `python -m ehr_adversarial.diagram --write README.md`")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"generators": {"gan": "full"}}, "unknown generator 'gan'"),
+    ({"real_baseline_seeds": (1, 1)}, "repeats a seed"),
+    ({"synthetic_attack_models": ("gbm",)}, "only torch models can be attacked"),
+    ({"torch_models": {"dssm": "hourly"}}, "model 'dssm' reads feature set 'hourly', which is not in feature_sets"),
+    ({"code_generators": frozenset({"kmimic2"})}, "code_generators names 'kmimic2'"),
+])
+def test_an_inconsistent_study_is_refused(change: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(STUDIES["physionet2012"], **change)

@@ -1,47 +1,64 @@
-"""The project as a whole: pipeline registry, environments, and versioned runs through KedroSession."""
+"""The project as a whole: the session runs plain pipeline names on the environment's data source, and
+versioned runs through the project's session class."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
+from kedro.framework.project import settings
 
-from ehr_adversarial import pipeline_registry
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from ehr_adversarial.pipeline_registry import STAGES, STUDIES, register_pipelines
+from ehr_adversarial.session import StudySession, source_pipeline_name
+from tests.conftest import project_copy as copy_project
 
 
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """The project's configuration in a fresh folder, so a run writes its data there."""
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "src").mkdir()  # the package itself is installed
-    bootstrap_project(tmp_path)
-    return tmp_path
+    return copy_project(tmp_path)
 
 
-def test_registry_has_every_stage_per_source_and_plain_names_follow_the_source():
-    try:
-        pipeline_registry.set_active_source("mimic3")
-        registry = pipeline_registry.register_pipelines()
-        assert registry["ingestion"] is registry["mimic3.ingestion"]
-        pipeline_registry.set_active_source("physionet2012")
-        registry = pipeline_registry.register_pipelines()
-        assert registry["ingestion"] is registry["physionet2012.ingestion"]
-        assert {"physionet2012.ingestion", "mimic3.ingestion"} <= set(registry)
-        assert all(node.namespace.startswith("physionet2012") for node in registry["ingestion"].nodes)
-    finally:
-        pipeline_registry.set_active_source(pipeline_registry.DEFAULT_SOURCE)
+def test_plain_names_follow_the_source_and_other_sources_are_refused():
+    registry = register_pipelines()
+    for source in STUDIES:
+        assert source_pipeline_name("__default__", source) == source
+        for stage in (*STAGES, "synthetic"):
+            name = source_pipeline_name(stage, source)
+            assert name == f"{source}.{stage}" and name in registry
+            assert all(source in node.tags for node in registry[name].nodes)
+        # a name of the environment's own source passes unchanged
+        assert source_pipeline_name(f"{source}.attack", source) == f"{source}.attack"
+    with pytest.raises(ValueError, match=r"pipeline 'physionet2012.ingestion' runs on physionet2012, but this "
+                                         r"environment's data source is mimic3.*--env physionet2012.*'ingestion'"):
+        source_pipeline_name("physionet2012.ingestion", "mimic3")
+    with pytest.raises(ValueError, match=r"pipeline 'mimic3' runs on mimic3.*--env mimic3_demo.*'__default__'"):
+        source_pipeline_name("mimic3", "physionet2012")
+    # without a source prefix the default source's pipelines are registered under the plain names
+    assert registry["ingestion"] is registry["physionet2012.ingestion"]
+    assert registry["__default__"] is registry["physionet2012"]
 
 
-def test_unknown_source_is_a_clear_error():
-    with pytest.raises(ValueError, match="params:source is 'mimic4'"):
-        pipeline_registry.set_active_source("mimic4")
+def test_the_project_session_class_maps_plain_names(project_copy: Path):
+    # bootstrap_project (in the fixture) reads the project's settings.py, as `kedro run` does
+    assert settings.SESSION_CLASS is StudySession
+
+
+def test_the_session_refuses_another_sources_pipeline_before_running(project_copy: Path):
+    versioned = project_copy / "data" / "02_intermediate"
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="mimic3_demo") as session:
+        assert session.environment_source() == "mimic3"
+        with pytest.raises(ValueError, match="runs on physionet2012, but this environment's data source is mimic3"):
+            session.run(pipeline_names=["physionet2012.ingestion"])
+    assert not versioned.exists()
+
+
+def test_an_unknown_source_in_globals_is_a_clear_error(project_copy: Path):
+    (project_copy / "conf" / "local" / "globals.yml").write_text("source: mimic4\n")
+    with settings.SESSION_CLASS.create(project_path=project_copy) as session:
+        with pytest.raises(ValueError, match=r"`source` in conf/local/globals.yml \(or conf/base/globals.yml\) is 'mimic4'; it must be one of "
+                                             r"physionet2012, mimic3"):
+            session.run(pipeline_names=["ingestion"])
 
 
 def _versions(folder: Path) -> list[str]:
@@ -50,12 +67,12 @@ def _versions(folder: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_ingestion_run_twice_keeps_both_versions(project_copy: Path, physionet2012_dir: Path):
-    versioned = project_copy / "data" / "02_intermediate" / "physionet2012" / "timeseries.parquet"
-    with KedroSession.create(project_path=project_copy, env="physionet2012") as session:
+    versioned = project_copy / "data" / "02_intermediate" / "physionet2012" / "ingestion" / "timeseries.parquet"
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="physionet2012") as session:
         session.run(pipeline_names=["ingestion"])
     first = _versions(versioned)
     first_bytes = {v: (versioned / v / "timeseries.parquet").read_bytes() for v in first}
-    with KedroSession.create(project_path=project_copy, env="physionet2012") as session:
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="physionet2012") as session:
         session.run(pipeline_names=["ingestion"])
     second = _versions(versioned)
     assert len(first) == 1 and len(second) == 2 and set(first) < set(second)
@@ -65,7 +82,8 @@ def test_ingestion_run_twice_keeps_both_versions(project_copy: Path, physionet20
 
 @pytest.mark.slow
 def test_mimic3_demo_env_runs_the_mimic_ingestion(project_copy: Path, mimic3_demo_dir: Path):
-    with KedroSession.create(project_path=project_copy, env="mimic3_demo") as session:
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="mimic3_demo") as session:
         session.run(pipeline_names=["ingestion"])
-    assert _versions(project_copy / "data" / "02_intermediate" / "mimic3" / "timeseries.parquet")
+    assert _versions(project_copy / "data" / "02_intermediate" / "mimic3" / "ingestion" / "timeseries.parquet")
+    assert (project_copy / "data" / "01_raw" / "mimic3" / "mimic3.duckdb").exists()
     assert not (project_copy / "data" / "02_intermediate" / "physionet2012").exists()

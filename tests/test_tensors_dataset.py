@@ -126,7 +126,7 @@ def test_failed_write_keeps_the_previous_file_intact(tmp_path: Path, monkeypatch
 def test_catalog_builds_it_from_yaml_style_config(tmp_path: Path) -> None:
     catalog = DataCatalog.from_config(
         {
-            "physionet2012.full.model_input_test": {
+            "features.full.model_input_test": {
                 "type": "ehr_adversarial.datasets.tensors.TensorBundleDataset",
                 "filepath": str(tmp_path / "test.npz"),
                 "versioned": True,
@@ -134,8 +134,8 @@ def test_catalog_builds_it_from_yaml_style_config(tmp_path: Path) -> None:
         }
     )
     bundle = _bundle()
-    catalog.save("physionet2012.full.model_input_test", bundle)
-    _assert_same(catalog.load("physionet2012.full.model_input_test"), bundle)
+    catalog.save("features.full.model_input_test", bundle)
+    _assert_same(catalog.load("features.full.model_input_test"), bundle)
     assert len(list((tmp_path / "test.npz").iterdir())) == 1
 
 

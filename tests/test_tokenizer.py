@@ -19,6 +19,7 @@ from ehr_adversarial.synthesis.tokenizer import (
     sequences_corpus,
 )
 
+
 def _timeseries(rows) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["record_id", "minutes", "parameter", "value"])
     return frame.astype({"record_id": "int64", "minutes": "int32", "value": "float64"})
@@ -190,8 +191,8 @@ def test_grammar_rows_allow_one_covariate_then_the_label_then_the_body():
 
 @pytest.mark.slow
 def test_real_physionet_records_round_trip(physionet2012_features: DataCatalog):
-    timeseries = physionet2012_features.load("physionet2012.timeseries")
-    static = physionet2012_features.load("physionet2012.static")
+    timeseries = physionet2012_features.load("ingestion.timeseries")
+    static = physionet2012_features.load("ingestion.static")
     train_static = static[static["split_group"] == "a"]
     train = timeseries[timeseries["record_id"].isin(train_static["record_id"])]
     tokenizer = RecordTokenizer.fit(train, train_static)  # the project's defaults: 10 quantile bins, hourly grid

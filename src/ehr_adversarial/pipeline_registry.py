@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from kedro.pipeline import Pipeline
 
+from ehr_adversarial.synthetic_attack.compare import RetrainedModel
+
 from .pipelines import (
     attack,
     features,
@@ -31,7 +33,6 @@ from .pipelines import (
     synthetic_evaluation,
     training,
 )
-from ehr_adversarial.synthetic_attack.compare import RetrainedModel
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,26 @@ class Study:
     generators: dict[str, str]  # generator → the feature set it learns
     synthetic_attack_models: tuple[str, ...]  # torch models retrained on each generator's data
     real_baseline_seeds: tuple[int, ...]  # the same recipe on the real training split, once per seed
-    diagnoses: bool  # the source has ICD-9 diagnoses (code matrices for the generators)
+    # Generators that also learn the training records' ICD-9 category matrix; only sources with diagnoses.
+    code_generators: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        problems = [f"unknown generator {g!r} (known: {', '.join(synthesis.GENERATORS)})"
+                    for g in self.generators if g not in synthesis.GENERATORS]
+        problems += [f"{m!r} is both a torch model and a baseline model"
+                     for m in self.torch_models if m in self.baseline_models]
+        problems += [f"{kind} {name!r} reads feature set {fs!r}, which is not in feature_sets"
+                     for kind, table in (("model", self.models), ("generator", self.generators))
+                     for name, fs in table.items() if fs not in self.feature_sets]
+        problems += [f"synthetic_attack_models names {m!r}, which is not one of torch_models "
+                     f"({', '.join(self.torch_models)}); only torch models can be attacked"
+                     for m in self.synthetic_attack_models if m not in self.torch_models]
+        problems += [f"code_generators names {g!r}, which is not one of generators"
+                     for g in self.code_generators if g not in self.generators]
+        if len(set(self.real_baseline_seeds)) != len(self.real_baseline_seeds):
+            problems.append(f"real_baseline_seeds {self.real_baseline_seeds} repeats a seed; each names a dataset")
+        if problems:
+            raise ValueError("invalid study: " + "; ".join(problems))
 
     @property
     def models(self) -> dict[str, str]:
@@ -60,7 +80,6 @@ STUDIES: dict[str, Study] = {
         # The generators learn `full`, which dssm reads (lstm_sun2018 reads sun2018).
         synthetic_attack_models=("dssm",),
         real_baseline_seeds=(1, 2, 3),
-        diagnoses=False,
     ),
     "mimic3": Study(
         feature_sets=("sun2018",),
@@ -69,7 +88,8 @@ STUDIES: dict[str, Study] = {
         generators={"ehrdiff": "sun2018", "synehrgy": "sun2018", "kmimic": "sun2018"},
         synthetic_attack_models=("lstm_sun2018", "dssm"),
         real_baseline_seeds=(1, 2, 3),
-        diagnoses=True,
+        # MIMIC-III has ICD-9 diagnoses; EHRDiff models the code matrix jointly, SynEHRgy writes code tokens.
+        code_generators=frozenset({"ehrdiff", "synehrgy"}),
     ),
 }
 DEFAULT_SOURCE = "physionet2012"
@@ -112,8 +132,8 @@ def stage_pipelines(source: str, study: Study) -> dict[str, Pipeline]:
         "training": training.create_pipeline(source, study.models, study.torch_models),
         "attack": attack.create_pipeline(source, study.torch_models),
         "reporting": reporting.create_pipeline(source, study.torch_models),
-        "synthesis": synthesis.create_pipeline(source, study.generators, study.diagnoses),
-        "synthetic_evaluation": synthetic_evaluation.create_pipeline(source, study.generators, study.diagnoses),
+        "synthesis": synthesis.create_pipeline(source, study.generators, study.code_generators),
+        "synthetic_evaluation": synthetic_evaluation.create_pipeline(source, study.generators, study.code_generators),
         "synthetic_attack": synthetic_attack_pipeline(source, study),
     }
     return {stage: Pipeline(pipe, tags=source) for stage, pipe in stages.items()}

@@ -39,9 +39,11 @@ class StudySession(KedroSession):
     """KedroSession whose `run` maps plain pipeline names to the environment's source (see the module)."""
 
     def environment_source(self) -> str:
-        source = self._get_config_loader()["globals"].get("source", DEFAULT_SOURCE)
+        loader = self._get_config_loader()
+        source = loader["globals"].get("source", DEFAULT_SOURCE)
         if source not in STUDIES:
-            raise ValueError(f"`source` in conf/{self._env or 'base'}/globals.yml is {source!r}; "
+            env = loader.env or loader.default_run_env
+            raise ValueError(f"`source` in conf/{env}/globals.yml (or conf/base/globals.yml) is {source!r}; "
                              f"it must be one of {', '.join(STUDIES)}.")
         return source
 

@@ -3,66 +3,23 @@ the features contract, and a slow end-to-end run on real PhysioNet data."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from ehr_adversarial.attack import logit_margin
+from ehr_adversarial.attack import AttackConfig, logit_margin
+from ehr_adversarial.attack.run import run_attack, select_records
 from ehr_adversarial.models import build_model
+from ehr_adversarial.pipeline_registry import STUDIES
 from ehr_adversarial.pipelines.attack import create_model_pipeline, create_pipeline
-from ehr_adversarial.pipelines.attack.nodes import attack_config, run_attack, select_records
-from ehr_adversarial.pipelines.training.torch_loop import fit, predict_logits, to_tensors
-from tests.pipelines.test_training import synthetic_bundle, synthetic_spec
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-ATTACK = {
-    "n_records": 40, "if_fewer": "all", "class_balanced": True,
-    "lambdas": {"low": 5e-4, "high": 1.5e-2, "count": 9},
-    "lr": 0.05, "kappa": 0.0, "max_iterations": 100, "patience": 5, "search": "bisect",
-    "observed_only": False, "stall_tol": 1e-7, "chunk_size": 16,
-}
-FIT = {"batch_size": 64, "max_epochs": 25, "patience": 25, "monitor": "loss", "class_weight": "balanced",
-       "amp": False, "optimizer": {"lr": 0.01, "betas": [0.9, 0.999], "weight_decay": 0.0}, "grad_clip": 5.0}
-
-
-pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
-
-
-class KeptDataset(MemoryDataset):
-    """A MemoryDataset the runner cannot release, so that intermediate outputs can be checked."""
-
-    def _release(self) -> None:
-        pass
-
-
-def _spec(feature_set: str, n_features: int) -> dict:
-    spec = synthetic_spec(feature_set, n_features)
-    spec["units"] = {name: "mmol/L" for name in spec["feature_names"]}
-    spec["scaler"] = {name: {"p05": 100.0, "p95": 150.0, "median": 125.0} for name in spec["feature_names"]}
-    return spec
-
-
-@pytest.fixture(scope="module")
-def trained():
-    """A small LSTM trained on synthetic sun2018 bundles (deaths raise feature 0 on day 2)."""
-    torch.manual_seed(0)
-    train, test = synthetic_bundle(300, 4, seed=1, start_id=0), synthetic_bundle(120, 4, seed=2, start_id=1000)
-    spec = _spec("sun2018", 4)
-    config = {"architecture": "lstm_sun2018", "hyperparameters": {"hidden_size": 16, "fc_size": 8, "dropout": 0.2},
-              "feature_set": "sun2018", "feature_names": spec["feature_names"], "static_names": spec["static_names"],
-              "n_hours": 48, "n_features": 4, "n_static": 3}
-    device = torch.device("cpu")
-    model, _ = fit(build_model(config), to_tensors(train, device), to_tensors(train, device), FIT,
-                   torch.Generator().manual_seed(0))
-    return model, test, spec
+from ehr_adversarial.training.torch_loop import fit, predict_logits, to_tensors
+from tests.conftest import KeptMemoryDataset, project_copy
+from tests.pipelines.conftest import ATTACK, FIT, attack_spec, synthetic_bundle
 
 
 def test_selection_takes_correct_records_balanced_and_reproducible(trained):
@@ -96,8 +53,8 @@ def test_a_model_and_feature_set_mismatch_is_a_clear_error(trained):
     model, _, _ = trained
     full = synthetic_bundle(50, 6, seed=4, start_id=5000)
     with pytest.raises(ValueError, match="feature set 'sun2018' expects X of shape"):
-        select_records(model, full, _spec("full", 6), ATTACK, seed=0, device="cpu")
-    reordered = _spec("sun2018", 4)
+        select_records(model, full, attack_spec("full", 6), ATTACK, seed=0, device="cpu")
+    reordered = attack_spec("sun2018", 4)
     reordered["feature_names"] = reordered["feature_names"][::-1]
     with pytest.raises(ValueError, match="in another order or with other features"):
         select_records(model, synthetic_bundle(50, 4, seed=4, start_id=5000), reordered, ATTACK, seed=0, device="cpu")
@@ -111,25 +68,27 @@ def test_a_model_and_feature_set_mismatch_is_a_clear_error(trained):
 ])
 def test_bad_attack_settings_are_clear_errors(change, message):
     with pytest.raises(ValueError, match=message):
-        attack_config({**ATTACK, **change})
+        AttackConfig.from_params({**ATTACK, **change})
 
 
 def test_namespaced_pipeline_writes_records_deltas_susceptibility_and_clinical_units(trained):
     model, test, spec = trained
-    pipe = create_model_pipeline("physionet2012", "lstm_sun2018")
-    assert {n.namespace for n in pipe.nodes} == {"physionet2012.lstm_sun2018"}
-    assert {"physionet2012.lstm_sun2018.model", "physionet2012.sun2018.model_input_test",
-            "physionet2012.sun2018.feature_spec"} <= pipe.inputs()
-    inputs = {"physionet2012.lstm_sun2018.model": model, "physionet2012.sun2018.model_input_test": test,
-              "physionet2012.sun2018.feature_spec": spec, "params:attack.physionet2012": ATTACK,
+    pipe = create_model_pipeline("physionet2012", "attack.lstm_sun2018", "training.lstm_sun2018.model", "sun2018")
+    assert {n.namespace for n in pipe.nodes} == {"attack.lstm_sun2018"}
+    assert pipe.inputs() == {"training.lstm_sun2018.model", "features.sun2018.model_input_test",
+                             "features.sun2018.feature_spec", "params:attack.physionet2012", "params:seed",
+                             "params:device"}
+    inputs = {"training.lstm_sun2018.model": model, "features.sun2018.model_input_test": test,
+              "features.sun2018.feature_spec": spec, "params:attack.physionet2012": ATTACK,
               "params:seed": 3, "params:device": "cpu"}
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()})
     for name in pipe.all_outputs():
-        catalog[name] = KeptDataset(copy_mode="assign")
+        assert name.startswith("attack.lstm_sun2018."), name
+        catalog[name] = KeptMemoryDataset(copy_mode="assign")
     SequentialRunner().run(pipe, catalog)
 
     out = {name.rsplit(".", 1)[1]: catalog.load(name) for name in pipe.all_outputs()}
-    records, deltas, summary = out["attack_records"], out["attack_deltas"], out["attack_summary"]
+    records, deltas, summary = out["records"], out["deltas"], out["summary"]
     assert len(records) == 40 and records["success"].mean() >= 0.9
     assert summary["success_rate"] == records["success"].mean() and summary["attacked_records"] == 40
     won = records["success"].to_numpy()
@@ -151,25 +110,29 @@ def test_namespaced_pipeline_writes_records_deltas_susceptibility_and_clinical_u
     ranking = out["cumulative_susceptibility"]
     assert set(ranking["feature"]) == set(spec["feature_names"]) and ranking["rank"].min() == 1
 
-    for figure in ("susceptibility_heatmaps", "cumulative_susceptibility_plot", "attack_histograms",
+    for figure in ("susceptibility_heatmaps", "cumulative_susceptibility_plot", "histograms",
                    "susceptibility_over_hours"):
         assert out[figure].axes, figure
 
-    cells = out["attack_perturbations"]
+    cells = out["perturbations"]
     assert len(cells) == int(records.loc[won, "l0_best"].sum())
     np.testing.assert_allclose(cells["change"], cells["delta_scaled"] * 50.0)
     assert cells["description"].str.match(r"^f\d [+-][\d.e+-]+ mmol/L at hour \d+$").all()
 
 
 def test_attack_runs_per_torch_model_only():
-    names = {n.namespace for n in create_pipeline("physionet2012").nodes}
-    assert names == {"physionet2012.lstm_sun2018", "physionet2012.dssm"}
+    study = STUDIES["physionet2012"]
+    pipe = create_pipeline("physionet2012", study.torch_models)
+    assert {n.namespace for n in pipe.nodes} == {"attack.lstm_sun2018", "attack.dssm"}
+    assert {"training.lstm_sun2018.model", "features.sun2018.model_input_test", "training.dssm.model",
+            "features.full.model_input_test"} <= pipe.inputs()
+    assert not any(baseline in name for name in pipe.all_inputs() for baseline in study.baseline_models)
 
 
 def test_the_attack_works_on_a_model_with_other_inputs():
     """DSSM reads x, mask, delta and static; only x is perturbed."""
     torch.manual_seed(0)
-    test, spec = synthetic_bundle(60, 4, seed=5, start_id=0), _spec("sun2018", 4)
+    test, spec = synthetic_bundle(60, 4, seed=5, start_id=0), attack_spec("sun2018", 4)
     config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8, "num_layers": 1, "n_heads": 2,
                                                            "static_size": 4, "classifier_size": 8},
               "feature_set": "sun2018", "feature_names": spec["feature_names"], "static_names": spec["static_names"],
@@ -194,17 +157,15 @@ def test_the_attack_works_on_a_model_with_other_inputs():
 @pytest.mark.slow
 def test_attack_pipeline_on_real_physionet_data(tmp_path: Path, physionet2012_dir: Path):
     """ingestion → features → a briefly trained LSTM → the attack pipeline with a short budget."""
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "src").mkdir()
-    bootstrap_project(tmp_path)
-    with KedroSession.create(project_path=tmp_path, env="physionet2012") as session:
+    from ehr_adversarial.session import StudySession
+
+    project_copy(tmp_path)
+    with StudySession.create(project_path=tmp_path, env="physionet2012") as session:
         session.run(pipeline_names=["ingestion", "features"])
-    with KedroSession.create(project_path=tmp_path, env="physionet2012") as session:
+    with StudySession.create(project_path=tmp_path, env="physionet2012") as session:
         catalog = session.load_context().catalog
-        train = catalog.load("physionet2012.sun2018.model_input_train")
-        spec = catalog.load("physionet2012.sun2018.feature_spec")
+        train = catalog.load("features.sun2018.model_input_train")
+        spec = catalog.load("features.sun2018.feature_spec")
         config = {"architecture": "lstm_sun2018", "hyperparameters": {"hidden_size": 32},
                   "feature_set": "sun2018", "feature_names": spec["feature_names"],
                   "static_names": spec["static_names"], "n_hours": 48, "n_features": len(spec["feature_names"]),
@@ -213,15 +174,15 @@ def test_attack_pipeline_on_real_physionet_data(tmp_path: Path, physionet2012_di
         tensors = to_tensors(train, torch.device("cpu"))
         model, _ = fit(build_model(config), tensors, tensors, {**FIT, "max_epochs": 3, "batch_size": 128},
                        torch.Generator().manual_seed(0))
-        catalog.save("physionet2012.lstm_sun2018.model", model)
+        catalog.save("training.lstm_sun2018.model", model)
     params = {"attack": {"physionet2012": {"n_records": 200, "lambdas": {"low": 5e-4, "high": 1.5e-2, "count": 9},
                                            "max_iterations": 60}}}
-    with KedroSession.create(project_path=tmp_path, env="physionet2012", runtime_params=params) as session:
-        session.run(pipeline_names=["attack"], namespaces=["physionet2012.lstm_sun2018"])
+    with StudySession.create(project_path=tmp_path, env="physionet2012", runtime_params=params) as session:
+        session.run(pipeline_names=["attack"], namespaces=["attack.lstm_sun2018"])
         catalog = session.load_context().catalog
-        records = catalog.load("physionet2012.lstm_sun2018.attack_records")
-        summary = catalog.load("physionet2012.lstm_sun2018.attack_summary")
-        cells = catalog.load("physionet2012.lstm_sun2018.attack_perturbations")
+        records = catalog.load("attack.lstm_sun2018.records")
+        summary = catalog.load("attack.lstm_sun2018.summary")
+        cells = catalog.load("attack.lstm_sun2018.perturbations")
     assert len(records) == 200 and set(records["direction"]) == {"0→1", "1→0"}
     assert records["success"].mean() >= 0.9 and summary["success_rate"] == records["success"].mean()
     # The default refinement only shrinks δ, and the refined δ still flips (adversarial margin < 0).

@@ -15,21 +15,22 @@ import pytest
 import yaml
 from kedro.io import DataCatalog
 
-from ehr_adversarial.pipelines.features import FEATURE_SETS, create_pipeline
-from ehr_adversarial.pipelines.features.nodes import (
+from ehr_adversarial.features.model_input import (
     build_hourly_cells,
     build_model_input,
     fit_feature_spec,
-    make_splits,
 )
-from ehr_adversarial.pipelines.features.tensorize import (
+from ehr_adversarial.features.splits import make_splits
+from ehr_adversarial.features.tensorize import (
     bin_hourly,
     combine_by_priority,
     fit_range,
     forward_fill,
     hours_since_observed,
 )
-from tests.conftest import run_in_memory
+from ehr_adversarial.pipeline_registry import STUDIES
+from ehr_adversarial.pipelines.features import create_pipeline
+from tests.conftest import project_config, run_in_memory
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FEATURE_PARAMS = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_features.yml").read_text())["features"]
@@ -506,52 +507,54 @@ def _synthetic_physionet(n_a: int = 60, n_b: int = 30, seed: int = 0) -> tuple[p
 def test_pipeline_runs_with_the_project_parameters_on_synthetic_records() -> None:
     timeseries, static = _synthetic_physionet()
     catalog = run_in_memory(
-        create_pipeline(source="physionet2012"),
+        create_pipeline("physionet2012", STUDIES["physionet2012"].feature_sets),
         {"features": FEATURE_PARAMS, "seed": 2012},
-        {"physionet2012.timeseries": timeseries, "physionet2012.static": static},
+        {"ingestion.timeseries": timeseries, "ingestion.static": static},
     )
-    splits = catalog.load("physionet2012.splits")
+    splits = catalog.load("features.splits")
     assert splits.groupby("split").size().to_dict() == {"train": 48, "validation": 12, "test": 30}
     for fs, n_features in (("full", 36), ("sun2018", 18)):
-        spec = catalog.load(f"physionet2012.{fs}.feature_spec")
+        spec = catalog.load(f"features.{fs}.feature_spec")
         assert len(spec["feature_names"]) == n_features and spec["n_hours"] == 48
         assert spec["static_names"] == ["age", "gender", "height", "weight", "icu_type=CCU", "icu_type=CSRU",
                                         "icu_type=MICU", "icu_type=SICU"]
         for split, n in (("train", 48), ("validation", 12), ("test", 30)):
-            bundle = catalog.load(f"physionet2012.{fs}.model_input_{split}")
+            bundle = catalog.load(f"features.{fs}.model_input_{split}")
             assert bundle["X"].shape == bundle["mask"].shape == bundle["delta"].shape == (n, 48, n_features)
             assert bundle["static"].shape == (n, 8)
 
 
 def test_pipeline_shape_namespaces_and_datasets() -> None:
     # The contract with training and the attack.
-    assert FEATURE_SETS == {"physionet2012": ("full", "sun2018"), "mimic3": ("sun2018",)}
-    pipe = create_pipeline(source="physionet2012")
+    assert {source: study.feature_sets for source, study in STUDIES.items()} == {
+        "physionet2012": ("full", "sun2018"), "mimic3": ("sun2018",)}
+    pipe = create_pipeline("physionet2012", STUDIES["physionet2012"].feature_sets)
     assert {n.name for n in pipe.nodes} == {
-        "physionet2012.make_splits",
-        *(f"physionet2012.{fs}.{name}" for fs in ("full", "sun2018")
+        "features.make_splits",
+        *(f"features.{fs}.{name}" for fs in ("full", "sun2018")
           for name in ("build_hourly_cells", "fit_feature_spec", "build_model_input")),
     }
     assert pipe.inputs() == {
-        "physionet2012.timeseries",
-        "physionet2012.static",
+        "ingestion.timeseries",
+        "ingestion.static",
         "params:features.physionet2012",
         "params:features.physionet2012.feature_sets.full",
         "params:features.physionet2012.feature_sets.sun2018",
         "params:seed",
     }
     assert pipe.all_outputs() == {
-        "physionet2012.splits",
-        *(f"physionet2012.{fs}.{name}" for fs in ("full", "sun2018")
+        "features.splits",
+        *(f"features.{fs}.{name}" for fs in ("full", "sun2018")
           for name in ("hourly_cells", "feature_spec", "model_input_train", "model_input_validation",
                        "model_input_test")),
     }
-    assert {n.name for n in create_pipeline(source="mimic3").nodes} == {
-        "mimic3.make_splits", "mimic3.sun2018.build_hourly_cells", "mimic3.sun2018.fit_feature_spec",
-        "mimic3.sun2018.build_model_input",
+    mimic3 = create_pipeline("mimic3", STUDIES["mimic3"].feature_sets)
+    assert {n.name for n in mimic3.nodes} == {
+        "features.make_splits", "features.sun2018.build_hourly_cells", "features.sun2018.fit_feature_spec",
+        "features.sun2018.build_model_input",
     }
-    with pytest.raises(ValueError, match="no feature sets defined for source 'eicu'"):
-        create_pipeline(source="eicu")
+    assert {name for name in mimic3.inputs() if name.startswith("params:features")} == {
+        "params:features.mimic3", "params:features.mimic3.feature_sets.sun2018"}
 
 
 def test_every_dataset_has_a_versioned_catalog_entry() -> None:
@@ -559,14 +562,18 @@ def test_every_dataset_has_a_versioned_catalog_entry() -> None:
 
     catalog_config = {}
     for name in ("catalog_04_feature.yml", "catalog_05_model_input.yml"):
-        catalog_config.update(yaml.safe_load((PROJECT_ROOT / "conf/base" / name).read_text()))
+        entries = yaml.safe_load((PROJECT_ROOT / "conf/base" / name).read_text())
+        # `_name` entries are YAML anchors (shared metadata), which Kedro's config loader drops.
+        catalog_config.update({key: entry for key, entry in entries.items() if not key.startswith("_")})
     assert all(entry["versioned"] for entry in catalog_config.values())
-    catalog = Catalog.from_config(catalog_config)
-    for source in FEATURE_SETS:
-        pipe = create_pipeline(source=source)
+    for source, env in (("physionet2012", "physionet2012"), ("mimic3", "mimic3_demo")):
+        catalog = Catalog.from_config(project_config("catalog", env))
+        pipe = create_pipeline(source, STUDIES[source].feature_sets)
         for name in pipe.all_outputs():
-            assert catalog.get(name) is not None, name
-            assert "Memory" not in type(catalog.get(name)).__name__, name
+            dataset = catalog.get(name)
+            assert dataset is not None, name
+            assert "Memory" not in type(dataset).__name__, name
+            assert f"/{source}/" in str(dataset._filepath), (name, dataset._filepath)
 
 
 # ----------------------------------------------------------------------------- real data
@@ -597,21 +604,21 @@ def test_physionet2012_features_on_the_real_records(physionet2012_dir: Path, phy
     }
     # Every record is kept (the 12 near-empty ones too): set-a → train/validation 80/20 stratified,
     # set-b → test. 554 deaths in set-a, 568 in set-b (the outcome files).
-    splits = catalog.load("physionet2012.splits")
+    splits = catalog.load("features.splits")
     assert len(splits) == 8000 and splits["record_id"].is_unique
     assert splits.groupby("split").size().to_dict() == {"train": 3200, "validation": 800, "test": 4000}
     assert set(splits.loc[splits["split"] != "test", "record_id"]) == set(outcomes["a"].index)
     assert set(splits.loc[splits["split"] == "test", "record_id"]) == set(outcomes["b"].index)
     assert sorted(splits.loc[splits["split"] == "train", "fold"].unique()) == [0, 1, 2, 3, 4]
 
-    timeseries = catalog.load("physionet2012.timeseries")
-    full_spec = catalog.load("physionet2012.full.feature_spec")
+    timeseries = catalog.load("ingestion.timeseries")
+    full_spec = catalog.load("features.full.feature_spec")
     full_names = full_spec["feature_names"]
     assert full_spec["rows_after_window"] == int(
         ((timeseries["minutes"] >= 2880) & timeseries["parameter"].isin(full_names)).sum()
     )
     bundles = {
-        (fs, split): catalog.load(f"physionet2012.{fs}.model_input_{split}")
+        (fs, split): catalog.load(f"features.{fs}.model_input_{split}")
         for fs in ("full", "sun2018") for split in ("train", "validation", "test")
     }
     positives = {"train": 443, "validation": 111, "test": 568}  # 554 = 443 + 111, stratified
@@ -633,7 +640,7 @@ def test_physionet2012_features_on_the_real_records(physionet2012_dir: Path, phy
 
     # sun2018's blood pressure is observed where the full set has invasive or non-invasive BP.
     full, sun = bundles[("full", "test")], bundles[("sun2018", "test")]
-    sun_names = catalog.load("physionet2012.sun2018.feature_spec")["feature_names"]
+    sun_names = catalog.load("features.sun2018.feature_spec")["feature_names"]
     np.testing.assert_array_equal(
         sun["mask"][:, :, sun_names.index("SysBP")],
         full["mask"][:, :, full_names.index("SysABP")] | full["mask"][:, :, full_names.index("NISysABP")],
@@ -661,19 +668,19 @@ def test_physionet2012_features_on_the_real_records(physionet2012_dir: Path, phy
 
 def test_mimic3_demo_features_cover_the_cohort(mimic3_features: DataCatalog) -> None:
     catalog = mimic3_features
-    cohort = catalog.load("mimic3.cohort")
-    static = catalog.load("mimic3.static")
+    cohort = catalog.load("ingestion.cohort")
+    static = catalog.load("ingestion.static")
     included = cohort.loc[cohort["included"]]
-    splits = catalog.load("mimic3.splits").merge(static[["record_id", "subject_id", "label"]], on="record_id")
+    splits = catalog.load("features.splits").merge(static[["record_id", "subject_id", "label"]], on="record_id")
     assert sorted(splits["record_id"]) == sorted(included["icustay_id"])
     assert splits.groupby("subject_id")["split"].nunique().max() == 1
-    spec = catalog.load("mimic3.sun2018.feature_spec")
+    spec = catalog.load("features.sun2018.feature_spec")
     assert spec["feature_names"] == ["Lactate", "PaCO2", "pH", "Albumin", "HCO3", "Calcium", "Creatinine", "Glucose",
                                      "Mg", "K", "Na", "BUN", "Platelets", "HR", "SysBP", "DiasBP", "Temp",
                                      "RespRate", "SpO2"]
     total = 0
     for split in ("train", "validation", "test"):
-        bundle = catalog.load(f"mimic3.sun2018.model_input_{split}")
+        bundle = catalog.load(f"features.sun2018.model_input_{split}")
         expected = splits[splits["split"] == split].sort_values("record_id")
         np.testing.assert_array_equal(bundle["record_id"], expected["record_id"])
         np.testing.assert_array_equal(bundle["y"], expected["label"])

@@ -8,8 +8,6 @@ under CI=true). tests/test_postgres.py compares the two engines.
 from __future__ import annotations
 
 import gzip
-import itertools
-import os
 import re
 import shutil
 from pathlib import Path
@@ -20,13 +18,17 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from ehr_adversarial.config import ProjectConfigLoader
-from ehr_adversarial.database import CsvLoadError, DatabaseError, DuckDBDatabase, PostgresDatabase
-from ehr_adversarial.pipelines.ingestion import mimic3
-from ehr_adversarial.settings import CONFIG_LOADER_ARGS
+from ehr_adversarial.pipelines.ingestion import create_pipeline
+from ehr_adversarial.sources import mimic3
+from ehr_adversarial.sources.database import CsvLoadError, DatabaseError, DuckDBDatabase
+from tests.conftest import (
+    MIMIC3_CORE_TABLES,
+    create_postgres_database,
+    drop_postgres_database,
+    readme_row_counts,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CORE_TABLES = ["PATIENTS", "ADMISSIONS", "ICUSTAYS", "CHARTEVENTS", "LABEVENTS", "D_ITEMS", "D_LABITEMS", "DIAGNOSES_ICD", "D_ICD_DIAGNOSES"]
 
 # SPEC §1, written out here independently of conf/ so that the test checks the configuration.
 SPEC_LAB_ITEMS = {
@@ -46,57 +48,10 @@ FAHRENHEIT_ITEMS = {223761, 678}
 VITAL_RANGES = {"HR": (0, 300, None), "SysBP": (0, 400, None), "DiasBP": (0, 300, None), "RespRate": (0, 70, None), "SpO2": (0, None, 100)}
 LAB_UPPER = {"Albumin": 10, "HCO3": 10000, "Creatinine": 150, "Glucose": 10000, "Lactate": 50, "Platelets": 10000, "K": 30, "Na": 200, "BUN": 300}
 
-_database_numbers = itertools.count()
-
 
 # ------------------------------------------------------------------------------------------
-# Fixtures and helpers (tests/test_postgres.py imports the plain functions)
+# Fixtures and helpers (the ingestion helpers shared with tests/test_postgres.py: tests/conftest.py)
 # ------------------------------------------------------------------------------------------
-def project_params(csv_dir: Path) -> dict:
-    """`ingestion.mimic3` as the project's configuration resolves it for env mimic3_demo."""
-    loader = ProjectConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), env="mimic3_demo", **CONFIG_LOADER_ARGS)
-    params = loader["parameters"]["ingestion"]["mimic3"]
-    return {**params, "csv_dir": str(csv_dir)}
-
-
-def readme_row_counts(demo_dir: Path) -> dict[str, int]:
-    """{TABLE: rows} from the table in the demo folder's README.md."""
-    rows = re.findall(r"^\| ([A-Z_]+) \| ([\d,]+) \|", (demo_dir / "README.md").read_text(), re.M)
-    return {table: int(count.replace(",", "")) for table, count in rows}
-
-
-def run_ingestion_nodes(database, params: dict) -> dict:
-    """Every node of the MIMIC-III ingestion, in pipeline order; returns their outputs."""
-    manifest, load_summary = mimic3.load_mimic3_tables(database, params)
-    items = mimic3.check_feature_items(database, load_summary, params)
-    cohort = mimic3.build_cohort(database, load_summary, params)
-    timeseries, rejected = mimic3.extract_measurements(database, cohort, items)
-    diagnoses = mimic3.extract_diagnoses(database, load_summary)
-    return {
-        "raw_manifest": manifest,
-        "load_summary": load_summary,
-        "feature_items": items,
-        "cohort": cohort,
-        "timeseries": timeseries,
-        "rejected_rows": rejected,
-        "static": mimic3.build_static(cohort),
-        "diagnoses": diagnoses,
-        "ingestion_summary": mimic3.summarise_ingestion(load_summary, cohort, items, timeseries, rejected, diagnoses, params),
-    }
-
-
-def create_postgres_database(dsn: str) -> PostgresDatabase:
-    """A new, empty database on the test server, unique to this process."""
-    admin = PostgresDatabase.from_dsn(dsn)
-    name = f"ehr_adversarial_test_{os.getpid()}_{next(_database_numbers)}"
-    admin.drop_database(name)
-    return admin.create_database(name)
-
-
-def drop_postgres_database(dsn: str, database: PostgresDatabase) -> None:
-    PostgresDatabase.from_dsn(dsn).drop_database(database.dbname)
-
-
 def csv_folder(tmp_path: Path, demo_dir: Path, tables: list[str], replace: dict[str, str] | None = None) -> Path:
     """A CSV folder with demo files (symlinked) and replacement contents written as .csv.gz."""
     folder = tmp_path / "csv"
@@ -122,15 +77,14 @@ def table_rows(database, table: str) -> int | None:
 
 
 @pytest.fixture(scope="module")
-def demo_params(mimic3_demo_dir: Path) -> dict:
-    return project_params(mimic3_demo_dir)
+def demo_params(mimic3_demo_params: dict) -> dict:
+    return mimic3_demo_params
 
 
 @pytest.fixture(scope="module")
-def demo_outputs(tmp_path_factory, demo_params) -> dict:
-    """The ingestion of the demo into a fresh DuckDB file."""
-    database = DuckDBDatabase(str(tmp_path_factory.mktemp("duckdb") / "demo.duckdb"))
-    return {"database": database, **run_ingestion_nodes(database, demo_params)}
+def demo_outputs(mimic3_duckdb_demo: dict) -> dict:
+    """The ingestion of the demo into a fresh DuckDB file (built once per session, tests/conftest.py)."""
+    return mimic3_duckdb_demo
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -228,15 +182,15 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 def test_loaded_row_counts_equal_the_readme(demo_outputs, mimic3_demo_dir):
     readme = readme_row_counts(mimic3_demo_dir)
     loaded = {table.upper(): info["rows"] for table, info in demo_outputs["load_summary"]["tables"].items()}
-    assert loaded == {table: readme[table] for table in CORE_TABLES}
+    assert loaded == {table: readme[table] for table in MIMIC3_CORE_TABLES}
     assert (loaded["CHARTEVENTS"], loaded["LABEVENTS"], loaded["ICUSTAYS"], loaded["PATIENTS"]) == (758_355, 76_074, 136, 100)
-    for table in CORE_TABLES:
+    for table in MIMIC3_CORE_TABLES:
         assert table_rows(demo_outputs["database"], table.lower()) == readme[table]
 
 
 def test_manifest_verifies_every_file_against_the_official_checksums(demo_outputs):
     files = demo_outputs["raw_manifest"]["files"]
-    assert sorted(files) == sorted(CORE_TABLES)
+    assert sorted(files) == sorted(MIMIC3_CORE_TABLES)
     assert demo_outputs["raw_manifest"]["checksum_list"] == "SHA256SUMS.txt"
     assert all(entry["content_sha256_verified"] is True for entry in files.values())
 
@@ -361,20 +315,21 @@ def test_feature_items_are_checked_against_the_dictionaries(demo_outputs, demo_p
 
 
 def test_sub_pipeline_runs_with_sequential_runner(tmp_path, demo_params, demo_outputs):
-    pipeline = mimic3.create_mimic3_pipeline()
+    pipeline = create_pipeline("mimic3")
+    assert pipeline.inputs() == {"ingestion.database", "params:ingestion.mimic3"}
     catalog = DataCatalog({name: MemoryDataset() for name in pipeline.all_outputs()})
-    catalog["database"] = MemoryDataset(DuckDBDatabase(str(tmp_path / "runner.duckdb")), copy_mode="assign")
-    catalog["params:ingestion"] = MemoryDataset(demo_params)
+    catalog["ingestion.database"] = MemoryDataset(DuckDBDatabase(str(tmp_path / "runner.duckdb")), copy_mode="assign")
+    catalog["params:ingestion.mimic3"] = MemoryDataset(demo_params)
     SequentialRunner().run(pipeline, catalog)
     # The runner releases intermediate datasets; the free outputs stay.
-    summary = catalog.load("ingestion_summary")
+    summary = catalog.load("ingestion.summary")
     assert summary["cohort"]["included"] == 72
     assert summary["measurements"]["kept"] == 24_510
     assert summary["tables"]["chartevents"] == 758_355
     expected = {**demo_outputs["ingestion_summary"], "database": summary["database"]}
     assert summary == expected
-    pd.testing.assert_frame_equal(catalog.load("static"), demo_outputs["static"])
-    assert sorted(catalog.load("raw_manifest")["files"]) == sorted(CORE_TABLES)
+    pd.testing.assert_frame_equal(catalog.load("ingestion.static"), demo_outputs["static"])
+    assert sorted(catalog.load("ingestion.raw_manifest")["files"]) == sorted(MIMIC3_CORE_TABLES)
 
 
 # ------------------------------------------------------------------------------------------

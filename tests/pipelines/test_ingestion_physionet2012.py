@@ -18,21 +18,24 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from ehr_adversarial.download import ChecksumMismatchError, DownloadError, sha256_of
-from ehr_adversarial.pipelines.ingestion.physionet2012 import (
+from ehr_adversarial.pipelines.ingestion import create_pipeline
+from ehr_adversarial.sources.checksums import ChecksumMismatchError, sha256_of
+from ehr_adversarial.sources.download import DownloadError
+from ehr_adversarial.sources.physionet2012 import (
     build_physionet2012_static,
     classify_physionet2012_rows,
     collect_physionet2012_rejected_rows,
-    create_physionet2012_pipeline,
     fetch_physionet2012,
     read_physionet2012_outcomes,
     read_physionet2012_records,
     summarize_physionet2012_ingestion,
 )
-from tests.test_download import FileServer, file_server  # noqa: F401  (fixture)
+from tests.conftest import FileServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-OUTPUTS = ["raw_manifest", "timeseries", "static", "rejected_rows", "ingestion_summary"]
+# What the tests call each output → its dataset in the ingestion pipeline (namespace `ingestion`).
+OUTPUTS = {"raw_manifest": "ingestion.raw_manifest", "timeseries": "ingestion.timeseries", "static": "ingestion.static",
+           "rejected_rows": "ingestion.rejected_rows", "ingestion_summary": "ingestion.summary"}
 
 # Measured on the real files (see docs/data_physionet2012.md) and re-derived below by
 # `_independent_counts`, which reads the tar members with the csv module.
@@ -82,13 +85,17 @@ class _KeptMemoryDataset(MemoryDataset):
 
 @pytest.fixture(scope="module")
 def ingested(physionet2012_dir: Path) -> dict[str, Any]:
-    """The sub-pipeline run once with SequentialRunner on a catalog of MemoryDatasets (real sets a, b)."""
+    """The ingestion pipeline run once with SequentialRunner on a catalog of MemoryDatasets (real sets a, b)."""
     parameters = copy.deepcopy(_base_parameters())
     parameters["raw_dir"] = str(physionet2012_dir)
     parameters["download"]["enabled"] = False
-    catalog = DataCatalog({"params:ingestion": MemoryDataset(parameters), **{name: _KeptMemoryDataset() for name in OUTPUTS}})
-    SequentialRunner().run(create_physionet2012_pipeline(), catalog)
-    return {name: catalog.load(name) for name in OUTPUTS}
+    pipe = create_pipeline("physionet2012")
+    assert pipe.inputs() == {"params:ingestion.physionet2012"}
+    assert set(OUTPUTS.values()) <= pipe.all_outputs()
+    catalog = DataCatalog({"params:ingestion.physionet2012": MemoryDataset(parameters),
+                           **{dataset: _KeptMemoryDataset() for dataset in OUTPUTS.values()}})
+    SequentialRunner().run(pipe, catalog)
+    return {name: catalog.load(dataset) for name, dataset in OUTPUTS.items()}
 
 
 # --------------------------------------------------------------------------- real data
@@ -443,7 +450,7 @@ def test_folder_and_crlf_records_parse_like_lf(synthetic: dict[str, Any], tmp_pa
 
 
 def test_empty_raw_dir_is_downloaded_and_verified(
-    file_server: FileServer, physionet2012_dir: Path, params: dict[str, Any], tmp_path: Path  # noqa: F811
+    file_server: FileServer, physionet2012_dir: Path, params: dict[str, Any], tmp_path: Path
 ):
     raw = tmp_path / "raw"
     params.update(raw_dir=str(raw), sets=["a"])
@@ -464,7 +471,7 @@ def test_empty_raw_dir_is_downloaded_and_verified(
 
 
 def test_download_with_wrong_server_checksum_leaves_nothing(
-    file_server: FileServer, params: dict[str, Any], tmp_path: Path  # noqa: F811
+    file_server: FileServer, params: dict[str, Any], tmp_path: Path
 ):
     sums = file_server.files["SHA256SUMS.txt"]
     sums.write_text(re.sub(r"^[0-9a-f]{64}(  set-a\.tar\.gz)$", "f" * 64 + r"\1", sums.read_text(), flags=re.M))

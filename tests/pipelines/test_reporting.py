@@ -14,17 +14,17 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from ehr_adversarial.pipeline_registry import STUDIES, register_pipelines
 from ehr_adversarial.pipelines import attack, reporting
-from ehr_adversarial.pipelines.reporting.nodes import (
+from ehr_adversarial.reporting.attack_report import (
     attack_with_seeds,
     hourly_trend,
     paper_comparison,
     ranking_stability,
 )
-from ehr_adversarial.pipeline_registry import register_pipelines
-from tests.pipelines.test_attack import ATTACK, KeptDataset, trained  # noqa: F401  (trained is a fixture)
+from tests.conftest import KeptMemoryDataset
+from tests.pipelines.conftest import ATTACK
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # A shorter attack than test_attack's: three of them run here (the main seed and two more).
 SHORT_ATTACK = {**ATTACK, "n_records": 24, "search": "continuation", "max_iterations": 60}
@@ -98,10 +98,10 @@ def test_paper_comparison_marks_features_the_set_lacks():
 
 def test_ranking_stability_known_answers():
     features = [f"f{i}" for i in range(8)]
-    rising = dict(zip(features, np.arange(8.0)))
+    rising = dict(zip(features, np.arange(8.0), strict=True))
     main = _ranking({"0→1": rising, "1→0": rising})
     seeds = pd.concat([
-        _ranking({"0→1": rising, "1→0": dict(zip(features, 7.0 - np.arange(8.0)))}).assign(seed=1),
+        _ranking({"0→1": rising, "1→0": dict(zip(features, 7.0 - np.arange(8.0), strict=True))}).assign(seed=1),
         _ranking({"0→1": {**rising, "f0": 1.5}, "1→0": rising}).assign(seed=2),  # f0 and f1 swap
     ], ignore_index=True)
     records = pd.DataFrame({"record_id": [1, 2, 3, 4], "direction": ["0→1", "0→1", "1→0", "1→0"],
@@ -115,9 +115,11 @@ def test_ranking_stability_known_answers():
     assert len(table) == 6  # 3 pairs × 2 directions
     assert by.loc[("0→1", 1, 7), "spearman"] == pytest.approx(1.0)
     assert by.loc[("1→0", 1, 7), "spearman"] == pytest.approx(-1.0)
-    assert by.loc[("1→0", 1, 7), "top_k_overlap"] == 0.0
+    # top_k_overlap counts the shared features of the two top 3s (0..3)
+    assert by.loc[("1→0", 1, 7), "top_k_overlap"] == 0
     assert by.loc[("0→1", 2, 7), "spearman"] == pytest.approx(1 - 6 * 2 / (8 * 63))
-    assert by.loc[("0→1", 2, 7), "top_k_overlap"] == 1.0
+    assert by.loc[("0→1", 2, 7), "top_k_overlap"] == 3  # f0 and f1 swap at the bottom
+    assert (table["top_k"] == 3).all()
     # 0→1 successes: seed 7 {1, 2}, seed 1 {2, 5} → 1/3; seed 2 {1, 2} → 1
     assert by.loc[("0→1", 1, 7), "shared_records"] == pytest.approx(1 / 3)
     assert by.loc[("0→1", 2, 7), "shared_records"] == 1.0
@@ -134,32 +136,33 @@ def test_stability_seeds_must_be_given_and_differ_from_the_main_seed(trained):
 def test_attack_and_reporting_pipelines_in_memory(trained):
     """attack → reporting for one model: every report output exists and agrees with its inputs."""
     model, test, spec = trained
-    names = {n.namespace for n in reporting.create_pipeline("physionet2012").nodes}
-    assert names == {"physionet2012", "physionet2012.lstm_sun2018", "physionet2012.dssm"}
-    pipe = (attack.create_model_pipeline("physionet2012", "lstm_sun2018")
-            + reporting.create_model_pipeline("physionet2012", "lstm_sun2018"))
+    names = {n.namespace for n in reporting.create_pipeline("physionet2012", STUDIES["physionet2012"].torch_models).nodes}
+    assert names == {"reporting", "reporting.lstm_sun2018", "reporting.dssm"}
+    pipe = (attack.create_model_pipeline("physionet2012", "attack.lstm_sun2018", "training.lstm_sun2018.model", "sun2018")
+            + reporting.create_pipeline("physionet2012", {"lstm_sun2018": "sun2018"}))
     metrics = {"test": {"auroc": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9},
                         "auprc": {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}},
                "n_test": 120, "n_test_positive": 30}
-    inputs = {"physionet2012.lstm_sun2018.model": model, "physionet2012.sun2018.model_input_test": test,
-              "physionet2012.sun2018.feature_spec": spec, "physionet2012.lstm_sun2018.metrics": metrics,
+    inputs = {"training.lstm_sun2018.model": model, "features.sun2018.model_input_test": test,
+              "features.sun2018.feature_spec": spec, "training.lstm_sun2018.metrics": metrics,
               "params:attack.physionet2012": SHORT_ATTACK, "params:reporting.physionet2012": REPORTING,
               "params:seed": 3, "params:device": "cpu"}
     assert pipe.inputs() == set(inputs)
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()})
     for name in pipe.all_outputs():
-        catalog[name] = KeptDataset(copy_mode="assign")
+        catalog[name] = KeptMemoryDataset(copy_mode="assign")
     SequentialRunner().run(pipe, catalog)
     out = {name.rsplit(".", 1)[1]: catalog.load(name) for name in pipe.all_outputs()}
 
-    seed_rankings, stability = out["attack_seed_rankings"], out["attack_seed_stability"]
+    seed_rankings, stability = out["seed_rankings"], out["seed_stability"]
     assert set(seed_rankings["seed"]) == {1, 2}
     assert set(stability[["seed_a", "seed_b"]].itertuples(index=False, name=None)) == {(1, 2), (1, 3), (2, 3)}
     assert stability["spearman"].between(-1, 1).all()
     assert (stability["shared_records"] > 0).all()  # 24 of ~100 correct records: samples overlap
-    assert set(out["attack_hourly_trend"]["direction"]) == set(out["cumulative_susceptibility"]["direction"])
+    assert stability["top_k_overlap"].between(0, stability["top_k"]).all()
+    assert set(out["hourly_trend"]["direction"]) == set(out["cumulative_susceptibility"]["direction"])
 
-    report = out["attack_report"]
+    report = out["report"]
     assert report.startswith("# Adversarial susceptibility of `lstm_sun2018` (sun2018 features)")
     assert "**Warning:** the test split is too small" in report  # 30 deaths < min_positives
     # the paper's features are absent from f0..f3: the report says so instead of inventing ranks
@@ -168,22 +171,27 @@ def test_attack_and_reporting_pipelines_in_memory(trained):
         assert f"- {direction}: lowest ρ {rho:.3f}" in report
     png = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)\)", report).group(1)
     assert base64.b64decode(png).startswith(b"\x89PNG")
-    assert out["attack_report_figure"].axes
+    assert out["report_figure"].axes
+    overview = out["overview"]
+    assert overview.startswith("# Attack reports overview")
+    assert overview.count("| lstm_sun2018 |") == len(set(out["records"]["direction"]))
 
 
 def test_reporting_is_registered_per_source():
     registry = register_pipelines()
     assert "physionet2012.reporting" in registry and "mimic3.reporting" in registry
     outputs = registry["physionet2012.reporting"].all_outputs()
-    assert {"physionet2012.attack_reports_overview", "physionet2012.dssm.attack_report",
-            "physionet2012.lstm_sun2018.attack_report"} <= outputs
+    assert {"reporting.overview", "reporting.dssm.report", "reporting.lstm_sun2018.report"} <= outputs
+    assert registry["reporting"] is registry["physionet2012.reporting"]
+    assert {"reporting.overview", "reporting.dssm.report",
+            "reporting.lstm_sun2018.report"} <= registry["mimic3.reporting"].all_outputs()
 
 
 def test_an_attack_without_success_gives_empty_tables_figures_and_a_report_that_says_so():
     """The MIMIC-III demo's lstm_sun2018: the attack flips none of its 5 correct records; nothing may crash."""
-    from ehr_adversarial.pipelines.attack.nodes import susceptibility_tables
-    from ehr_adversarial.pipelines.attack.plots import plot_cumulative_ranking, plot_susceptibility_heatmaps
-    from ehr_adversarial.pipelines.reporting.nodes import attack_report
+    from ehr_adversarial.attack.plots import plot_cumulative_ranking, plot_susceptibility_heatmaps
+    from ehr_adversarial.attack.run import susceptibility_tables
+    from ehr_adversarial.reporting.attack_report import attack_report
 
     records = pd.DataFrame({"record_id": [1, 2], "direction": ["0→1", "1→0"], "success": [False, False]})
     deltas = {"record_id": np.array([1, 2]), "label": np.array([0, 1]), "delta_best": np.zeros((2, 48, 3)),

@@ -12,18 +12,18 @@ import pytest
 import torch
 from kedro.io import DataCatalog, MemoryDataset
 
-from ehr_adversarial.pipelines.synthesis import CODE_SOURCES, GENERATOR_FEATURE_SETS, create_pipeline
+from ehr_adversarial.pipeline_registry import STUDIES, stage_pipelines
+from ehr_adversarial.pipelines.synthesis import create_pipeline
 from ehr_adversarial.synthesis.common import SYNTHETIC_GROUP, SYNTHETIC_ID_START, build_generator
-from tests.conftest import project_parameters, run_after
+from tests.conftest import project_config, project_parameters, run_after
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
+ENVIRONMENTS = {"physionet2012": "physionet2012", "mimic3": "mimic3_demo"}  # an environment of each source
 
 
-def _config_loader():
-    from ehr_adversarial import settings
-
-    return settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)
+def synthesis_pipeline(source: str, generators: dict[str, str] | None = None):
+    """The synthesis stage of `source`: every generator of the registry's table, or `generators`."""
+    study = STUDIES[source]
+    return create_pipeline(source, study.generators if generators is None else generators, study.code_generators)
 
 
 def _node(pipe, name: str):
@@ -32,65 +32,75 @@ def _node(pipe, name: str):
 
 
 def test_one_namespace_per_generator_reading_only_the_train_split():
-    pipe = create_pipeline("physionet2012")
-    assert {n.namespace for n in pipe.nodes} == {"physionet2012.ehrdiff", "physionet2012.synehrgy", "physionet2012.kmimic"}
+    pipe = synthesis_pipeline("physionet2012")
+    assert {n.namespace for n in pipe.nodes} == {"synthesis.ehrdiff", "synthesis.synehrgy", "synthesis.kmimic"}
     inputs = pipe.inputs()
-    assert "physionet2012.full.model_input_train" in inputs
+    assert "features.full.model_input_train" in inputs
     assert not any("model_input_validation" in name or "model_input_test" in name for name in pipe.datasets())
-    assert {f"physionet2012.{g}.synthetic" for g in ("ehrdiff", "synehrgy", "kmimic")} == pipe.outputs()
+    assert {f"synthesis.{g}.synthetic" for g in ("ehrdiff", "synehrgy", "kmimic")} == pipe.outputs()
     # SynEHRgy's decoded tables are datasets of their own (the features pipeline can read them)
-    assert {"physionet2012.synehrgy.synthetic_timeseries", "physionet2012.synehrgy.synthetic_static"} <= pipe.datasets()
+    assert {"synthesis.synehrgy.synthetic_timeseries", "synthesis.synehrgy.synthetic_static"} <= pipe.datasets()
 
 
 def test_kmimic_stages_are_separate_nodes_and_later_ones_read_earlier_models():
-    pipe = create_pipeline("physionet2012", generators=("kmimic",))
-    gan = _node(pipe, "physionet2012.kmimic.train_latent_gan")
-    assert {"physionet2012.kmimic.static_vae", "physionet2012.kmimic.temporal_vae"} <= set(gan.inputs)
-    sample = _node(pipe, "physionet2012.kmimic.sample_kmimic")
-    assert {"physionet2012.kmimic.static_vae", "physionet2012.kmimic.temporal_vae", "physionet2012.kmimic.latent_gan"} <= set(sample.inputs)
+    pipe = synthesis_pipeline("physionet2012", {"kmimic": "full"})
+    gan = _node(pipe, "synthesis.kmimic.train_latent_gan")
+    assert {"synthesis.kmimic.static_vae", "synthesis.kmimic.temporal_vae"} <= set(gan.inputs)
+    sample = _node(pipe, "synthesis.kmimic.sample_kmimic")
+    assert {"synthesis.kmimic.static_vae", "synthesis.kmimic.temporal_vae", "synthesis.kmimic.latent_gan"} <= set(sample.inputs)
     order = [n.name.split(".")[-1] for n in pipe.nodes]  # topologically sorted
     assert order.index("train_static_vae") < order.index("train_latent_gan") < order.index("sample_kmimic")
     assert order.index("train_temporal_vae") < order.index("train_latent_gan")
 
 
 def test_mimic3_generators_share_the_training_code_matrix():
-    pipe = create_pipeline("mimic3")
-    assert "mimic3" in CODE_SOURCES
-    builder = _node(pipe, "mimic3.build_code_matrix")
-    assert set(builder.inputs) == {"mimic3.sun2018.model_input_train", "mimic3.static", "mimic3.diagnoses"}
-    for name in ("mimic3.ehrdiff.train_ehrdiff", "mimic3.synehrgy.tokenize_train_records"):
-        assert "mimic3.code_matrix_train" in _node(pipe, name).inputs
-    assert "mimic3.synehrgy.synthetic_codes" in pipe.datasets()
-    assert "mimic3.kmimic.train_static_vae" in {n.name for n in pipe.nodes}
+    pipe = synthesis_pipeline("mimic3")
+    assert STUDIES["mimic3"].code_generators == {"ehrdiff", "synehrgy"} and not STUDIES["physionet2012"].code_generators
+    builder = _node(pipe, "synthesis.build_code_matrix")
+    assert set(builder.inputs) == {"features.sun2018.model_input_train", "ingestion.static", "ingestion.diagnoses"}
+    for name in ("synthesis.ehrdiff.train_ehrdiff", "synthesis.synehrgy.tokenize_train_records"):
+        assert "synthesis.code_matrix_train" in _node(pipe, name).inputs
+    assert "synthesis.synehrgy.synthetic_codes" in pipe.datasets()
+    assert "synthesis.kmimic.train_static_vae" in {n.name for n in pipe.nodes}
+    assert not any("code" in name for name in synthesis_pipeline("physionet2012").datasets())
 
 
-def test_unknown_sources_get_an_empty_pipeline_and_unknown_generators_an_error():
-    assert not create_pipeline("eicu").nodes
-    with pytest.raises(ValueError, match=r"unknown generator\(s\) \['gan'\] for physionet2012"):
-        create_pipeline("physionet2012", generators=("gan",))
+def test_unknown_generators_are_an_error():
+    with pytest.raises(ValueError, match="unknown generator.*gan.*known: ehrdiff, synehrgy, kmimic"):
+        synthesis_pipeline("physionet2012", {"gan": "full"})
 
 
 def test_synthetic_evaluation_reads_the_feature_sets_the_generators_learn():
-    from ehr_adversarial.pipelines.synthetic_evaluation import GENERATOR_FEATURE_SETS as evaluated
-
-    assert evaluated == GENERATOR_FEATURE_SETS
+    for source, study in STUDIES.items():
+        stages = stage_pipelines(source, study)
+        synthesised = {name for name in stages["synthesis"].outputs() if name.endswith(".synthetic")}
+        evaluated = {name for name in stages["synthetic_evaluation"].inputs() if name.startswith("synthesis.")}
+        assert synthesised == {f"synthesis.{g}.synthetic" for g in study.generators} <= evaluated, source
+        for generator, feature_set in study.generators.items():
+            learnt = {name for node in stages["synthesis"].nodes if node.namespace == f"synthesis.{generator}"
+                      for name in node.inputs if name.startswith("features.") and name.endswith("feature_spec")}
+            compared = {name for node in stages["synthetic_evaluation"].nodes
+                        if node.namespace == f"synthetic_evaluation.{generator}"
+                        for name in node.inputs if name.startswith("features.") and name.endswith("feature_spec")}
+            assert learnt == compared == {f"features.{feature_set}.feature_spec"}, (source, generator)
 
 
 def test_every_dataset_has_a_versioned_catalog_entry():
-    catalog = DataCatalog.from_config(_config_loader()["catalog"])
-    for source in GENERATOR_FEATURE_SETS:
-        pipe = create_pipeline(source)
+    for source, env in ENVIRONMENTS.items():
+        catalog = DataCatalog.from_config(project_config("catalog", env))
+        pipe = synthesis_pipeline(source)
         produced = {name for name in pipe.datasets() if not name.startswith("params:")} - pipe.inputs()
         for name in produced:
             dataset = catalog.get(name)
             assert dataset is not None and not isinstance(dataset, MemoryDataset), name
             assert dataset._version is not None, f"{name} is not versioned"
+            assert f"/{source}/synthesis/" in str(dataset._filepath), (name, dataset._filepath)
 
 
 def test_project_parameters_cover_every_generator():
     parameters = project_parameters()
-    for source, generators in GENERATOR_FEATURE_SETS.items():
-        assert set(parameters["synthesis"][source]) == set(generators)
+    for source, study in STUDIES.items():
+        assert set(parameters["synthesis"][source]) == set(study.generators)
     assert parameters["synthesis"]["mimic3"]["synehrgy"]["tokenizer"]["continuous_covariates"] == ["age"]
 
 
@@ -138,9 +148,9 @@ def _quick_parameters(source: str) -> dict:
 
 
 def _check_synthetic(catalog: DataCatalog, source: str, n_features: int, n_static: int) -> None:
-    real_ids = set(catalog.load(f"{source}.splits")["record_id"])
-    for generator in GENERATOR_FEATURE_SETS[source]:
-        synthetic = catalog.load(f"{source}.{generator}.synthetic")
+    real_ids = set(catalog.load("features.splits")["record_id"])
+    for generator in STUDIES[source].generators:
+        synthetic = catalog.load(f"synthesis.{generator}.synthetic")
         n = len(synthetic["y"])
         # SynEHRgy's count is that of the decoded records: the record grammar keeps all of them
         assert n == 24, generator
@@ -154,34 +164,34 @@ def _check_synthetic(catalog: DataCatalog, source: str, n_features: int, n_stati
 
 @pytest.mark.slow
 def test_synthesis_on_real_physionet2012(physionet2012_features: DataCatalog):
-    catalog = run_after(physionet2012_features, create_pipeline("physionet2012"), _quick_parameters("physionet2012"))
+    catalog = run_after(physionet2012_features, synthesis_pipeline("physionet2012"), _quick_parameters("physionet2012"))
     _check_synthetic(catalog, "physionet2012", n_features=36, n_static=8)
     # SynEHRgy's decoded records look like ingestion's tables
-    real_ts, real_static = catalog.load("physionet2012.timeseries"), catalog.load("physionet2012.static")
-    synthetic_ts = catalog.load("physionet2012.synehrgy.synthetic_timeseries")
-    synthetic_static = catalog.load("physionet2012.synehrgy.synthetic_static")
+    real_ts, real_static = catalog.load("ingestion.timeseries"), catalog.load("ingestion.static")
+    synthetic_ts = catalog.load("synthesis.synehrgy.synthetic_timeseries")
+    synthetic_static = catalog.load("synthesis.synehrgy.synthetic_static")
     assert list(synthetic_ts.columns) == list(real_ts.columns)
     assert dict(synthetic_ts.dtypes.astype(str)) == dict(real_ts.dtypes.astype(str))
     assert set(synthetic_ts["parameter"]) <= set(real_ts["parameter"])
     contract = ["record_id", "age", "gender", "height", "weight", "icu_type", "label", "split_group"]
     assert set(contract) <= set(synthetic_static.columns)
     assert set(synthetic_static["icu_type"]) <= set(real_static["icu_type"])
-    tokenizer = catalog.load("physionet2012.synehrgy.tokenizer")
-    train = catalog.load("physionet2012.splits").query("split == 'train'")["record_id"]
-    assert set(catalog.load("physionet2012.synehrgy.train_tokens")["record_id"]) == set(train)
+    tokenizer = catalog.load("synthesis.synehrgy.tokenizer")
+    train = catalog.load("features.splits").query("split == 'train'")["record_id"]
+    assert set(catalog.load("synthesis.synehrgy.train_tokens")["record_id"]) == set(train)
     assert tokenizer["variables"] == sorted(real_ts.loc[real_ts["record_id"].isin(train), "parameter"].unique())
 
 
 @pytest.mark.slow
 def test_synthesis_on_the_real_mimic3_demo(mimic3_features: DataCatalog):
-    catalog = run_after(mimic3_features, create_pipeline("mimic3"), _quick_parameters("mimic3"))
+    catalog = run_after(mimic3_features, synthesis_pipeline("mimic3"), _quick_parameters("mimic3"))
     _check_synthetic(catalog, "mimic3", n_features=19, n_static=7)
-    code_matrix = catalog.load("mimic3.code_matrix_train")
-    train = catalog.load("mimic3.sun2018.model_input_train")
+    code_matrix = catalog.load("synthesis.code_matrix_train")
+    train = catalog.load("features.sun2018.model_input_train")
     np.testing.assert_array_equal(code_matrix["record_id"], train["record_id"])
     for generator in ("ehrdiff", "synehrgy"):
-        synthetic = catalog.load(f"mimic3.{generator}.synthetic")
+        synthetic = catalog.load(f"synthesis.{generator}.synthetic")
         np.testing.assert_array_equal(synthetic["code_names"], code_matrix["code_names"])
         assert synthetic["codes"].shape == (24, len(code_matrix["code_names"])) and synthetic["codes"].dtype == np.uint8
-    codes = catalog.load("mimic3.synehrgy.synthetic_codes")
+    codes = catalog.load("synthesis.synehrgy.synthetic_codes")
     assert isinstance(codes, pd.DataFrame) and set(codes["code"]) <= set(code_matrix["code_names"])

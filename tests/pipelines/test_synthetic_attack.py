@@ -3,7 +3,7 @@ bad input, the catalog, the registry, and the whole pipeline for one generator i
 
 from __future__ import annotations
 
-import shutil
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,38 +11,35 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from kedro.framework.project import pipelines
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from ehr_adversarial import pipeline_registry
-from ehr_adversarial.pipelines.synthetic_attack import (
-    create_pipeline,
-    default_models,
-    model_pairs,
+from ehr_adversarial.pipeline_registry import (
+    STUDIES,
+    retrained_models,
+    stage_pipelines,
     synthetic_attack_pipeline,
 )
-from ehr_adversarial.pipelines.synthetic_attack.nodes import (
+from ehr_adversarial.synthetic_attack.compare import (
+    RetrainedModel,
+    agreement_by_direction,
     compare_susceptibility,
-    ranking_agreement,
     train_on_synthetic,
 )
-from ehr_adversarial.pipelines.training.torch_loop import (
+from ehr_adversarial.training.torch_loop import (
     class_weights,
     prior_shift,
     stratified_holdout,
 )
-from tests.conftest import KeptMemoryDataset
-from tests.pipelines.test_attack import ATTACK, _spec
-from tests.pipelines.test_training import synthetic_bundle
+from tests.conftest import KeptMemoryDataset, project_config, project_copy
+from tests.pipelines.conftest import ATTACK, attack_spec, synthetic_bundle
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "physionet2012"
 DIRECTIONS = ("0→1", "1→0")
 FEATURES = [f"f{i}" for i in range(10)]
-PARAMS = {"models": ["dssm"], "monitor_fraction": 0.2, "evaluation": {"n_bootstrap": 50, "confidence": 0.95},
+PARAMS = {"monitor_fraction": 0.2, "evaluation": {"n_bootstrap": 50, "confidence": 0.95},
           "top_k": 5}
 DSSM_CONFIG = {
     "architecture": "dssm",
@@ -52,8 +49,6 @@ DSSM_CONFIG = {
     "grad_clip": 5.0, "amp": False, "n_threads": 1, "cv": {"candidate": 0},
 }
 
-
-pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def _ranking(scores: dict[str, float]) -> pd.DataFrame:
@@ -91,9 +86,9 @@ def test_identical_reversed_and_swapped_rankings():
     real = _ranking(REAL_SCORES)
     reversed_scores = dict(zip(FEATURES, sorted(REAL_SCORES.values()), strict=True))  # f0 least susceptible
     swapped = {**REAL_SCORES, "f4": REAL_SCORES["f5"], "f5": REAL_SCORES["f4"]}  # f5 enters the top 5, f4 leaves
-    same, _ = ranking_agreement(real, _ranking(REAL_SCORES), 5, "same")
-    backwards, _ = ranking_agreement(real, _ranking(reversed_scores), 5, "reversed")
-    near, side_by_side = ranking_agreement(real, _ranking(swapped), 5, "swapped")
+    same, _ = agreement_by_direction(real, _ranking(REAL_SCORES), 5, "same")
+    backwards, _ = agreement_by_direction(real, _ranking(reversed_scores), 5, "reversed")
+    near, side_by_side = agreement_by_direction(real, _ranking(swapped), 5, "swapped")
     assert same["spearman_rho"].tolist() == pytest.approx([1.0, 1.0])
     assert same["kendall_tau"].tolist() == pytest.approx([1.0, 1.0])
     assert same["top_k_overlap"].tolist() == [5, 5]
@@ -129,9 +124,9 @@ def test_comparison_table_report_and_figure_from_hand_made_rankings():
         "real_retrained_s2__dssm__ranking": _ranking(first_two_swapped),
         "real_retrained_s2__dssm__summary": _summary(1.0, 2.0, 30.0), "real_retrained_s2__dssm__metrics": _metrics(0.83),
     }
-    pairs = (("ehrdiff", "dssm"), ("kmimic", "dssm"), ("synehrgy", "dssm"), ("real_retrained_s1", "dssm"),
-             ("real_retrained_s2", "dssm"))
-    table, report, figure = compare_susceptibility(pairs, PARAMS, **sections)
+    retrained = (RetrainedModel("ehrdiff", "dssm"), RetrainedModel("kmimic", "dssm"), RetrainedModel("synehrgy", "dssm"),
+                 RetrainedModel("real_retrained_s1", "dssm", 1), RetrainedModel("real_retrained_s2", "dssm", 2))
+    table, report, figure = compare_susceptibility(retrained, PARAMS, **sections)
 
     assert len(table) == 12 and table[["model", "generator"]].drop_duplicates()["generator"].tolist() == [
         "real", "ehrdiff", "kmimic", "synehrgy", "real_retrained_s1", "real_retrained_s2"]
@@ -165,7 +160,7 @@ def test_a_model_without_any_successful_attack_gives_blank_rows_not_a_crash():
                 "real__dssm__metrics": _metrics(0.6),
                 "kmimic__dssm__ranking": _ranking(REAL_SCORES), "kmimic__dssm__summary": _summary(1.0, 2.0, 9.0),
                 "kmimic__dssm__metrics": _metrics(0.7)}
-    table, report, figure = compare_susceptibility((("kmimic", "dssm"),), PARAMS, **sections)
+    table, report, figure = compare_susceptibility((RetrainedModel("kmimic", "dssm"),), PARAMS, **sections)
     assert table["direction"].tolist() == list(DIRECTIONS) * 2 and table["spearman_rho"].isna().all()
     assert table.loc[table["generator"] == "real", "attacked_records"].tolist() == [0, 0]
     assert table.loc[table["generator"] == "kmimic", "success_rate"].tolist() == [1.0, 1.0]
@@ -176,113 +171,106 @@ def test_a_model_without_any_successful_attack_gives_blank_rows_not_a_crash():
 def test_rankings_over_different_features_are_a_clear_error():
     other = _ranking({**{k: v for k, v in REAL_SCORES.items() if k != "f9"}, "HR": 0.5})
     with pytest.raises(ValueError, match=r"kmimic_dssm ranks other features .* only real \['f9'\], only kmimic_dssm \['HR'\]"):
-        ranking_agreement(_ranking(REAL_SCORES), other, 5, "kmimic_dssm")
+        agreement_by_direction(_ranking(REAL_SCORES), other, 5, "kmimic_dssm")
     twice = pd.concat([_ranking(REAL_SCORES), _ranking(REAL_SCORES).head(1)], ignore_index=True)
     with pytest.raises(ValueError, match="lists feature"):
-        ranking_agreement(twice, _ranking(REAL_SCORES), 5, "x")
+        agreement_by_direction(twice, _ranking(REAL_SCORES), 5, "x")
     with pytest.raises(ValueError, match="a cumulative_susceptibility table of the attack pipeline has"):
-        ranking_agreement(_ranking(REAL_SCORES).drop(columns="cumulative_s"), _ranking(REAL_SCORES), 5, "x")
+        agreement_by_direction(_ranking(REAL_SCORES).drop(columns="cumulative_s"), _ranking(REAL_SCORES), 5, "x")
 
 
 # ------------------------------------------------------------------------------ structure and bad input
-def test_pairs_refuse_mismatched_feature_sets_and_unknown_names():
-    assert default_models(SOURCE) == ["dssm"] and default_models("mimic3") == ["lstm_sun2018", "dssm"]
-    assert model_pairs(SOURCE, ["kmimic"], ["dssm"]) == [("kmimic", "dssm")]
-    with pytest.raises(ValueError, match="lstm_sun2018 reads the 'sun2018' features of physionet2012 but kmimic "
-                                         "synthesises 'full'"):
-        model_pairs(SOURCE, ["kmimic"], ["lstm_sun2018"])
-    with pytest.raises(ValueError, match="unknown generator 'ctgan'"):
-        model_pairs(SOURCE, ["ctgan"], ["dssm"])
-    with pytest.raises(ValueError, match="names 'logreg', which is not a torch model"):
-        model_pairs(SOURCE, ["kmimic"], ["logreg"])
-    with pytest.raises(ValueError, match="no generators defined for source 'mimic4'"):
-        create_pipeline("mimic4")
-    with pytest.raises(ValueError, match="at least one generator and one model"):
-        create_pipeline(SOURCE, parameters={"synthetic_attack": {SOURCE: {"models": []}}})
+def _namespaces(pipe) -> set[str]:
+    return {n.namespace for n in pipe.nodes}
 
 
-def test_parameter_file_lists_the_models_that_fit_and_feeds_the_pipeline():
+BASELINES = ("real_retrained_s1", "real_retrained_s2", "real_retrained_s3")
+
+
+def test_the_registry_retrains_the_models_that_read_the_generators_features():
+    assert STUDIES[SOURCE].synthetic_attack_models == ("dssm",)
+    assert STUDIES["mimic3"].synthetic_attack_models == ("lstm_sun2018", "dssm")
+    assert retrained_models(STUDIES[SOURCE]) == [
+        RetrainedModel("ehrdiff", "dssm"), RetrainedModel("synehrgy", "dssm"), RetrainedModel("kmimic", "dssm"),
+        *(RetrainedModel(f"real_retrained_s{seed}", "dssm", seed) for seed in (1, 2, 3))]
+    only_kmimic = dataclasses.replace(STUDIES[SOURCE], generators={"kmimic": "full"})
+    with pytest.raises(ValueError, match="lstm_sun2018 reads 'sun2018' but kmimic synthesises 'full'"):
+        retrained_models(dataclasses.replace(only_kmimic, synthetic_attack_models=("lstm_sun2018",)))
+    with pytest.raises(ValueError, match="'logreg'.*only torch models can be attacked"):
+        dataclasses.replace(only_kmimic, synthetic_attack_models=("logreg",))
+
+
+def test_models_and_baseline_seeds_come_from_the_registry_not_the_parameters():
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_synthetic_attack.yml").read_text())
     for source in ("physionet2012", "mimic3"):
-        assert params["synthetic_attack"][source]["models"] == default_models(source)
-    only_dssm = create_pipeline("mimic3", parameters={"synthetic_attack": {"mimic3": {"models": ["dssm"]}}})
-    assert {n.namespace for n in only_dssm.nodes} == {"mimic3"} | {f"mimic3.{g}_dssm" for g in
-                                                                   ("ehrdiff", "synehrgy", "kmimic", "real_retrained_s1", "real_retrained_s2", "real_retrained_s3")}
-    no_baseline = create_pipeline("mimic3", parameters={"synthetic_attack": {"mimic3": {"models": ["dssm"],
-                                                                                          "real_baseline_seeds": []}}})
-    assert not any("real_retrained" in n.namespace for n in no_baseline.nodes)
-    for bad in ([1, 1], [1.5], ["1"], "1, 2", 3):
-        with pytest.raises(ValueError, match="real_baseline_seeds must be a list of distinct integers"):
-            create_pipeline("mimic3", parameters={"synthetic_attack": {"mimic3": {"real_baseline_seeds": bad}}})
+        assert not {"models", "real_baseline_seeds"} & set(params["synthetic_attack"][source])
+    only_dssm = dataclasses.replace(STUDIES["mimic3"], synthetic_attack_models=("dssm",))
+    assert _namespaces(synthetic_attack_pipeline("mimic3", only_dssm)) == {"synthetic_attack"} | {
+        f"synthetic_attack.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic", *BASELINES)}
+    no_baseline = dataclasses.replace(only_dssm, real_baseline_seeds=())
+    assert not any("real_retrained" in n.namespace for n in synthetic_attack_pipeline("mimic3", no_baseline).nodes)
 
 
 def test_registry_has_the_stage_per_source_outside_the_default_run():
     registry = pipeline_registry.register_pipelines()
-    assert "synthetic_attack" not in pipeline_registry.DEFAULT_RUN
+    assert "synthetic_attack" not in pipeline_registry.MAIN_STUDY
+    assert not any(n.namespace.startswith("synthetic") for n in registry["__default__"].nodes)
     assert pipeline_registry.STAGES.index("synthetic_attack") == pipeline_registry.STAGES.index("synthetic_evaluation") + 1
-    namespaces = {n.namespace for n in registry["physionet2012.synthetic_attack"].nodes}
-    assert namespaces == {SOURCE, *(f"{SOURCE}.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic", "real_retrained_s1", "real_retrained_s2", "real_retrained_s3"))}
-    assert {n.namespace for n in registry["mimic3.synthetic_attack"].nodes} >= {"mimic3.kmimic_lstm_sun2018"}
-    try:
-        assert pipeline_registry.set_run_parameters({"synthetic_attack": {"mimic3": {"models": ["dssm"]}}})
-        assert not pipeline_registry.set_run_parameters({"synthetic_attack": {"mimic3": {"models": ["dssm"]}}})
-        namespaces = {n.namespace for n in pipeline_registry.register_pipelines()["mimic3.synthetic_attack"].nodes}
-        assert "mimic3.kmimic_lstm_sun2018" not in namespaces and "mimic3.kmimic_dssm" in namespaces
-    finally:
-        pipeline_registry.set_run_parameters({})
+    assert pipeline_registry.SYNTHETIC_STUDY[-1] == "synthetic_attack"
+    assert set(registry["physionet2012.synthetic_attack"].nodes) <= set(registry["physionet2012.synthetic"].nodes)
+    namespaces = _namespaces(registry["physionet2012.synthetic_attack"])
+    assert namespaces == {"synthetic_attack", *(f"synthetic_attack.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic", *BASELINES))}
+    assert _namespaces(registry["mimic3.synthetic_attack"]) >= {"synthetic_attack.kmimic_lstm_sun2018",
+                                                                 "synthetic_attack.kmimic_dssm"}
+    assert registry["synthetic_attack"] is registry["physionet2012.synthetic_attack"]
 
 
-def test_a_session_builds_the_stage_from_the_run_parameters(tmp_path: Path):
-    """The hook hands the run's parameters (here a --params override) to the registry."""
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "src").mkdir()
-    bootstrap_project(tmp_path)
-    override = {"synthetic_attack": {"mimic3": {"models": ["dssm"]}}}
-    try:
-        with KedroSession.create(project_path=tmp_path, env="mimic3_demo", runtime_params=override) as session:
+def test_run_parameters_never_change_the_stage(tmp_path: Path):
+    """--params cannot reshape the graph: what is retrained is the registry's table."""
+    from kedro.framework.project import pipelines
+
+    from ehr_adversarial.session import StudySession
+
+    project_copy(tmp_path)
+    override = {"synthetic_attack": {"mimic3": {"models": ["dssm"], "real_baseline_seeds": []}}}
+    expected = _namespaces(pipeline_registry.register_pipelines()["mimic3.synthetic_attack"])
+    for runtime_params in (override, None):
+        with StudySession.create(project_path=tmp_path, env="mimic3_demo", runtime_params=runtime_params) as session:
             session.load_context()
-            namespaces = {n.namespace for n in pipelines["synthetic_attack"].nodes}
-        assert namespaces == {"mimic3", *(f"mimic3.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic", "real_retrained_s1", "real_retrained_s2", "real_retrained_s3"))}
-        with KedroSession.create(project_path=tmp_path, env="mimic3_demo") as session:
-            session.load_context()
-            assert "mimic3.kmimic_lstm_sun2018" in {n.namespace for n in pipelines["synthetic_attack"].nodes}
-    finally:
-        pipeline_registry.set_active_source(pipeline_registry.DEFAULT_SOURCE)
-        pipeline_registry.set_run_parameters({})
-        pipelines.configure(pipeline_registry.__name__)
+            assert session.environment_source() == "mimic3"
+            assert _namespaces(pipelines["mimic3.synthetic_attack"]) == expected
+    assert {"synthetic_attack.kmimic_lstm_sun2018", "synthetic_attack.real_retrained_s1_dssm"} <= expected
 
 
 def test_catalog_resolves_every_output_to_its_own_versioned_file():
-    from ehr_adversarial import settings
-    from ehr_adversarial.pipelines import attack, synthesis, synthetic_evaluation, training
-
-    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)
-    catalog = DataCatalog.from_config(loader["catalog"])
+    catalog = DataCatalog.from_config(project_config("catalog", "physionet2012"))
 
     def files(pipe):
         return {name: str(catalog.get(name)._filepath) for name in pipe.all_outputs()}
 
-    ours = files(create_pipeline(SOURCE))
+    stages = stage_pipelines(SOURCE, STUDIES[SOURCE])
+    ours = files(stages["synthetic_attack"])
     for name in ours:
         assert getattr(catalog.get(name), "_version", None) is not None, f"{name} is not versioned"
-    assert ours[f"{SOURCE}.kmimic_dssm.model"] == f"data/06_models/{SOURCE}/kmimic_dssm/model.pt"
-    assert ours[f"{SOURCE}.kmimic_dssm.test_metrics"] == f"data/08_reporting/{SOURCE}/kmimic_dssm/test_metrics.json"
-    assert ours[f"{SOURCE}.ehrdiff_dssm.cumulative_susceptibility"] == (
-        f"data/08_reporting/{SOURCE}/ehrdiff_dssm/attack/cumulative_susceptibility.csv")
-    assert ours[f"{SOURCE}.synthetic_attack_comparison"] == f"data/08_reporting/{SOURCE}/synthetic_attack/comparison.csv"
+    root = f"data/%s/{SOURCE}/synthetic_attack"
+    assert ours["synthetic_attack.kmimic_dssm.model"] == f"{root % '06_models'}/kmimic_dssm/model.pt"
+    assert ours["synthetic_attack.kmimic_dssm.test_metrics"] == f"{root % '08_reporting'}/kmimic_dssm/test_metrics.json"
+    assert ours["synthetic_attack.ehrdiff_dssm.cumulative_susceptibility"] == (
+        f"{root % '08_reporting'}/ehrdiff_dssm/cumulative_susceptibility.csv")
+    assert ours["synthetic_attack.real_retrained_s1_dssm.records"] == (
+        f"{root % '07_model_output'}/real_retrained_s1_dssm/records.parquet")
+    assert ours["synthetic_attack.comparison"] == f"{root % '08_reporting'}/comparison.csv"
     assert len(set(ours.values())) == len(ours)
     others = {}
-    for module in (training, attack, synthesis, synthetic_evaluation):
-        others |= files(module.create_pipeline(SOURCE))
+    for stage in ("training", "attack", "synthesis", "synthetic_evaluation"):
+        others |= files(stages[stage])
     clashes = {name: path for name, path in ours.items() if path in set(others.values())}
     assert not clashes, f"synthetic_attack outputs would overwrite other stages' files: {clashes}"
 
 
 # ------------------------------------------------------------------------------ training and the whole pipeline
 def test_training_on_a_synthetic_bundle_uses_only_it_and_is_reproducible():
-    spec = _spec("full", 6)
+    spec = attack_spec("full", 6)
     synthetic = synthetic_bundle(200, 6, seed=7, start_id=500_000)
     without_delta = {k: v for k, v in synthetic.items() if k != "delta"}  # generators may leave delta out
     model, history = train_on_synthetic(without_delta, DSSM_CONFIG, spec, PARAMS, seed=1, device="cpu")
@@ -296,49 +284,51 @@ def test_training_on_a_synthetic_bundle_uses_only_it_and_is_reproducible():
     for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     with pytest.raises(ValueError, match=r"the synthetic bundle .*X has shape \(200, 48, 6\), expected \(200, 48, 4\)"):
-        train_on_synthetic(synthetic, DSSM_CONFIG, _spec("sun2018", 4), PARAMS, seed=1, device="cpu")
+        train_on_synthetic(synthetic, DSSM_CONFIG, attack_spec("sun2018", 4), PARAMS, seed=1, device="cpu")
 
 
 def test_pipeline_for_one_generator_trains_scores_attacks_and_compares():
-    spec = _spec("full", 6)
+    spec = attack_spec("full", 6)
     real_ranking = _ranking({name: float(6 - i) for i, name in enumerate(spec["feature_names"])})
     inputs = {
-        f"{SOURCE}.kmimic.synthetic": _clear_signal(synthetic_bundle(240, 6, seed=11, start_id=500_000)),
-        f"{SOURCE}.full.model_input_test": _clear_signal(synthetic_bundle(120, 6, seed=12, start_id=1000)),
-        f"{SOURCE}.full.feature_spec": spec,
-        f"{SOURCE}.dssm.selected_config": DSSM_CONFIG,
-        f"{SOURCE}.dssm.cumulative_susceptibility": real_ranking,
-        f"{SOURCE}.dssm.attack_summary": _summary(1.0, 2.0, 30.0),
-        f"{SOURCE}.dssm.metrics": _metrics(0.8),
+        "synthesis.kmimic.synthetic": _clear_signal(synthetic_bundle(240, 6, seed=11, start_id=500_000)),
+        "features.full.model_input_test": _clear_signal(synthetic_bundle(120, 6, seed=12, start_id=1000)),
+        "features.full.feature_spec": spec,
+        "training.dssm.selected_config": DSSM_CONFIG,
+        "attack.dssm.cumulative_susceptibility": real_ranking,
+        "attack.dssm.summary": _summary(1.0, 2.0, 30.0),
+        "training.dssm.metrics": _metrics(0.8),
         f"params:synthetic_attack.{SOURCE}": PARAMS,
         f"params:attack.{SOURCE}": {**ATTACK, "n_records": 16, "lr": 0.5, "max_iterations": 60},
         "params:seed": 3, "params:device": "cpu",
     }
-    pipe = synthetic_attack_pipeline(SOURCE, ["kmimic"], ["dssm"], baseline_seeds=[])
+    kmimic_only = dataclasses.replace(STUDIES[SOURCE], generators={"kmimic": "full"}, real_baseline_seeds=())
+    pipe = synthetic_attack_pipeline(SOURCE, kmimic_only)
     assert pipe.inputs() == set(inputs)
-    with_baseline = synthetic_attack_pipeline(SOURCE, ["kmimic"], ["dssm"], baseline_seeds=[4, 7])
-    assert with_baseline.inputs() == set(inputs) | {f"{SOURCE}.full.model_input_train"}
-    assert {f"{SOURCE}.real_retrained_s4_dssm.model", f"{SOURCE}.real_retrained_s7_dssm.model"} <= with_baseline.all_outputs()
-    train = next(n for n in with_baseline.nodes if n.name == f"{SOURCE}.real_retrained_s4_dssm.train_on_synthetic")
-    assert f"{SOURCE}.full.model_input_train" in train.inputs and "params:seed" not in train.inputs
+    with_baseline = synthetic_attack_pipeline(SOURCE, dataclasses.replace(kmimic_only, real_baseline_seeds=(4, 7)))
+    assert with_baseline.inputs() == set(inputs) | {"features.full.model_input_train"}
+    assert {"synthetic_attack.real_retrained_s4_dssm.model",
+            "synthetic_attack.real_retrained_s7_dssm.model"} <= with_baseline.all_outputs()
+    train = next(n for n in with_baseline.nodes if n.name == "synthetic_attack.real_retrained_s4_dssm.train_on_synthetic")
+    assert "features.full.model_input_train" in train.inputs and "params:seed" not in train.inputs
     assert train.func.keywords == {"seed": 4}  # each baseline model has its own seed, not the run's
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()})
     for name in pipe.all_outputs():
         catalog[name] = KeptMemoryDataset(copy_mode="assign")
     SequentialRunner().run(pipe, catalog)
 
-    metrics = catalog.load(f"{SOURCE}.kmimic_dssm.test_metrics")
-    predictions = catalog.load(f"{SOURCE}.kmimic_dssm.test_predictions")
+    metrics = catalog.load("synthetic_attack.kmimic_dssm.test_metrics")
+    predictions = catalog.load("synthetic_attack.kmimic_dssm.test_predictions")
     assert metrics["trained_on"] == "synthetic" and metrics["n_test"] == 120 == len(predictions)
     assert metrics["test"]["auroc"]["ci_low"] <= metrics["test"]["auroc"]["value"] and metrics["test"]["auroc"]["value"] > 0.9
-    records = catalog.load(f"{SOURCE}.kmimic_dssm.attack_records")
-    ranking = catalog.load(f"{SOURCE}.kmimic_dssm.cumulative_susceptibility")
+    records = catalog.load("synthetic_attack.kmimic_dssm.records")
+    ranking = catalog.load("synthetic_attack.kmimic_dssm.cumulative_susceptibility")
     assert len(records) == 16 and set(records["direction"]) == set(DIRECTIONS) and records["success"].mean() >= 0.8
     assert set(ranking["feature"]) == set(spec["feature_names"])
     # the signal lives in f0, and so does the susceptibility of the model that learnt it
     assert (ranking[ranking["rank"] == 1]["feature"] == "f0").all()
 
-    table = catalog.load(f"{SOURCE}.synthetic_attack_comparison")
+    table = catalog.load("synthetic_attack.comparison")
     assert table["generator"].unique().tolist() == ["real", "kmimic"] and len(table) == 4
     ours = table[table["generator"] == "kmimic"].set_index("direction")
 
@@ -348,9 +338,9 @@ def test_pipeline_for_one_generator_trains_scores_attacks_and_compares():
         assert ours.loc[direction, "spearman_rho"] == pytest.approx(expected, nan_ok=True)
         top5 = frame.sort_values("feature").sort_values("cumulative_s", ascending=False, kind="stable")["feature"][:5]
         assert ours.loc[direction, "top_k_overlap"] == len(set(top5) & {"f0", "f1", "f2", "f3", "f4"}) >= 4
-        summary = catalog.load(f"{SOURCE}.kmimic_dssm.attack_summary")["by_direction"][direction]
+        summary = catalog.load("synthetic_attack.kmimic_dssm.summary")["by_direction"][direction]
         assert ours.loc[direction, "success_rate"] == summary["success_rate"]
     assert (ours["test_auroc"] == metrics["test"]["auroc"]["value"]).all()
-    report = catalog.load(f"{SOURCE}.synthetic_attack_report")
+    report = catalog.load("synthetic_attack.report")
     assert report.startswith("# Do models trained on synthetic data") and "| dssm | kmimic |" in report
-    assert catalog.load(f"{SOURCE}.synthetic_attack_figure").axes
+    assert catalog.load("synthetic_attack.figure").axes

@@ -12,7 +12,6 @@ The "generator's training split" is half of the real train split; the other half
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,20 +19,24 @@ import pytest
 from kedro.io import DataCatalog
 from matplotlib.figure import Figure
 
-from ehr_adversarial.pipelines.synthetic_evaluation import GENERATOR_FEATURE_SETS, create_pipeline
-from ehr_adversarial.pipelines.synthetic_evaluation.nodes import (
+from ehr_adversarial.pipeline_registry import STUDIES
+from ehr_adversarial.pipelines.synthetic_evaluation import create_pipeline
+from ehr_adversarial.synthetic_evaluation.evaluate import (
     attach_codes,
     evaluate_fidelity,
     evaluate_privacy,
     predict_mortality,
 )
-from ehr_adversarial.pipelines.synthetic_evaluation.pipeline import evaluation_pipeline
-from tests.conftest import project_parameters, run_in_memory
+from tests.conftest import project_config, project_parameters, run_in_memory
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "physionet2012"
 STAND_INS = {"copier": "full", "sampler": "full", "noised": "full"}
-pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
+
+
+def evaluation_pipeline(source: str, generators: dict[str, str] | None = None):
+    """The synthetic-evaluation stage of `source`: the registry's generators, or `generators`."""
+    study = STUDIES[source]
+    return create_pipeline(source, study.generators if generators is None else generators, study.code_generators)
 
 
 def _quick_settings() -> dict:
@@ -59,11 +62,10 @@ def _hand_bundle(n: int, n_features: int, seed: int) -> dict:
 
 # ------------------------------------------------------------------------------ structure
 def test_each_generator_has_its_namespace_and_trtr_runs_once_per_feature_set():
-    pipe = create_pipeline(SOURCE)
-    generators = GENERATOR_FEATURE_SETS[SOURCE]
-    assert {n.namespace for n in pipe.nodes} == {SOURCE} | {f"{SOURCE}.{g}" for g in generators} | {
-        f"{SOURCE}.{fs}" for fs in set(generators.values())
-    }
+    pipe = evaluation_pipeline(SOURCE)
+    generators = STUDIES[SOURCE].generators
+    assert {n.namespace for n in pipe.nodes} == {"synthetic_evaluation"} | {
+        f"synthetic_evaluation.{g}" for g in generators} | {f"synthetic_evaluation.{fs}" for fs in set(generators.values())}
     assert sum(n.name.endswith("train_on_real_test_on_real") for n in pipe.nodes) == len(set(generators.values()))
     for n in pipe.nodes:
         # the real test split only feeds predictions; the holdout only the privacy metrics
@@ -71,28 +73,29 @@ def test_each_generator_has_its_namespace_and_trtr_runs_once_per_feature_set():
             assert n.name.endswith(("train_on_synthetic_test_on_real", "train_on_real_test_on_real")), n.name
         if any(i.endswith("model_input_validation") for i in n.inputs):
             assert n.name.endswith("evaluate_privacy"), n.name
-        if n.namespace == f"{SOURCE}.full":
+        if n.namespace == "synthetic_evaluation.full":
             assert not any(i.endswith(".synthetic") for i in n.inputs)
     for g, fs in generators.items():
-        inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == f"{SOURCE}.{g}"))
-        assert {f"{SOURCE}.{g}.synthetic", f"{SOURCE}.{fs}.model_input_train", f"{SOURCE}.{fs}.trtr_predictions"} <= inputs
-    assert {f"{SOURCE}.synthetic_comparison", f"{SOURCE}.synthetic_comparison_report"} <= pipe.all_outputs()
+        inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == f"synthetic_evaluation.{g}"))
+        assert {f"synthesis.{g}.synthetic", f"features.{fs}.model_input_train",
+                f"synthetic_evaluation.{fs}.trtr_predictions"} <= inputs
+    assert {"synthetic_evaluation.comparison", "synthetic_evaluation.comparison_report"} <= pipe.all_outputs()
     for g in generators:
-        assert f"{SOURCE}.{g}.dcr_histogram" in pipe.all_outputs()
+        assert f"synthetic_evaluation.{g}.dcr_histogram" in pipe.all_outputs()
+    with pytest.raises(ValueError, match="no generators to evaluate for physionet2012"):
+        evaluation_pipeline(SOURCE, {})
 
 
 def test_catalog_resolves_every_output_to_a_versioned_file():
     from kedro.io import DataCatalog as Catalog
 
-    from ehr_adversarial import settings
-
-    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / "conf"), **settings.CONFIG_LOADER_ARGS)
-    catalog = Catalog.from_config(loader["catalog"])
-    for name in sorted(create_pipeline(SOURCE).all_outputs()):
-        dataset = catalog.get(name)
-        assert dataset is not None, name
-        assert getattr(dataset, "_version", None) is not None, f"{name} is not versioned"
-        assert "synthetic_evaluation" in str(dataset._filepath), name
+    for source, env in (("physionet2012", "physionet2012"), ("mimic3", "mimic3_demo")):
+        catalog = Catalog.from_config(project_config("catalog", env))
+        for name in sorted(evaluation_pipeline(source).all_outputs()):
+            dataset = catalog.get(name)
+            assert dataset is not None, name
+            assert getattr(dataset, "_version", None) is not None, f"{name} is not versioned"
+            assert f"/{source}/synthetic_evaluation/" in str(dataset._filepath), name
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -120,7 +123,7 @@ def test_a_holdout_that_overlaps_the_train_split_is_refused():
 @pytest.fixture(scope="module")
 def real_bundles(physionet2012_features: DataCatalog) -> dict:
     """The real PhysioNet 2012 `full` bundles, built in memory by the ingestion and features pipelines."""
-    return {name: physionet2012_features.load(f"{SOURCE}.full.{name}") for name in
+    return {name: physionet2012_features.load(f"features.full.{name}") for name in
             ("model_input_train", "model_input_validation", "model_input_test", "feature_spec")}
 
 
@@ -142,16 +145,18 @@ def stand_in_run(real_bundles) -> DataCatalog:
     noised["X"] = np.clip(noised["X"] + rng.normal(scale=0.05, size=noised["X"].shape), 0, 1).astype(np.float32)
     noised["static"] = np.clip(noised["static"] + rng.normal(scale=0.05, size=noised["static"].shape), 0, 1).astype(np.float32)
     datasets = {
-        f"{SOURCE}.full.model_input_train": generator_train,
-        f"{SOURCE}.full.model_input_validation": real_bundles["model_input_validation"],
-        f"{SOURCE}.full.model_input_test": real_bundles["model_input_test"],
-        f"{SOURCE}.full.feature_spec": real_bundles["feature_spec"],
-        f"{SOURCE}.copier.synthetic": _records(train, seen, new_ids=True),
-        f"{SOURCE}.sampler.synthetic": _records(train, unseen, new_ids=True),
-        f"{SOURCE}.noised.synthetic": noised,
+        "features.full.model_input_train": generator_train,
+        "features.full.model_input_validation": real_bundles["model_input_validation"],
+        "features.full.model_input_test": real_bundles["model_input_test"],
+        "features.full.feature_spec": real_bundles["feature_spec"],
+        "synthesis.copier.synthetic": _records(train, seen, new_ids=True),
+        "synthesis.sampler.synthetic": _records(train, unseen, new_ids=True),
+        "synthesis.noised.synthetic": noised,
     }
     parameters = {"synthetic_evaluation": {SOURCE: _quick_settings()}, "seed": 2012, "device": "cpu"}
-    return run_in_memory(evaluation_pipeline(SOURCE, STAND_INS), parameters, datasets)
+    pipe = evaluation_pipeline(SOURCE, STAND_INS)
+    assert pipe.inputs() - {"params:synthetic_evaluation.physionet2012", "params:seed", "params:device"} == set(datasets)
+    return run_in_memory(pipe, parameters, datasets)
 
 
 @pytest.mark.slow
@@ -164,9 +169,9 @@ def test_real_bundles_have_the_expected_sizes(real_bundles):
 
 @pytest.mark.slow
 def test_a_copying_generator_is_caught(stand_in_run):
-    fid = stand_in_run.load(f"{SOURCE}.copier.fidelity_metrics")
-    priv = stand_in_run.load(f"{SOURCE}.copier.privacy_metrics")
-    util = stand_in_run.load(f"{SOURCE}.copier.utility_metrics")
+    fid = stand_in_run.load("synthetic_evaluation.copier.fidelity_metrics")
+    priv = stand_in_run.load("synthetic_evaluation.copier.privacy_metrics")
+    util = stand_in_run.load("synthetic_evaluation.copier.utility_metrics")
     assert fid["n_real"] == fid["n_synthetic"] == 1600
     assert fid["pearson_r"]["means"] == pytest.approx(1.0) and fid["ks"]["max"] == 0.0
     assert fid["correlation_distance"] == {"frobenius": 0.0, "mean_abs_diff": 0.0}
@@ -185,9 +190,9 @@ def test_a_copying_generator_is_caught(stand_in_run):
 
 @pytest.mark.slow
 def test_a_perfect_sampler_looks_like_the_population(stand_in_run):
-    fid = stand_in_run.load(f"{SOURCE}.sampler.fidelity_metrics")
-    priv = stand_in_run.load(f"{SOURCE}.sampler.privacy_metrics")
-    util = stand_in_run.load(f"{SOURCE}.sampler.utility_metrics")
+    fid = stand_in_run.load("synthetic_evaluation.sampler.fidelity_metrics")
+    priv = stand_in_run.load("synthetic_evaluation.sampler.privacy_metrics")
+    util = stand_in_run.load("synthetic_evaluation.sampler.utility_metrics")
     assert fid["pearson_r"]["means"] > 0.99
     assert fid["discriminator"]["auc"] == pytest.approx(0.5, abs=0.06)
     assert priv["membership_inference"]["auc"] == pytest.approx(0.5, abs=0.05)
@@ -200,30 +205,30 @@ def test_a_perfect_sampler_looks_like_the_population(stand_in_run):
 
 @pytest.mark.slow
 def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(stand_in_run):
-    noised = stand_in_run.load(f"{SOURCE}.noised.privacy_metrics")
+    noised = stand_in_run.load("synthetic_evaluation.noised.privacy_metrics")
     # noise far smaller than the gaps between patients hides no one: the exact-match rate is
     # 0, yet membership inference still wins and DCR/NNDR sit far below the real baseline
     assert noised["exact_match_rate"] == 0.0
     assert noised["membership_inference"]["auc"] > 0.95
     assert noised["dcr_median_ratio_to_baseline"] < 0.5
     assert noised["nndr_synthetic_to_train"]["median"] < 0.5 < noised["nndr_holdout_to_train"]["median"]
-    fid = stand_in_run.load(f"{SOURCE}.noised.fidelity_metrics")
+    fid = stand_in_run.load("synthetic_evaluation.noised.fidelity_metrics")
     assert fid["discriminator"]["auc"] > 0.9 and fid["ks"]["mean"] > 0.1
     assert fid["autocorrelation"]["mean_abs_diff_per_lag"][0] > 0.1  # white noise breaks hour-to-hour ACF
-    mia = {g: stand_in_run.load(f"{SOURCE}.{g}.privacy_metrics")["membership_inference"]["auc"] for g in STAND_INS}
+    mia = {g: stand_in_run.load(f"synthetic_evaluation.{g}.privacy_metrics")["membership_inference"]["auc"] for g in STAND_INS}
 
-    table = stand_in_run.load(f"{SOURCE}.synthetic_comparison")
+    table = stand_in_run.load("synthetic_evaluation.comparison")
     assert table["generator"].tolist() == list(STAND_INS)
     assert table.set_index("generator")["mia_auc"].to_dict() == pytest.approx(mia)
-    report = stand_in_run.load(f"{SOURCE}.synthetic_comparison_report")
+    report = stand_in_run.load("synthetic_evaluation.comparison_report")
     for generator in STAND_INS:
         assert f"| {generator} |" in report
     assert "membership-inference AUC ≤ 0.55" in report
-    variables = stand_in_run.load(f"{SOURCE}.copier.variable_statistics")
+    variables = stand_in_run.load("synthetic_evaluation.copier.variable_statistics")
     assert len(variables) == 8 + 6 * 36 + 1  # statics, 6 summaries × 36 features, label
     for g in STAND_INS:
         for figure in ("mean_scatter", "variable_distributions", "dcr_histogram"):
-            assert isinstance(stand_in_run.load(f"{SOURCE}.{g}.{figure}"), Figure)
+            assert isinstance(stand_in_run.load(f"synthetic_evaluation.{g}.{figure}"), Figure)
 
 
 # ------------------------------------------------------------------------------ MIMIC-III codes
@@ -240,24 +245,26 @@ def test_attach_codes_uses_the_training_code_columns():
 
 
 def test_mimic3_pipeline_compares_code_generators_with_coded_real_bundles():
-    pipe = create_pipeline("mimic3")
-    ehrdiff_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "mimic3.ehrdiff"))
-    kmimic_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "mimic3.kmimic"))
-    assert "mimic3.sun2018_codes.model_input_train" in ehrdiff_inputs
-    assert "mimic3.sun2018.feature_spec" in ehrdiff_inputs
-    assert "mimic3.sun2018.model_input_train" in kmimic_inputs  # K-MIMIC writes no codes
-    assert {"mimic3.diagnoses", "mimic3.code_matrix_train", "mimic3.static"} <= pipe.inputs()
+    pipe = evaluation_pipeline("mimic3")
+    ehrdiff_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "synthetic_evaluation.ehrdiff"))
+    kmimic_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "synthetic_evaluation.kmimic"))
+    assert "synthetic_evaluation.sun2018_codes.model_input_train" in ehrdiff_inputs
+    assert "features.sun2018.feature_spec" in ehrdiff_inputs
+    assert "features.sun2018.model_input_train" in kmimic_inputs  # K-MIMIC writes no codes
+    assert {"ingestion.diagnoses", "synthesis.code_matrix_train", "ingestion.static"} <= pipe.inputs()
+    # PhysioNet 2012 has no diagnoses: no coded bundles at all
+    assert not any("_codes" in name or "diagnoses" in name for name in evaluation_pipeline(SOURCE).datasets())
 
 
 @pytest.mark.slow
 def test_mimic3_demo_copier_with_codes(mimic3_demo_dir, mimic3_features: DataCatalog):
     """The MIMIC-III demo through ingestion and features; the synthesis code matrix of the train
     split; a copying 'generator' with codes: the evaluation catches it, codes included."""
-    from ehr_adversarial.pipelines.synthesis.nodes import build_code_matrix
+    from ehr_adversarial.synthesis.stages import build_code_matrix
 
     real = mimic3_features
-    train = real.load("mimic3.sun2018.model_input_train")
-    static, diagnoses = real.load("mimic3.static"), real.load("mimic3.diagnoses")
+    train = real.load("features.sun2018.model_input_train")
+    static, diagnoses = real.load("ingestion.static"), real.load("ingestion.diagnoses")
     code_matrix_train = build_code_matrix(train, static, diagnoses)
 
     # independent check of the code columns from DIAGNOSES_ICD.csv.gz itself
@@ -274,20 +281,22 @@ def test_mimic3_demo_copier_with_codes(mimic3_demo_dir, mimic3_features: DataCat
     settings = _quick_settings()
     settings["fidelity"].update(discriminator_folds=2)
     settings["privacy"]["attribute_targets"] = ["static.gender", "code.401"]
+    # The copier stands in for EHRDiff, a generator that writes codes on sources with diagnoses.
     datasets = {
-        **{f"mimic3.sun2018.model_input_{s}": real.load(f"mimic3.sun2018.model_input_{s}") for s in ("train", "validation", "test")},
-        "mimic3.sun2018.feature_spec": real.load("mimic3.sun2018.feature_spec"),
-        "mimic3.static": static, "mimic3.diagnoses": diagnoses, "mimic3.code_matrix_train": code_matrix_train,
-        "mimic3.copier.synthetic": dict(coded_train, record_id=900_000_000 + np.arange(len(train["y"]))),
+        **{f"features.sun2018.model_input_{s}": real.load(f"features.sun2018.model_input_{s}")
+           for s in ("train", "validation", "test")},
+        "features.sun2018.feature_spec": real.load("features.sun2018.feature_spec"),
+        "ingestion.static": static, "ingestion.diagnoses": diagnoses, "synthesis.code_matrix_train": code_matrix_train,
+        "synthesis.ehrdiff.synthetic": dict(coded_train, record_id=900_000_000 + np.arange(len(train["y"]))),
     }
     parameters = {"synthetic_evaluation": {"mimic3": settings}, "seed": 2012, "device": "cpu"}
-    run = run_in_memory(evaluation_pipeline("mimic3", {"copier": "sun2018"}, {"copier"}), parameters, datasets)
-    fid = run.load("mimic3.copier.fidelity_metrics")
+    run = run_in_memory(evaluation_pipeline("mimic3", {"ehrdiff": "sun2018"}), parameters, datasets)
+    fid = run.load("synthetic_evaluation.ehrdiff.fidelity_metrics")
     assert fid["pearson_r"]["codes"] == pytest.approx(1.0)
     assert fid["nonzero_code_columns"] == {"real": len(names), "synthetic": len(names), "of": len(names)}
-    priv = run.load("mimic3.copier.privacy_metrics")
+    priv = run.load("synthetic_evaluation.ehrdiff.privacy_metrics")
     assert priv["exact_match_rate"] == 1.0 and priv["membership_inference"]["auc"] > 0.95
-    holdout = run.load("mimic3.sun2018_codes.model_input_validation")
+    holdout = run.load("synthetic_evaluation.sun2018_codes.model_input_validation")
     assert holdout["code_names"].tolist() == names and holdout["codes"].shape == (len(holdout["y"]), len(names))
-    variables = run.load("mimic3.copier.variable_statistics")["variable"].tolist()
+    variables = run.load("synthetic_evaluation.ehrdiff.variable_statistics")["variable"].tolist()
     assert sum(v.startswith("code.") for v in variables) == len(names)

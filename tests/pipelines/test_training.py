@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,59 +15,45 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from ehr_adversarial.pipelines.training import MODEL_FEATURE_SETS, create_pipeline
-from ehr_adversarial.pipelines.training.nodes import (
+from ehr_adversarial.pipeline_registry import STUDIES
+from ehr_adversarial.pipelines.training import create_pipeline
+from ehr_adversarial.training import (
     check_model_input,
     compare_models,
     predict_torch_model,
     select_estimator_config,
     train_torch_model,
 )
-from ehr_adversarial.pipelines.training.summary_features import STATISTICS, summary_statistics
-from ehr_adversarial.pipelines.training.torch_loop import class_weights, prior_shift
+from ehr_adversarial.training.summary_features import STATISTICS, summary_statistics
+from ehr_adversarial.training.torch_loop import class_weights, prior_shift
+from tests.conftest import KeptMemoryDataset, latest_version, project_copy
+from tests.pipelines.conftest import N_HOURS, synthetic_bundle, synthetic_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-N_HOURS = 48
+MODELS = STUDIES["physionet2012"].models  # model → the feature set it reads
 
 
-def synthetic_bundle(n: int, n_features: int, seed: int, start_id: int, n_static: int = 3) -> dict:
-    """A model_input bundle as the features pipeline writes it; deaths raise feature 0 on day 2."""
-    rng = np.random.default_rng(seed)
-    y = (rng.random(n) < 0.25).astype(np.int64)
-    y[:2] = [0, 1]  # both classes, whatever the seed
-    x = rng.random((n, N_HOURS, n_features)) * 0.6
-    x[:, 24:, 0] += 0.3 * y[:, None] * rng.random((n, 1))
-    mask = rng.random((n, N_HOURS, n_features)) < 0.4
-    hours = np.arange(N_HOURS)[None, :, None]
-    last = np.maximum.accumulate(np.where(mask, hours, -1), axis=1)
-    delta = np.where(last >= 0, hours - last, N_HOURS) / N_HOURS
-    return {"X": x.astype(np.float32), "mask": mask, "delta": delta.astype(np.float32),
-            "static": rng.random((n, n_static)).astype(np.float32), "y": y,
-            "record_id": np.arange(start_id, start_id + n, dtype=np.int64),
-            "group": np.array(["a"] * n)}
-
-
-def synthetic_spec(feature_set: str, n_features: int, n_static: int = 3) -> dict:
-    return {"feature_set": feature_set, "feature_names": [f"f{i}" for i in range(n_features)],
-            "static_names": [f"s{i}" for i in range(n_static)], "n_hours": N_HOURS}
+def training_pipeline(source: str):
+    study = STUDIES[source]
+    return create_pipeline(source, study.models, study.torch_models)
 
 
 def synthetic_inputs(source: str, sizes=(240, 80, 160), n_folds: int = 3) -> dict:
-    """Every free input of `create_pipeline(source)` (datasets and parameters)."""
+    """Every free input of the training pipeline of `source` (datasets and parameters)."""
     data = {}
     for fs, n_features in (("full", 6), ("sun2018", 4)):
         bundles = {split: synthetic_bundle(n, n_features, seed=i, start_id=10_000 * (i + 1))
                    for i, (split, n) in enumerate(zip(("train", "validation", "test"), sizes, strict=True))}
         for split, bundle in bundles.items():
-            data[f"{source}.{fs}.model_input_{split}"] = bundle
-        data[f"{source}.{fs}.feature_spec"] = synthetic_spec(fs, n_features)
-    data[f"{source}.splits"] = pd.concat(
+            data[f"features.{fs}.model_input_{split}"] = bundle
+        data[f"features.{fs}.feature_spec"] = synthetic_spec(fs, n_features)
+    data["features.splits"] = pd.concat(
         [pd.DataFrame({"record_id": b["record_id"], "split": s, "group": "a",
                        "fold": np.arange(len(b["y"])) % n_folds if s == "train" else -1})
          for s, b in bundles.items()], ignore_index=True)
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())
     training = params["training"][source]
-    for model in MODEL_FEATURE_SETS[source]:
+    for model in STUDIES[source].models:
         block = copy.deepcopy(training[model])
         # small models, few epochs and folds keep the test short; the real-data test trains fully
         block["cv"].update(max_folds=2, grid=block["cv"]["grid"][:1])
@@ -84,18 +69,11 @@ def synthetic_inputs(source: str, sizes=(240, 80, 160), n_folds: int = 3) -> dic
     return data
 
 
-class KeptDataset(MemoryDataset):
-    """A MemoryDataset the runner does not empty once its consumers have run."""
-
-    def _release(self) -> None:
-        pass
-
-
 def run_pipeline(source: str, data: dict) -> DataCatalog:
-    pipe = create_pipeline(source)
+    pipe = training_pipeline(source)
     catalog = DataCatalog({name: MemoryDataset(value) for name, value in data.items()})
     for name in pipe.all_outputs():
-        catalog[name] = KeptDataset()
+        catalog[name] = KeptMemoryDataset()
     SequentialRunner().run(pipe, catalog)
     return catalog
 
@@ -109,74 +87,75 @@ def physionet_run() -> DataCatalog:
 
 
 def test_pipeline_namespaces_each_model_and_reads_its_feature_set():
-    pipe = create_pipeline("physionet2012")
+    pipe = training_pipeline("physionet2012")
     namespaces = {n.namespace for n in pipe.nodes}
-    assert namespaces == {"physionet2012", "physionet2012.lstm_sun2018", "physionet2012.dssm",
-                          "physionet2012.logreg", "physionet2012.gbm"}
-    lstm_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "physionet2012.lstm_sun2018"))
-    assert "physionet2012.sun2018.model_input_train" in lstm_inputs
+    assert namespaces == {"training", "training.lstm_sun2018", "training.dssm", "training.logreg", "training.gbm"}
+    lstm_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "training.lstm_sun2018"))
+    assert "features.sun2018.model_input_train" in lstm_inputs
     assert not any(".full." in name for name in lstm_inputs)
-    dssm_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "physionet2012.dssm"))
-    assert "physionet2012.full.model_input_test" in dssm_inputs
+    dssm_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "training.dssm"))
+    assert "features.full.model_input_test" in dssm_inputs
     # the test split reaches only prediction nodes, never model selection or fitting
     for n in pipe.nodes:
         if any(name.endswith("model_input_test") for name in n.inputs):
             assert n.name.endswith("predict_test"), n.name
-    mimic = create_pipeline("mimic3")
+    mimic = training_pipeline("mimic3")
     assert all(".sun2018." in name for name in mimic.inputs() if "model_input" in name)
+    assert {name for name in mimic.inputs() if name.startswith("params:training")} == {
+        f"params:training.mimic3.{name}" for name in ("lstm_sun2018", "dssm", "logreg", "gbm", "evaluation")}
 
 
 def test_pipeline_outputs_every_artifact(physionet_run):
     catalog = physionet_run
     for model in ("lstm_sun2018", "dssm"):
-        assert isinstance(catalog.load(f"physionet2012.{model}.model"), torch.nn.Module)
-        history = catalog.load(f"physionet2012.{model}.training_history")
+        assert isinstance(catalog.load(f"training.{model}.model"), torch.nn.Module)
+        history = catalog.load(f"training.{model}.training_history")
         assert history["best"].sum() == 1
-    for model in MODEL_FEATURE_SETS["physionet2012"]:
-        test = catalog.load(f"physionet2012.{model}.test_predictions")
+    for model in MODELS:
+        test = catalog.load(f"training.{model}.test_predictions")
         assert list(test.columns) == ["record_id", "y_true", "y_prob", "split", "group"]
         assert len(test) == 160 and test["y_prob"].between(0, 1).all()
         assert set(test["split"]) == {"test"}
-        metrics = catalog.load(f"physionet2012.{model}.metrics")
+        metrics = catalog.load(f"training.{model}.metrics")
         assert metrics["n_test"] == 160 and metrics["test_split"] == "test (group a)"
         for value in metrics["test"].values():
             assert value["ci_low"] <= value["value"] <= value["ci_high"]
-        cv = catalog.load(f"physionet2012.{model}.cv_results")
+        cv = catalog.load(f"training.{model}.cv_results")
         assert set(cv["fold"]) <= {0, 1, 2} and cv["fold"].nunique() >= 2
         for figure in ("roc_curve", "pr_curve", "calibration_curve"):
-            assert catalog.load(f"physionet2012.{model}.{figure}").axes
-    table = catalog.load("physionet2012.model_comparison")
-    assert sorted(table["model"]) == sorted(MODEL_FEATURE_SETS["physionet2012"])
+            assert catalog.load(f"training.{model}.{figure}").axes
+    table = catalog.load("training.model_comparison")
+    assert sorted(table["model"]) == sorted(MODELS)
     assert table["auprc"].is_monotonic_decreasing
-    report = catalog.load("physionet2012.model_comparison_report")
+    report = catalog.load("training.model_comparison_report")
     assert "| gbm | full |" in report and "| lstm_sun2018 | sun2018 |" in report
 
 
 def test_thresholds_come_from_validation_or_out_of_fold_predictions_never_test(physionet_run):
     catalog = physionet_run
     for model in ("lstm_sun2018", "dssm"):
-        metrics = catalog.load(f"physionet2012.{model}.metrics")
+        metrics = catalog.load(f"training.{model}.metrics")
         assert metrics["threshold_split"]["name"] == "validation (group a)"
         assert metrics["threshold_split"]["n"] == 80
     for model in ("logreg", "gbm"):
-        metrics = catalog.load(f"physionet2012.{model}.metrics")
+        metrics = catalog.load(f"training.{model}.metrics")
         assert metrics["threshold_split"]["name"] == "train, out-of-fold (group a)"
         assert metrics["refit_on"] == "train_and_validation"
-        oof = catalog.load(f"physionet2012.{model}.cv_predictions")
+        oof = catalog.load(f"training.{model}.cv_predictions")
         # max_folds 2 of 3 folds in this test: the records of folds 0 and 1
         assert len(oof) == 160 and oof["y_prob"].notna().all()
-        assert set(oof["record_id"]).isdisjoint(catalog.load(f"physionet2012.{model}.test_predictions")["record_id"])
+        assert set(oof["record_id"]).isdisjoint(catalog.load(f"training.{model}.test_predictions")["record_id"])
 
 
 def test_models_learn_the_synthetic_signal(physionet_run):
     # deaths carry a rise of feature 0 on day 2; the baselines find it (the torch models get
     # only 3 epochs here: they are checked on the real data in the slow test)
     for model in ("gbm", "logreg"):
-        assert physionet_run.load(f"physionet2012.{model}.metrics")["test"]["auroc"]["value"] > 0.7, model
+        assert physionet_run.load(f"training.{model}.metrics")["test"]["auroc"]["value"] > 0.7, model
 
 
 def test_saved_model_carries_what_the_attack_needs(physionet_run):
-    model = physionet_run.load("physionet2012.lstm_sun2018.model")
+    model = physionet_run.load("training.lstm_sun2018.model")
     assert model.config["feature_set"] == "sun2018"
     assert model.config["feature_names"] == [f"f{i}" for i in range(4)]
     assert model.config["architecture"] == "lstm_sun2018"
@@ -227,11 +206,11 @@ def test_a_cv_fold_without_positives_is_an_error():
 
 
 def test_a_model_of_another_feature_set_is_rejected_naming_both_shapes(physionet_run):
-    model = physionet_run.load("physionet2012.lstm_sun2018.model")
+    model = physionet_run.load("training.lstm_sun2018.model")
     data = synthetic_inputs("physionet2012")
     with pytest.raises(ValueError, match=r"expects X of shape \(N, 48, 4\).*\(160, 48, 6\)"):
-        predict_torch_model(model, data["physionet2012.full.model_input_test"],
-                            data["physionet2012.full.feature_spec"], "cpu")
+        predict_torch_model(model, data["features.full.model_input_test"],
+                            data["features.full.feature_spec"], "cpu")
 
 
 # ---------------------------------------------------------------- pieces
@@ -294,44 +273,63 @@ def test_comparison_warns_when_the_test_split_is_too_small():
 # ---------------------------------------------------------------- real PhysioNet 2012 (slow)
 
 
+# Few epochs, one CV candidate and few folds: the tests check the wiring on real data and that every model
+# learns something on set-b (the full settings are measured in docs/models.md). Larger torch batches make
+# an epoch cheaper on the CPU. The whole run (ingestion → training) stays well under a minute on 2 cores.
 SHORT_TRAINING = {
-    # few epochs and folds: the test checks the wiring on real data and that every model learns
-    # something on set-b; the full settings are measured in docs/models.md
-    model: ({"max_epochs": 4, "patience": 2, "cv": {"max_folds": 2, "max_epochs": 2}}
-            if model in ("lstm_sun2018", "dssm") else {"cv": {"max_folds": 3}})
-    for model in MODEL_FEATURE_SETS["physionet2012"]
+    "lstm_sun2018": {"max_epochs": 3, "patience": 2, "batch_size": 256,
+                     "cv": {"max_folds": 1, "max_epochs": 1, "grid": [{}]}},
+    "dssm": {"max_epochs": 2, "patience": 2, "batch_size": 256, "cv": {"max_folds": 1, "max_epochs": 1, "grid": [{}]}},
+    "logreg": {"cv": {"max_folds": 2, "grid": [{"hyperparameters": {"C": 0.01}}]}},
+    "gbm": {"cv": {"max_folds": 2, "grid": [{}]}},
 }
 
 
 @pytest.fixture(scope="module")
-def physionet_project(tmp_path_factory, physionet2012_dir) -> Path:
-    """The default run (ingestion → features → training) on real PhysioNet 2012 in a project copy."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
+def physionet_features_project(tmp_path_factory, physionet2012_dir) -> Path:
+    """ingestion → features on real PhysioNet 2012 in a project copy (env physionet2012), written to files."""
+    from ehr_adversarial.session import StudySession
 
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()
-    bootstrap_project(root)
-    runtime = {"training": {"physionet2012": {**SHORT_TRAINING, "evaluation": {"n_bootstrap": 200}}}}
-    with KedroSession.create(project_path=root, env="physionet2012", runtime_params=runtime) as session:
-        session.run()
+    root = project_copy(tmp_path_factory.mktemp("project"))
+    with StudySession.create(project_path=root, env="physionet2012") as session:
+        session.run(pipeline_names=["ingestion", "features"])
     return root
 
 
-def _latest(root: Path, relative: str) -> Path:
-    folder = root / relative
-    return sorted(p for p in folder.iterdir() if p.is_dir())[-1] / folder.name
+@pytest.fixture(scope="module")
+def physionet_project(physionet_features_project: Path) -> Path:
+    """training, in a session of its own, on the features that the first run wrote to files."""
+    from ehr_adversarial.session import StudySession
+
+    root = physionet_features_project
+    runtime = {"training": {"physionet2012": {**SHORT_TRAINING, "evaluation": {"n_bootstrap": 200}}}}
+    with StudySession.create(project_path=root, env="physionet2012", runtime_params=runtime) as session:
+        session.run(pipeline_names=["training"])
+    return root
+
+
+@pytest.mark.slow
+def test_the_run_writes_every_feature_sets_model_input_to_versioned_files(physionet_features_project):
+    from ehr_adversarial.datasets.tensors import TensorBundleDataset
+
+    root = physionet_features_project
+    splits = pd.read_parquet(latest_version(root, "data/04_feature/physionet2012/features/splits.parquet"))
+    assert splits.groupby("split").size().to_dict() == {"train": 3200, "validation": 800, "test": 4000}
+    for feature_set in MODELS.values():
+        for split, n in (("train", 3200), ("validation", 800), ("test", 4000)):
+            path = latest_version(root, f"data/05_model_input/physionet2012/features/{feature_set}/model_input_{split}.npz")
+            bundle = TensorBundleDataset(filepath=str(path)).load()
+            assert len(bundle["y"]) == n, (feature_set, split)
+            np.testing.assert_array_equal(np.sort(bundle["record_id"]),
+                                          np.sort(splits.loc[splits["split"] == split, "record_id"].to_numpy()))
 
 
 @pytest.mark.slow
 def test_default_run_trains_every_model_and_evaluates_once_on_set_b(physionet_project):
     root = physionet_project
-    reporting = "data/08_reporting/physionet2012"
-    for model, feature_set in MODEL_FEATURE_SETS["physionet2012"].items():
-        metrics = json.loads(_latest(root, f"{reporting}/{model}/metrics.json").read_text())
+    reporting = "data/08_reporting/physionet2012/training"
+    for model, feature_set in MODELS.items():
+        metrics = json.loads(latest_version(root, f"{reporting}/{model}/metrics.json").read_text())
         # set-b is the test split: 4000 records, 568 in-hospital deaths (Outcomes-b.txt)
         assert (metrics["n_test"], metrics["n_test_positive"]) == (4000, 568), model
         assert metrics["test_split"] == "test (group b)"
@@ -340,29 +338,31 @@ def test_default_run_trains_every_model_and_evaluates_once_on_set_b(physionet_pr
         # clearly above chance even after a short training
         assert metrics["test"]["auroc"]["ci_low"] > 0.65, (model, metrics["test"]["auroc"])
         for figure in ("roc_curve", "pr_curve", "calibration_curve"):
-            assert _latest(root, f"{reporting}/{model}/{figure}.png").stat().st_size > 10_000
+            assert latest_version(root, f"{reporting}/{model}/{figure}.png").stat().st_size > 10_000
     for model in ("gbm", "logreg"):
-        metrics = json.loads(_latest(root, f"{reporting}/{model}/metrics.json").read_text())
+        metrics = json.loads(latest_version(root, f"{reporting}/{model}/metrics.json").read_text())
         assert metrics["test"]["auroc"]["value"] > 0.83, model
-    table = pd.read_csv(_latest(root, f"{reporting}/model_comparison.csv"))
-    assert sorted(table["model"]) == sorted(MODEL_FEATURE_SETS["physionet2012"])
+    table = pd.read_csv(latest_version(root, f"{reporting}/model_comparison.csv"))
+    assert sorted(table["model"]) == sorted(MODELS)
 
 
 @pytest.mark.slow
 def test_no_record_of_set_b_reaches_training(physionet_project):
     root = physionet_project
-    splits = pd.read_parquet(_latest(root, "data/04_feature/physionet2012/splits.parquet"))
+    splits = pd.read_parquet(latest_version(root, "data/04_feature/physionet2012/features/splits.parquet"))
     test_ids = set(splits.loc[splits["split"] == "test", "record_id"])
     fitted_ids = set(splits.loc[splits["split"] != "test", "record_id"])
     assert len(test_ids) == 4000 and not test_ids & fitted_ids
-    for model in MODEL_FEATURE_SETS["physionet2012"]:
-        test = pd.read_parquet(_latest(root, f"data/07_model_output/physionet2012/{model}/test_predictions.parquet"))
+    output = "data/07_model_output/physionet2012/training"
+    for model in MODELS:
+        test = pd.read_parquet(latest_version(root, f"{output}/{model}/test_predictions.parquet"))
         assert set(test["record_id"]) == test_ids
-        for name in ("validation_predictions", "cv_predictions"):
-            path = root / f"data/07_model_output/physionet2012/{model}/{name}.parquet"
-            if path.exists():
-                held = pd.read_parquet(_latest(root, str(path.relative_to(root))))
-                assert not set(held["record_id"]) & test_ids
+        held_out = [name for name in ("validation_predictions", "cv_predictions")
+                    if (root / f"{output}/{model}/{name}.parquet").exists()]
+        assert held_out, model  # torch models: validation predictions; baselines: out-of-fold predictions
+        for name in held_out:
+            held = pd.read_parquet(latest_version(root, f"{output}/{model}/{name}.parquet"))
+            assert not set(held["record_id"]) & test_ids
 
 
 @pytest.mark.slow
@@ -372,10 +372,13 @@ def test_saved_torch_models_reload_and_reproduce_their_test_predictions(physione
 
     root = physionet_project
     for model, feature_set in (("lstm_sun2018", "sun2018"), ("dssm", "full")):
-        loaded = TorchModelDataset(filepath=str(_latest(root, f"data/06_models/physionet2012/{model}/model.pt"))).load()
-        bundle = TensorBundleDataset(
-            filepath=str(_latest(root, f"data/05_model_input/physionet2012/{feature_set}/test.npz"))).load()
-        spec = json.loads(_latest(root, f"data/04_feature/physionet2012/{feature_set}/feature_spec.json").read_text())
+        loaded = TorchModelDataset(
+            filepath=str(latest_version(root, f"data/06_models/physionet2012/training/{model}/model.pt"))).load()
+        bundle = TensorBundleDataset(filepath=str(latest_version(
+            root, f"data/05_model_input/physionet2012/features/{feature_set}/model_input_test.npz"))).load()
+        spec = json.loads(latest_version(
+            root, f"data/04_feature/physionet2012/features/{feature_set}/feature_spec.json").read_text())
         again = predict_torch_model(loaded, bundle, spec, "cpu")
-        saved = pd.read_parquet(_latest(root, f"data/07_model_output/physionet2012/{model}/test_predictions.parquet"))
+        saved = pd.read_parquet(latest_version(
+            root, f"data/07_model_output/physionet2012/training/{model}/test_predictions.parquet"))
         np.testing.assert_allclose(again["y_prob"], saved["y_prob"], rtol=1e-5, atol=1e-7)

@@ -28,8 +28,8 @@ from ehr_adversarial.attack import (
 )
 from ehr_adversarial.features.bundle import TensorBundle
 from ehr_adversarial.models import check_model_matches_data
-from ehr_adversarial.training.torch_loop import predict_logits, to_tensors
 from ehr_adversarial.torch_utils import resolve_device, seed_everything
+from ehr_adversarial.training.torch_loop import predict_logits, to_tensors
 
 logger = logging.getLogger(__name__)
 

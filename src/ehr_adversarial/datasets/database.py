@@ -26,7 +26,12 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from ehr_adversarial.sources.database import Database, DatabaseError, DuckDBDatabase, PostgresDatabase
+from ehr_adversarial.sources.database import (
+    Database,
+    DatabaseError,
+    DuckDBDatabase,
+    PostgresDatabase,
+)
 
 ENGINES = ("duckdb", "postgres")
 _POSTGRES_KEYS = ("host", "port", "dbname", "user", "password", "connect_timeout")

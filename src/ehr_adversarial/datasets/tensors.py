@@ -32,7 +32,6 @@ from ehr_adversarial.datasets.atomic_file import AtomicFileDataset
 from ehr_adversarial.features.bundle import TensorBundle
 
 
-
 def _storable(name: str, value: Any) -> np.ndarray:
     """`value` as an array that `np.load(allow_pickle=False)` can read back, or a clear error."""
     array = np.asarray(value)

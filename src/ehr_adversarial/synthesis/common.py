@@ -19,12 +19,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ehr_adversarial.models import build_model
 from ehr_adversarial.features.tensorize import (
     forward_fill,
     hours_since_observed,
     scale_unit,
 )
+from ehr_adversarial.models import build_model
 from ehr_adversarial.torch_utils import resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)

@@ -18,17 +18,17 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ehr_adversarial.attack import DIRECTIONS, ranking_agreement
-from ehr_adversarial.training.metrics import bootstrap_metrics
 from ehr_adversarial.reporting.markdown import format_cell
+from ehr_adversarial.synthetic_evaluation.utility import with_delta
+from ehr_adversarial.torch_utils import resolve_device
 from ehr_adversarial.training import (
     DEFAULT_THREADS,
     check_model_input,
     predict_torch_model,
     torch_model_config,
 )
+from ehr_adversarial.training.metrics import bootstrap_metrics
 from ehr_adversarial.training.torch_loop import limited_threads, train_with_monitor_split
-from ehr_adversarial.synthetic_evaluation.utility import with_delta
-from ehr_adversarial.torch_utils import resolve_device
 
 from . import plots
 

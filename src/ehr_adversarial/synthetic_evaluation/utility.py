@@ -20,15 +20,15 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ehr_adversarial.training.metrics import average_precision_rows, roc_auc_rows
 from ehr_adversarial.features.tensorize import forward_fill, hours_since_observed
+from ehr_adversarial.torch_utils import resolve_device
+from ehr_adversarial.training.metrics import average_precision_rows, roc_auc_rows
 from ehr_adversarial.training.torch_loop import (
     death_probability,
     predict_logits,
     to_tensors,
     train_with_monitor_split,
 )
-from ehr_adversarial.torch_utils import resolve_device
 
 logger = logging.getLogger(__name__)
 

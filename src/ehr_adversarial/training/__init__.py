@@ -8,7 +8,11 @@
   comparison of all models.
 """
 
-from ehr_adversarial.training.baselines import fit_estimator, predict_estimator, select_estimator_config
+from ehr_adversarial.training.baselines import (
+    fit_estimator,
+    predict_estimator,
+    select_estimator_config,
+)
 from ehr_adversarial.training.evaluation import (
     compare_models,
     comparison_markdown,

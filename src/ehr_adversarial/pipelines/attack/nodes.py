@@ -7,7 +7,12 @@ from ehr_adversarial.attack.plots import (
     plot_susceptibility_heatmaps,
     plot_susceptibility_over_hours,
 )
-from ehr_adversarial.attack.run import clinical_perturbations, run_attack, select_records, susceptibility_tables
+from ehr_adversarial.attack.run import (
+    clinical_perturbations,
+    run_attack,
+    select_records,
+    susceptibility_tables,
+)
 
 __all__ = [
     "clinical_perturbations",

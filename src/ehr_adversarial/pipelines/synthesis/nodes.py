@@ -3,21 +3,21 @@
 
 from ehr_adversarial.synthesis.stages import (
     build_code_matrix,
-    train_ehrdiff,
-    train_ehrdiff_with_codes,
-    sample_ehrdiff,
-    tokenize_train_records,
-    tokenize_train_records_with_codes,
-    train_synehrgy,
-    sample_synehrgy,
     detokenize_synthetic,
     detokenize_synthetic_with_codes,
+    sample_ehrdiff,
+    sample_kmimic,
+    sample_synehrgy,
     synthetic_tensors,
     synthetic_tensors_with_codes,
+    tokenize_train_records,
+    tokenize_train_records_with_codes,
+    train_ehrdiff,
+    train_ehrdiff_with_codes,
+    train_kmimic_latent_gan,
     train_kmimic_static_vae,
     train_kmimic_temporal_vae,
-    train_kmimic_latent_gan,
-    sample_kmimic,
+    train_synehrgy,
 )
 
 __all__ = [

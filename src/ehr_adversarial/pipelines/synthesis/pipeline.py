@@ -14,15 +14,13 @@ category matrix, which EHRDiff models jointly with the tensors and SynEHRgy writ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from kedro.pipeline import Pipeline, node, pipeline
 
 from . import nodes
 
 RUN = ["params:generator", "params:seed", "params:device"]
-# Generators that model the ICD-9 code matrix where the source has one.
-CODE_GENERATORS = frozenset({"ehrdiff", "synehrgy"})
 
 
 def ehrdiff_pipeline(codes: bool) -> Pipeline:
@@ -61,14 +59,19 @@ def kmimic_pipeline(codes: bool) -> Pipeline:
 
 
 GENERATOR_PIPELINES = {"ehrdiff": ehrdiff_pipeline, "synehrgy": synehrgy_pipeline, "kmimic": kmimic_pipeline}
+GENERATORS = tuple(GENERATOR_PIPELINES)
 
 
-def create_pipeline(source: str, generators: Mapping[str, str], diagnoses: bool) -> Pipeline:
-    """Every generator of `generators` (generator → the feature set it learns); with `diagnoses` the code
-    generators also learn the training records' ICD-9 category matrix."""
+def create_pipeline(source: str, generators: Mapping[str, str],
+                    code_generators: Collection[str] = frozenset()) -> Pipeline:
+    """Every generator of `generators` (generator → the feature set it learns); those in `code_generators`
+    also learn the training records' ICD-9 category matrix."""
+    unknown = sorted(set(generators) - set(GENERATOR_PIPELINES))
+    if unknown:
+        raise ValueError(f"unknown generator(s) {', '.join(unknown)}; known: {', '.join(GENERATORS)}")
     parts = []
     for generator, feature_set in generators.items():
-        inner = GENERATOR_PIPELINES[generator](diagnoses and generator in CODE_GENERATORS)
+        inner = GENERATOR_PIPELINES[generator](generator in code_generators)
         inputs = {"timeseries": "ingestion.timeseries", "static": "ingestion.static", "splits": "features.splits",
                   "code_matrix_train": "synthesis.code_matrix_train",
                   "model_input_train": f"features.{feature_set}.model_input_train",
@@ -81,8 +84,8 @@ def create_pipeline(source: str, generators: Mapping[str, str], diagnoses: bool)
         parts.append(pipeline(inner, namespace=f"synthesis.{generator}",
                               inputs={k: v for k, v in inputs.items() if k in used},
                               parameters={k: v for k, v in parameters.items() if k in used}))
-    code_users = [g for g in generators if g in CODE_GENERATORS]
-    if diagnoses and code_users:
+    code_users = [g for g in generators if g in code_generators]
+    if code_users:
         feature_set = generators[code_users[0]]
         parts.append(Pipeline([node(
             nodes.build_code_matrix,

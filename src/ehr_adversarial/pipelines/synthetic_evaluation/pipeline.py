@@ -15,7 +15,7 @@ Settings live in `synthetic_evaluation.<source>` (parameters_synthetic_evaluatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -25,8 +25,6 @@ from ehr_adversarial.pipelines import bound
 from . import nodes
 
 SETTINGS = "params:synthetic_evaluation"
-# On sources with diagnoses these generators also write a code matrix, so their real comparators get one too.
-CODE_GENERATORS = frozenset({"ehrdiff", "synehrgy"})
 
 
 def generator_pipeline(generator: str) -> Pipeline:
@@ -77,15 +75,17 @@ def coded_inputs_pipeline(feature_set: str) -> Pipeline:
     ])
 
 
-def create_pipeline(source: str, generators: Mapping[str, str], diagnoses: bool) -> Pipeline:
+def create_pipeline(source: str, generators: Mapping[str, str],
+                    code_generators: Collection[str] = frozenset()) -> Pipeline:
     """TRTR per real input, the evaluation of each of `generators` (generator → its feature set), the
-    comparison. With `diagnoses`, code generators are compared with real bundles that carry codes."""
+    comparison. Generators in `code_generators` also write an ICD-9 code matrix, so they are compared with
+    real bundles that carry codes."""
     if not generators:
         raise ValueError(f"no generators to evaluate for {source}")
     parameters = {SETTINGS: f"params:synthetic_evaluation.{source}", "params:seed": "params:seed",
                   "params:device": "params:device"}
     # The real inputs a generator is compared with: its feature set, with codes or without.
-    real_inputs = {g: f"{fs}_codes" if diagnoses and g in CODE_GENERATORS else fs for g, fs in generators.items()}
+    real_inputs = {g: f"{fs}_codes" if g in code_generators else fs for g, fs in generators.items()}
 
     def real_bundles(key: str) -> dict[str, str]:
         stage = "synthetic_evaluation" if key.endswith("_codes") else "features"
