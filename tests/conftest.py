@@ -183,10 +183,12 @@ def project_copy(root: Path) -> Path:
     (the package itself is installed)."""
     from kedro.framework.startup import bootstrap_project
 
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()
+    (root / "logs").mkdir()
     bootstrap_project(root)
     return root
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kedro.framework.hooks import hook_impl
 from kedro.framework.project import settings
 
 from ehr_adversarial.pipeline_registry import STAGES, STUDIES, register_pipelines
@@ -87,3 +88,74 @@ def test_mimic3_demo_env_runs_the_mimic_ingestion(project_copy: Path, mimic3_dem
     assert _versions(project_copy / "data" / "02_intermediate" / "mimic3" / "ingestion" / "timeseries.parquet")
     assert (project_copy / "data" / "01_raw" / "mimic3" / "mimic3.duckdb").exists()
     assert not (project_copy / "data" / "02_intermediate" / "physionet2012").exists()
+
+
+# ------------------------------------------------------------------ a failed run leaves no version behind
+
+
+def _version_folders(root: Path) -> set[Path]:
+    """Every version folder (`<dataset file>/<run id>/`) under the copy's data/."""
+    return {p.parent.relative_to(root) for p in (root / "data").rglob("*") if p.is_file() and p.parent.name[:4].isdigit()}
+
+
+def _raw_copy(physionet2012_dir: Path, folder: Path) -> Path:
+    """A raw folder that links to the real PhysioNet 2012 files, to be spoiled one file at a time."""
+    folder.mkdir()
+    for path in physionet2012_dir.iterdir():
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+class _InterruptAt:
+    """A hook that presses Ctrl-C just before the node `name` runs."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @hook_impl
+    def before_node_run(self, node):
+        if node.name == self.name:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_a_failed_ingestion_saves_nothing_and_the_last_good_run_stays_latest(
+        project_copy: Path, physionet2012_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="physionet2012") as session:
+        session.run(pipeline_names=["ingestion"])
+    good = _version_folders(project_copy)
+    assert any(p.parts[-2] == "raw_manifest.json" for p in good)
+
+    # A truncated archive: the manifest node runs and saves, then reading the archive fails.
+    raw = _raw_copy(physionet2012_dir, tmp_path / "truncated")
+    (raw / "set-a.tar.gz").unlink()
+    (raw / "set-a.tar.gz").write_bytes((physionet2012_dir / "set-a.tar.gz").read_bytes()[:1_000_000])
+    monkeypatch.setenv("EHR_PHYSIONET2012_DIR", str(raw))
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="physionet2012") as session:
+        with pytest.raises(ValueError, match="set-a.tar.gz.*truncated or corrupt"):
+            session.run(pipeline_names=["ingestion"])
+    assert _version_folders(project_copy) == good
+
+    # A bad value in the outcomes (its pinned checksum lifted so that the value is what fails).
+    raw = _raw_copy(physionet2012_dir, tmp_path / "bad_value")
+    lines = (physionet2012_dir / "Outcomes-a.txt").read_text().splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ",7"  # In-hospital_death must be 0 or 1
+    (raw / "Outcomes-a.txt").unlink()
+    (raw / "Outcomes-a.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("EHR_PHYSIONET2012_DIR", str(raw))
+    runtime = {"ingestion": {"physionet2012": {"pinned_sha256": {}}}}
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="physionet2012",
+                                       runtime_params=runtime) as session:
+        with pytest.raises(ValueError, match="Outcomes-a.txt"):
+            session.run(pipeline_names=["ingestion"])
+    assert _version_folders(project_copy) == good
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_removes_what_it_saved(project_copy: Path, physionet2012_dir: Path):
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="physionet2012") as session:
+        session._hook_manager.register(_InterruptAt("ingestion.build_physionet2012_static"))
+        with pytest.raises(KeyboardInterrupt):
+            session.run(pipeline_names=["ingestion"])
+    assert _version_folders(project_copy) == set()
+    assert not list((project_copy / "data").rglob("*.partial"))

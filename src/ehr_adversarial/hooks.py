@@ -1,16 +1,96 @@
-"""Project hooks."""
+"""Project hooks: one progress line per node, and the latest results where a user looks for them."""
 
 from __future__ import annotations
 
-import os
+import logging
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Pipeline
+from kedro.pipeline.node import Node
+
+from ehr_adversarial.reporting.latest import LatestResult, write_latest
+
+logger = logging.getLogger("ehr_adversarial")
+
+# The headline report of each study, the first one a run produced is named in the run's last line.
+HEADLINE_REPORTS = ("reporting.overview", "training.model_comparison_report", "synthetic_attack.report",
+                    "synthetic_evaluation.comparison_report")
 
 
-class TelemetryOffHook:
-    """Keeps kedro-telemetry quiet unless a user opts in explicitly."""
+class NodeProgressHook:
+    """One INFO line per finished node, `[k/n] name (seconds)`, in place of Kedro's per-dataset lines."""
+
+    def __init__(self) -> None:
+        self._total = 0
+        self._done = 0
+        self._started: dict[str, float] = {}
+
+    @hook_impl
+    def before_pipeline_run(self, pipeline: Pipeline) -> None:
+        self._total, self._done, self._started = len(pipeline.nodes), 0, {}
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        self._done += 1
+        seconds = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+        logger.info("[%d/%d] %s (%.1f s)", self._done, self._total, node.name, seconds)
+
+    @hook_impl
+    def on_node_error(self, node: Node) -> None:
+        seconds = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+        logger.error("[%d/%d] %s failed after %.1f s", self._done + 1, self._total, node.name, seconds)
+
+
+def saved_file(dataset: Any, version: str) -> Path | None:
+    """Where a versioned file dataset saved `version` (`<filepath>/<version>/<name>`); None for others."""
+    filepath = getattr(dataset, "_filepath", None)
+    if filepath is None or getattr(dataset, "_version", None) is None:
+        return None
+    return Path(str(PurePosixPath(filepath) / version / PurePosixPath(filepath).name))
+
+
+def layer_of(dataset: Any) -> str | None:
+    return ((getattr(dataset, "metadata", None) or {}).get("kedro-viz") or {}).get("layer")
+
+
+class LatestResultsHook:
+    """After a successful run, copies the reporting-layer files it saved to `<reporting root>/latest/`
+    (one stable place, replaced by the next successful run; the versioned files stay as they are), writes
+    an index there, and ends the run with one line that names it."""
+
+    def __init__(self) -> None:
+        self._source: str | None = None
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
-        os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+        self._source = context.config_loader["globals"].get("source")
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
+        version = run_params["run_id"]
+        results = []
+        for name in sorted(pipeline.all_outputs()):
+            dataset = catalog.get(name)
+            path = saved_file(dataset, version) if dataset is not None else None
+            if path is not None and layer_of(dataset) == "reporting" and path.is_file():
+                results.append(LatestResult(name, path))
+        if not results or self._source is None:
+            return
+        index = write_latest(results, self._source, version)
+        headline = next((r for name in HEADLINE_REPORTS for r in results if r.name == name), None)
+        if headline is not None:
+            logger.info("Results: %s (all of this run's reports: %s)",
+                        index.parent / headline.relative_to(self._source), index)
+        else:
+            logger.info("Results: %s", index)
+
+
+__all__ = ["LatestResultsHook", "NodeProgressHook"]

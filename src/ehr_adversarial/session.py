@@ -9,9 +9,14 @@ the environment's folders.
 
 from __future__ import annotations
 
+import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
+from kedro.framework.hooks import hook_impl
 from kedro.framework.session import KedroSession
+from kedro.pipeline import Pipeline
 
 from ehr_adversarial.pipeline_registry import DEFAULT_SOURCE, STAGES, STUDIES
 
@@ -35,8 +40,33 @@ def source_pipeline_name(name: str, source: str) -> str:
     return name
 
 
+class RunVersions:
+    """Knows the version folders a run writes (`<filepath>/<run id>/`) and removes them if the run fails.
+
+    A run that fails or is interrupted must leave nothing that the next run would load as the latest version
+    of a dataset, so every file this run saved so far goes, and earlier versions stay as they were."""
+
+    def __init__(self) -> None:
+        self.folders: list[Path] = []
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
+        version = run_params["run_id"]
+        for name in pipeline.all_outputs():
+            filepath = getattr(catalog.get(name), "_filepath", None)
+            if filepath is not None and getattr(catalog.get(name), "_version", None) is not None:
+                self.folders.append(Path(str(filepath)) / version)
+
+    def remove(self) -> list[Path]:
+        removed = [folder for folder in self.folders if folder.exists()]
+        for folder in removed:
+            shutil.rmtree(folder)
+        return removed
+
+
 class StudySession(KedroSession):
-    """KedroSession whose `run` maps plain pipeline names to the environment's source (see the module)."""
+    """KedroSession whose `run` maps plain pipeline names to the environment's source (see the module),
+    and whose failed runs leave no versions behind (`RunVersions`)."""
 
     def environment_source(self) -> str:
         loader = self._get_config_loader()
@@ -53,4 +83,16 @@ class StudySession(KedroSession):
         source = self.environment_source()
         resolved = [source_pipeline_name(name, source) for name in names]
         self._logger.info("data source %s: running %s", source, ", ".join(resolved))
-        return super().run(pipeline_names=resolved, **kwargs)
+        versions = RunVersions()
+        self._hook_manager.register(versions)
+        try:
+            return super().run(pipeline_names=resolved, **kwargs)
+        except BaseException:
+            removed = versions.remove()
+            if removed:
+                logging.getLogger("ehr_adversarial").warning(
+                    "the run did not finish: removed the %d version folder(s) it had written (run %s)",
+                    len(removed), self.store["session_id"])
+            raise
+        finally:
+            self._hook_manager.unregister(versions)

@@ -334,6 +334,7 @@ def test_default_run_trains_every_model_and_evaluates_once_on_set_b(physionet_pr
         assert (metrics["n_test"], metrics["n_test_positive"]) == (4000, 568), model
         assert metrics["test_split"] == "test (group b)"
         assert metrics["feature_set"] == feature_set
+        assert metrics["model"] == model  # the name figures and tables show (gbm, not its estimator's)
         assert "group b" not in metrics["threshold_split"]["name"]
         # clearly above chance even after a short training
         assert metrics["test"]["auroc"]["ci_low"] > 0.65, (model, metrics["test"]["auroc"])
@@ -382,3 +383,21 @@ def test_saved_torch_models_reload_and_reproduce_their_test_predictions(physione
         saved = pd.read_parquet(latest_version(
             root, f"data/07_model_output/physionet2012/training/{model}/test_predictions.parquet"))
         np.testing.assert_allclose(again["y_prob"], saved["y_prob"], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_the_run_copies_its_reports_to_latest_with_an_index(physionet_project):
+    root = physionet_project / "data/08_reporting/physionet2012"
+    latest = root / "latest"
+    runs = json.loads((latest / "runs.json").read_text())
+    assert {"training/model_comparison_report.md", "training/gbm/metrics.json",
+            "training/dssm/calibration_curve.png"} <= set(runs)
+    assert not any(name.startswith(("ingestion/", "features/")) for name in runs)  # reporting layer only
+    for relative, entry in runs.items():
+        original = root / relative / entry["run"] / Path(relative).name
+        assert (latest / relative).read_bytes() == original.read_bytes(), relative
+    index = (latest / "index.md").read_text()
+    assert "[training/model_comparison_report.md](training/model_comparison_report.md)" in index
+    assert "- **gbm**: scikit-learn's histogram gradient boosting" in index
+    report = (latest / "training/model_comparison_report.md").read_text()
+    assert "- **sun2018**: the 19 laboratory and vital-sign variables" in report and "- **dssm**:" in report

@@ -18,6 +18,7 @@ from scipy import stats
 from ehr_adversarial.attack import ranking_agreement
 from ehr_adversarial.attack.run import run_attack, select_records, susceptibility_tables
 from ehr_adversarial.features.bundle import TensorBundle
+from ehr_adversarial.glossary import glossary
 from ehr_adversarial.reporting.markdown import markdown_table
 
 from .plots import plot_attack_report
@@ -321,4 +322,5 @@ def reports_overview(models: Sequence[str], **sections: Any) -> str:
                 "min seed ρ": float(stability.loc[stability["direction"] == direction, "spearman"].min()),
             })
     return "\n".join(["# Attack reports overview", "", markdown_table(pd.DataFrame(rows)), "",
-                      "Each model's own report (`reporting.<model>.report`) explains the columns.", ""])
+                      "Each model's own report (`reporting.<model>.report`) explains the columns.", "",
+                      *glossary(sorted(models)), ""])

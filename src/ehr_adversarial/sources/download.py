@@ -39,7 +39,7 @@ def fetch_sha256sums(url: str, timeout: float = 60.0, session: requests.Session 
         response = http.get(url, timeout=timeout)
         response.raise_for_status()
     except requests.RequestException as exc:
-        raise DownloadError(f"could not fetch the checksum list {url}: {exc}") from exc
+        raise DownloadError(f"could not fetch the checksum list {url}: {_reason(exc)}") from exc
     return parse_sha256sums(response.text, source=url)
 
 
@@ -108,11 +108,10 @@ def download_file(
                     os.fsync(handle.fileno())
                 if total is not None and part.stat().st_size != total:
                     raise DownloadError(
-                        f"{url}: connection ended after {part.stat().st_size} of {total} bytes; "
-                        f"run again to resume from {part}"
+                        f"{url}: connection ended after {part.stat().st_size} of {total} bytes{_resume_hint(part)}"
                     )
     except requests.RequestException as exc:
-        raise DownloadError(f"download of {url} failed: {exc}; run again to resume from {part}") from exc
+        raise DownloadError(f"download of {url} failed: {_reason(exc)}{_resume_hint(part)}") from exc
 
     actual = digest.hexdigest()
     if actual != expected:
@@ -123,6 +122,22 @@ def download_file(
     os.replace(part, dest)
     logger.info("downloaded %s (sha256 %s)", dest, actual)
     return dest
+
+
+def _resume_hint(part: Path) -> str:
+    """What a rerun does with the bytes received so far, when there are any."""
+    if part.exists() and part.stat().st_size:
+        return f"; run again to resume from {part} ({part.stat().st_size} bytes so far)"
+    return ""
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """The cause of a failed request in a few words, not urllib3's nested reprs."""
+    if isinstance(exc, requests.ConnectionError):
+        return "no connection to the server (offline, a proxy, or the server is down)"
+    if isinstance(exc, requests.Timeout):
+        return "the server did not answer in time"
+    return str(exc).splitlines()[0][:200]
 
 
 def _check_content_range(response: requests.Response, offset: int, url: str) -> None:

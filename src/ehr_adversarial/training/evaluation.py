@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ehr_adversarial.glossary import glossary
 from ehr_adversarial.training import plots
 from ehr_adversarial.training.metrics import (
     METRICS,
@@ -34,8 +35,10 @@ def evaluate_predictions(
     feature_spec: Mapping[str, Any],
     evaluation: Mapping[str, Any],
     seed: int,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """The single final evaluation on the test split, metrics with 95 % bootstrap CIs.
+    """The single final evaluation on the test split, metrics with 95 % bootstrap CIs; `model` is the
+    model's name in the study (`gbm`), which figures and tables show beside its method.
 
     The decision threshold (for F1, precision, recall) maximises F1 on `threshold_predictions`:
     the validation split for torch models, the out-of-fold CV predictions of the train split
@@ -47,7 +50,8 @@ def evaluate_predictions(
                              confidence=float(evaluation["confidence"]))
     threshold_split = _describe_split(threshold_predictions)
     return {
-        "model": selected_config.get("architecture", selected_config.get("estimator")),
+        "model": model or selected_config.get("architecture", selected_config.get("estimator")),
+        "method": selected_config.get("architecture", selected_config.get("estimator")),
         "feature_set": feature_spec["feature_set"],
         "threshold": threshold,
         "threshold_rule": f"maximises F1 on the predictions of {threshold_split}",
@@ -108,4 +112,5 @@ def comparison_markdown(table: pd.DataFrame, min_positives: int = 50) -> str:
     if n_pos < min_positives:
         lines.append(f"**Warning:** with fewer than {min_positives} deaths in the test split these "
                      "numbers are not meaningful (the confidence intervals show how wide they are).")
+    lines += ["", "Models and feature sets:", "", *glossary([*table["model"], *table["feature_set"]])]
     return "\n".join(lines) + "\n"

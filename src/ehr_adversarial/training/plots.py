@@ -20,7 +20,7 @@ def _ci(metrics: Mapping[str, Any], name: str) -> str:
 def roc_figure(predictions: pd.DataFrame, metrics: Mapping[str, Any], title: str) -> Figure:
     """ROC curve of the test predictions with AUROC and its 95 % CI."""
     fpr, tpr, _ = roc_curve(predictions["y_true"], predictions["y_prob"])
-    fig = Figure(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5), layout="constrained")
     ax = fig.subplots()
     ax.plot(fpr, tpr, label=f"AUROC {_ci(metrics, 'auroc')}")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
@@ -32,7 +32,7 @@ def roc_figure(predictions: pd.DataFrame, metrics: Mapping[str, Any], title: str
 def pr_figure(predictions: pd.DataFrame, metrics: Mapping[str, Any], title: str) -> Figure:
     """Precision-recall curve of the test predictions with AUPRC and the prevalence line."""
     precision, recall, _ = precision_recall_curve(predictions["y_true"], predictions["y_prob"])
-    fig = Figure(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5), layout="constrained")
     ax = fig.subplots()
     ax.plot(recall, precision, label=f"AUPRC {_ci(metrics, 'auprc')}")
     prevalence = float(np.mean(predictions["y_true"]))
@@ -48,7 +48,7 @@ def calibration_figure(predictions: pd.DataFrame, metrics: Mapping[str, Any], ti
     """Reliability diagram (quantile bins) and the histogram of predicted probabilities."""
     observed, predicted = calibration_curve(predictions["y_true"], predictions["y_prob"],
                                             n_bins=n_bins, strategy="quantile")
-    fig = Figure(figsize=(5, 6))
+    fig = Figure(figsize=(5, 6), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     top.plot(predicted, observed, marker="o", label=f"Brier {_ci(metrics, 'brier')}")
@@ -61,7 +61,7 @@ def calibration_figure(predictions: pd.DataFrame, metrics: Mapping[str, Any], ti
 
 def training_curves_figure(history: pd.DataFrame, title: str) -> Figure:
     """Loss and validation AUROC/AUPRC per epoch; the kept (best) epoch is marked."""
-    fig = Figure(figsize=(9, 4))
+    fig = Figure(figsize=(9, 4), layout="constrained")
     left, right = fig.subplots(1, 2)
     left.plot(history["epoch"], history["train_loss"], label="train loss")
     left.plot(history["epoch"], history["monitor_loss"], label="validation loss")

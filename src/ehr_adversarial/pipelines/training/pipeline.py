@@ -18,9 +18,9 @@ from ehr_adversarial.pipelines import bound
 from . import nodes
 
 
-def _evaluation_nodes(threshold_predictions: str) -> list[Node]:
+def _evaluation_nodes(threshold_predictions: str, model: str) -> list[Node]:
     return [
-        node(nodes.evaluate_predictions,
+        node(bound(nodes.evaluate_predictions, model=model),
              [threshold_predictions, "test_predictions", "selected_config", "feature_spec", "params:evaluation",
               "params:seed"],
              "metrics", name="evaluate"),
@@ -29,7 +29,7 @@ def _evaluation_nodes(threshold_predictions: str) -> list[Node]:
     ]
 
 
-def torch_model_pipeline() -> Pipeline:
+def torch_model_pipeline(model: str) -> Pipeline:
     """CV selection, refit with early stopping on validation, predictions and evaluation of a torch model."""
     return Pipeline([
         node(nodes.select_torch_config,
@@ -46,11 +46,11 @@ def torch_model_pipeline() -> Pipeline:
              ["model", "model_input_test", "feature_spec", "params:device"], "test_predictions", name="predict_test"),
         node(nodes.plot_training_curves, ["training_history", "selected_config"], "training_curves",
              name="plot_training_curves"),
-        *_evaluation_nodes("validation_predictions"),
+        *_evaluation_nodes("validation_predictions", model),
     ])
 
 
-def estimator_pipeline() -> Pipeline:
+def estimator_pipeline(model: str) -> Pipeline:
     """CV selection (out-of-fold predictions), refit on train + validation, prediction and evaluation of a
     scikit-learn baseline."""
     return Pipeline([
@@ -62,7 +62,7 @@ def estimator_pipeline() -> Pipeline:
              "estimator", name="fit"),
         node(bound(nodes.predict_estimator, split="test"), ["estimator", "model_input_test", "feature_spec"],
              "test_predictions", name="predict_test"),
-        *_evaluation_nodes("cv_predictions"),
+        *_evaluation_nodes("cv_predictions", model),
     ])
 
 
@@ -71,7 +71,7 @@ def create_pipeline(source: str, models: Mapping[str, str], torch_models: Collec
     the others scikit-learn baselines."""
     parts = []
     for model, feature_set in models.items():
-        inner = torch_model_pipeline() if model in torch_models else estimator_pipeline()
+        inner = torch_model_pipeline(model) if model in torch_models else estimator_pipeline(model)
         inputs = {name: f"features.{feature_set}.{name}"
                   for name in ("model_input_train", "model_input_validation", "model_input_test", "feature_spec")}
         parameters = {"params:model_training": f"params:training.{source}.{model}",

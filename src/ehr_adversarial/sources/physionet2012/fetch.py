@@ -27,9 +27,10 @@ def fetch_physionet2012(ingestion: dict[str, Any]) -> dict[str, Any]:
     raw_dir = Path(ingestion["raw_dir"])
     settings = ingestion.get("download", {})
     pinned = {name: digest.lower() for name, digest in (ingestion.get("pinned_sha256") or {}).items()}
-    fetcher = _Fetcher(raw_dir, settings, pinned)
+    set_names = _set_names(ingestion)
+    fetcher = _Fetcher(raw_dir, settings, pinned, set_names)
     sets: dict[str, Any] = {}
-    for set_name in _set_names(ingestion):
+    for set_name in set_names:
         sets[set_name] = {
             "records": fetcher.records(set_name),
             "outcomes": fetcher.plain_file(f"Outcomes-{set_name}.txt", required=True),
@@ -41,8 +42,8 @@ def fetch_physionet2012(ingestion: dict[str, Any]) -> dict[str, Any]:
 class _Fetcher:
     """Locates or downloads the raw files of one raw_dir; fetches PhysioNet's checksum list once."""
 
-    def __init__(self, raw_dir: Path, settings: dict[str, Any], pinned: dict[str, str]):
-        self.raw_dir, self.settings, self.pinned = raw_dir, settings, pinned
+    def __init__(self, raw_dir: Path, settings: dict[str, Any], pinned: dict[str, str], set_names: list[str]):
+        self.raw_dir, self.settings, self.pinned, self.set_names = raw_dir, settings, pinned, set_names
         self.base_url = str(settings.get("base_url", "")).rstrip("/") + "/"
         self._server_sums: dict[str, str] | None = None
 
@@ -102,8 +103,26 @@ class _Fetcher:
                 progress=bool(self.settings.get("progress", True)),
             )
         except DownloadError as exc:
-            raise DownloadError(f"{exc}. Without network access, put {name} into {self.raw_dir} yourself.") from exc
+            raise DownloadError(self.offline_help(exc)) from exc
         return self._entry(path, kind, verified_against=verified, downloaded=True)
+
+    def missing(self) -> list[str]:
+        """The files of the configured sets that raw_dir lacks (a set's records: archive or folder)."""
+        missing = []
+        for set_name in self.set_names:
+            if not (self.raw_dir / f"set-{set_name}").is_dir() and not (self.raw_dir / f"set-{set_name}.tar.gz").is_file():
+                missing.append(f"set-{set_name}.tar.gz (or its unpacked folder set-{set_name}/)")
+            if not (self.raw_dir / f"Outcomes-{set_name}.txt").is_file():
+                missing.append(f"Outcomes-{set_name}.txt")
+        return missing
+
+    def offline_help(self, exc: Exception) -> str:
+        """What to do when PhysioNet cannot be reached: which files, where from, where to."""
+        files = "\n".join(f"  - {name}" for name in self.missing())
+        return (f"{exc}\n"
+                f"PhysioNet 2012 is needed in {self.raw_dir}, which lacks:\n{files}\n"
+                f"Download them from {self.base_url} (open access) into that folder, or point the project at a "
+                "folder that has them: export EHR_PHYSIONET2012_DIR=/path/to/physionet2012")
 
     def server_sums(self) -> dict[str, str]:
         if self._server_sums is None:
@@ -113,7 +132,7 @@ class _Fetcher:
                     timeout=float(self.settings.get("timeout_s", 60)),
                 )
             except DownloadError as exc:
-                raise DownloadError(f"{exc}. Without network access, put the files into {self.raw_dir} yourself.") from exc
+                raise DownloadError(self.offline_help(exc)) from exc
         return self._server_sums
 
     @staticmethod

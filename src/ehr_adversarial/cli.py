@@ -1,0 +1,112 @@
+"""Project commands: `kedro run` with short errors.
+
+Kedro loads this module's `cli` group and its `run` replaces the built-in one (same options, plus
+`--verbose`). When a run fails on bad input (data, parameters, configuration, an unreachable database or
+download), the user sees the project's own message and the fix, not hundreds of lines of framework frames;
+the full traceback goes to the log file (conf/logging.yml) and, with `--verbose`, to the terminal. Errors that
+are not about the input (a bug) keep their traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import click
+from kedro.config import MissingConfigException
+from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.context import KedroContextError
+from kedro.io import DatasetError
+from kedro.validation.exceptions import ParameterValidationError
+
+# Where the full traceback of a short error goes (a file-only logger in conf/logging.yml).
+TRACEBACK_LOGGER = "ehr_adversarial.traceback"
+# Modules whose errors of the kinds below speak to the user: the project's own checks and Kedro's
+# configuration and session (unknown pipeline, missing config).
+SPEAKING_MODULES = ("ehr_adversarial", "kedro.framework", "kedro.config")
+INPUT_ERROR_TYPES = (ValueError, LookupError, OSError, RuntimeError, KedroContextError, MissingConfigException)
+# Always about the input, wherever raised: bad parameters, a dataset that cannot be read or written.
+ALWAYS_INPUT = (ParameterValidationError, DatasetError)
+
+
+def raised_in(error: BaseException) -> str:
+    """The module of the frame that raised `error`."""
+    tb: TracebackType | None = error.__traceback__
+    module = ""
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        tb = tb.tb_next
+    return module
+
+
+def is_input_error(error: BaseException) -> bool:
+    """Whether `error` is the project's (or Kedro's) message about bad input rather than a bug."""
+    if isinstance(error, (NotImplementedError, RecursionError)):
+        return False
+    if isinstance(error, ALWAYS_INPUT):
+        return True
+    return isinstance(error, INPUT_ERROR_TYPES) and raised_in(error).startswith(SPEAKING_MODULES)
+
+
+def short_message(error: BaseException) -> str:
+    """The error's own text (a KeyError's without its quotes)."""
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        return str(error.args[0])
+    return str(error) or type(error).__name__
+
+
+def log_file() -> Path | None:
+    """The file the traceback logger writes to, if conf/logging.yml gives it one."""
+    for handler in logging.getLogger(TRACEBACK_LOGGER).handlers:
+        if isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename)
+    return None
+
+
+def report_input_error(error: BaseException) -> None:
+    """One short message on stderr; the traceback into the log file."""
+    logging.getLogger(TRACEBACK_LOGGER).error("kedro run failed", exc_info=error)
+    where = log_file()
+    try:
+        where = where.relative_to(Path.cwd()) if where else None
+    except ValueError:
+        pass
+    click.secho(f"Error: {short_message(error)}", fg="red", err=True)
+    hint = f"full traceback in {where}; " if where else ""
+    click.echo(f"({hint}`kedro run --verbose ...` shows it here)", err=True)
+
+
+@click.group(name="ehr_adversarial")
+def cli() -> None:
+    """Project commands."""
+
+
+def _run(verbose: bool, **options: Any) -> dict[str, Any]:
+    try:
+        return kedro_run.callback(**options)
+    except KeyboardInterrupt:
+        if verbose:
+            raise
+        click.echo("Interrupted: the run stopped, and the versions it had written were removed.", err=True)
+        sys.exit(130)
+    except Exception as error:
+        if verbose or not is_input_error(error):
+            raise
+        report_input_error(error)
+        sys.exit(1)
+
+
+cli.add_command(click.Command(
+    name="run",
+    callback=_run,
+    params=[*kedro_run.params,
+            click.Option(["--verbose"], is_flag=True,
+                         help="On an error, print the full traceback (it always goes to the log file).")],
+    help=kedro_run.help,
+    short_help=kedro_run.short_help,
+))
+
+__all__ = ["cli", "is_input_error", "raised_in", "short_message"]
