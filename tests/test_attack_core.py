@@ -334,3 +334,16 @@ def test_continuation_starts_below_the_steepest_gradient_and_walks_down_until_th
     torch.testing.assert_close(result.delta_first[0, 0, 0], torch.tensor(expected, dtype=torch.float64))
     with pytest.raises(ValueError, match="steps_per_lambda must be ≥ 1"):
         AttackConfig(lambdas=(0.1,), steps_per_lambda=0)
+
+
+@pytest.mark.parametrize("search", ["full", "bisect", "descending", "continuation"])
+def test_progress_counts_each_record_once_as_it_finishes(linear, search):
+    updates: list[int] = []
+    config = AttackConfig(lambdas=LAMBDAS, lr=0.005, patience=50, search=search, max_iterations=1500,
+                          steps_per_lambda=300, chunk_size=len(RECORDS))
+    l1_attack(linear, RECORDS, LABELS, config, progress=updates.append)
+    assert sum(updates) == len(RECORDS) and min(updates) >= 0
+    if search in ("continuation", "descending"):
+        # One chunk holds every record, yet the count moves as records finish, not once per chunk
+        # (`full` and `bisect` try the same number of λ for every record, so those finish together).
+        assert len([n for n in updates if n > 0]) > 1, updates

@@ -213,8 +213,13 @@ Forward = Callable[[Tensor, Tensor], Tensor]
 """forward(x_adv, rows) → logits, where `rows` index the batch's records (for their other inputs)."""
 
 
+def _no_progress(n: int) -> None:
+    pass
+
+
 def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_index: Tensor | None,
-              cell_mask: Tensor | None, config: AttackConfig, continuation: bool = False) -> _RunOutcome:
+              cell_mask: Tensor | None, config: AttackConfig, continuation: bool = False,
+              finished: Callable[[int], None] = _no_progress) -> _RunOutcome:
     """One proximal-gradient run per record of the batch, record b with threshold lr·lambdas[lam_index[b]].
 
     Iteration k evaluates δ_k (δ_0 = 0), then steps to δ_{k+1}. A record leaves the active set
@@ -226,6 +231,8 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_i
     next smaller λ every `steps_per_lambda` iterations, or at once when δ stalls, until it flips;
     δ carries over (warm start). After the first flip it moves back up the list every
     `steps_per_lambda` iterations while its iterate still flips. `lam_index` is ignored.
+
+    `finished(n)` is called as n records leave the run.
     """
     n = x.shape[0]
     device = x.device
@@ -266,6 +273,7 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_i
                 (k - best_iteration[rows] >= config.patience) | (best_l1[rows] == 0)
             )
         if k == config.max_iterations or bool(settled.all()):
+            finished(rows.numel())
             break
         (grad,) = torch.autograd.grad(margin.clamp(min=-config.kappa).sum(), current)
         with torch.no_grad():
@@ -298,6 +306,7 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_i
                 since_change[rows[down | up]] = 0
                 keep = ~settled & (~stalled | down)
             active = rows[keep]
+        finished(rows.numel() - active.numel())
         if active.numel() == 0:
             break
     return _RunOutcome(
@@ -361,7 +370,8 @@ def l1_attack(model: nn.Module, x: Tensor, label: Tensor, config: AttackConfig,
 
     `model(x_adv, **inputs_of_the_batch)` must return logits (B, C); `inputs` are other per-record
     tensors the model takes (static features, masks), never perturbed. `observed` (N, T, F) bool is
-    required when `config.observed_only`. `progress(n)` is called after each chunk of n records.
+    required when `config.observed_only`. `progress(n)` is called whenever n more records have finished
+    their λ search (records of a chunk run side by side and finish at different iterations).
     """
     x = torch.as_tensor(x)
     label = torch.as_tensor(label, dtype=torch.long)
@@ -397,9 +407,7 @@ def l1_attack(model: nn.Module, x: Tensor, label: Tensor, config: AttackConfig,
             chunk_inputs = {name: value[start:stop].to(device) for name, value in inputs.items()}
             cell_mask = observed[start:stop].to(device=device, dtype=x.dtype) if config.observed_only else None
             parts.append(_attack_chunk(model, x[start:stop].to(device), label[start:stop].to(device),
-                                       chunk_inputs, cell_mask, lambdas, config))
-            if progress is not None:
-                progress(stop - start)
+                                       chunk_inputs, cell_mask, lambdas, config, progress or _no_progress))
     merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
     log.info("attacked %d records: %d succeeded, %.1f forward passes per record",
              n, int(merged["success"].sum()), float(merged["forward_passes"].double().mean()))
@@ -407,8 +415,11 @@ def l1_attack(model: nn.Module, x: Tensor, label: Tensor, config: AttackConfig,
 
 
 def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[str, Tensor],
-                  cell_mask: Tensor | None, lambdas: Tensor, config: AttackConfig) -> dict[str, Tensor]:
-    """The λ search for one chunk of records: rounds of batched runs, each record at its own λ."""
+                  cell_mask: Tensor | None, lambdas: Tensor, config: AttackConfig,
+                  progress: Callable[[int], None] = _no_progress) -> dict[str, Tensor]:
+    """The λ search for one chunk of records: rounds of batched runs, each record at its own λ;
+    `progress(n)` as n records finish."""
+    continuation = config.search == "continuation"
     n = x.shape[0]
     device = x.device
     search = _LambdaSearch(config.search, len(config.lambdas), n, device)
@@ -430,9 +441,11 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
             index = _pending[rows]
             return model(x_adv, **{name: value[index] for name, value in inputs.items()})
 
+        done_before = int(search.done.sum())
+        # One continuation run is a record's whole search: it finishes when it leaves the run.
         run = _ista_run(forward, x[pending], label[pending], lambdas, search.next_index[pending],
                         None if cell_mask is None else cell_mask[pending], config,
-                        continuation=config.search == "continuation")
+                        continuation=continuation, finished=progress if continuation else _no_progress)
         out["runs"][pending] += 1
         out["forward_passes"][pending] += run.forward_passes
         better = run.success & (run.best_l1 < best_l1[pending])
@@ -446,6 +459,8 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
         out["delta_best"][rows] = run.delta_best[better]
         search.update(pending, run.success)
         search.done[rows[best_l1[rows] == 0]] = True  # δ = 0 succeeds: no λ can do better
+        if not continuation:
+            progress(int(search.done.sum()) - done_before)
     if config.refine:
 
         def forward_all(x_adv: Tensor, rows: Tensor) -> Tensor:
