@@ -116,7 +116,7 @@ def run_attack(
         raise ValueError("the attack selection's labels differ from the test model input; they come from different runs.")
     inputs = {name: tensors[name] for name in model.inputs[1:]}
     started = time.perf_counter()
-    with tqdm(total=len(rows), desc=f"attack {model.config.get('architecture')}", unit="record") as bar:
+    with tqdm(total=len(rows), desc=f"attack {model.config.get('architecture')}", unit="record", disable=None) as bar:
         result = l1_attack(model, tensors["x"], tensors["y"], config, inputs=inputs,
                            observed=tensors["mask"].bool(), progress=bar.update)
     seconds = time.perf_counter() - started
@@ -131,7 +131,8 @@ def run_attack(
         "feature_names": np.asarray(feature_spec["feature_names"], dtype=np.str_),
     }
     summary = _summary(records, model, feature_spec, model_input_test, config, seconds, torch_device)
-    logger.info("attack: %.1f%% success on %d records in %.1f s", 100 * summary["success_rate"], len(records), seconds)
+    logger.info("attack: %.1f%% success on %d records in %.1f s (%.1f records/s)", 100 * summary["success_rate"],
+                len(records), seconds, len(records) / max(seconds, 1e-9))
     return records, deltas, summary
 
 

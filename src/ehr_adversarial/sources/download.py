@@ -97,7 +97,7 @@ def download_file(
                     open(part, mode) as handle,
                     tqdm(
                         total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                        desc=dest.name, disable=not progress, leave=False,
+                        desc=dest.name, disable=None if progress else True, leave=False,
                     ) as bar,
                 ):
                     for chunk in response.iter_content(chunk_size=chunk_bytes):

@@ -85,7 +85,7 @@ def chunks(n: int, chunk_size: int, desc: str) -> Iterator[slice]:
     """Consecutive slices of at most chunk_size covering range(n), with a progress bar."""
     if n < 0 or chunk_size < 1:
         raise ValueError(f"need n_samples ≥ 0 and a chunk size ≥ 1, got {n} and {chunk_size}")
-    with tqdm(total=n, desc=desc, unit="rec") as bar:
+    with tqdm(total=n, desc=desc, unit="rec", disable=None) as bar:
         for start in range(0, n, chunk_size):
             stop = min(start + chunk_size, n)
             yield slice(start, stop)
@@ -99,7 +99,7 @@ def random_batches(n: int, batch_size: int, steps: int, generator: torch.Generat
     batch_size = min(batch_size, n)
     order = torch.randperm(n, generator=generator)
     cursor = 0
-    for step in tqdm(range(steps), desc=desc, unit="step"):
+    for step in tqdm(range(steps), desc=desc, unit="step", disable=None):
         if cursor + batch_size > n:
             order, cursor = torch.randperm(n, generator=generator), 0
         yield step, order[cursor : cursor + batch_size]

@@ -70,7 +70,7 @@ def fit_gpt(corpus: Mapping[str, np.ndarray], vocab_size: int, params: Mapping[s
     if not 0.0 <= aligned <= 1.0:
         raise ValueError(f"synehrgy.record_start_fraction is {aligned}; it must lie in [0, 1].")
     record_starts = torch.as_tensor(np.asarray(corpus["offsets"][:-1], dtype=np.int64)).clamp(max=len(stream) - block - 1)
-    for step in (bar := tqdm(range(int(params["max_steps"])), desc="SynEHRgy GPT training", unit="step")):
+    for step in (bar := tqdm(range(int(params["max_steps"])), desc="SynEHRgy GPT training", unit="step", disable=None)):
         starts = _window_starts(record_starts, len(stream) - block, int(params["batch_size"]), aligned, generator)
         window = stream[starts[:, None] + offsets].to(torch_device)
         _, loss = model(window[:, :-1], window[:, 1:])

@@ -146,7 +146,7 @@ def fit(
     y_monitor = monitor_set["y"].cpu().numpy()
 
     best_score, best_epoch, best_state, history = -math.inf, -1, None, []
-    epochs = tqdm(range(int(config["max_epochs"])), desc=description, unit="epoch", leave=False)
+    epochs = tqdm(range(int(config["max_epochs"])), desc=description, unit="epoch", leave=False, disable=None)
     for epoch in epochs:
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
