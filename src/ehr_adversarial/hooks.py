@@ -87,10 +87,18 @@ class LatestResultsHook:
         index = write_latest(results, self._source, version)
         headline = next((r for name in HEADLINE_REPORTS for r in results if r.name == name), None)
         if headline is not None:
-            logger.info("Results: %s (all of this run's reports: %s)",
-                        index.parent / headline.relative_to(self._source), index)
+            logger.info("Results: %s (every report: %s)",
+                        _shown(index.parent / headline.relative_to(self._source)), _shown(index))
         else:
-            logger.info("Results: %s", index)
+            logger.info("Results: %s", _shown(index))
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it lies below it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 __all__ = ["LatestResultsHook", "NodeProgressHook"]
