@@ -95,3 +95,11 @@ def test_project_errors_are_short_and_bugs_keep_their_traceback():
     assert not is_input_error(_raise(ZeroDivisionError("division by zero")))
     assert not is_input_error(_raise(ValueError("raised by a library, not the project")))
     assert short_message(KeyError("no such model")) == "no such model"
+
+
+def test_an_unreachable_database_is_one_message_with_the_fix(offline_project: Path):
+    done = _kedro(offline_project, "run", "--env", "mimic3_postgres", "--pipelines", "ingestion", PGPORT="9")
+    assert done.returncode == 1
+    assert "cannot connect to PostgreSQL database" in done.stderr and "127.0.0.1:9" in done.stderr
+    assert "PGPASSWORD" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.splitlines()) <= 6, done.stderr
