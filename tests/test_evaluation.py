@@ -18,6 +18,7 @@ from ehr_adversarial.training.metrics import (
     binary_metrics,
     bootstrap_metrics,
     choose_threshold,
+    hosmer_lemeshow,
     roc_auc_rows,
 )
 
@@ -126,3 +127,28 @@ def test_threshold_maximises_f1_on_the_given_predictions():
 def test_bad_input_is_a_clear_error(y, p, message):
     with pytest.raises(ValueError, match=message):
         bootstrap_metrics(np.array(y), np.array(p), 0.5, n_bootstrap=10)
+
+
+def test_challenge_score_is_min_of_sensitivity_and_ppv():
+    # threshold 0.3: predicted positive 0.4(-), 0.35(+), 0.8(+) → PPV 2/3, sensitivity 2/2
+    y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
+    assert binary_metrics(y, p, threshold=0.3)["min_se_ppv"] == pytest.approx(2 / 3)
+    # threshold 0.5: only 0.8(+) → PPV 1, sensitivity 1/2
+    assert binary_metrics(y, p, threshold=0.5)["min_se_ppv"] == pytest.approx(0.5)
+    rng = np.random.default_rng(3)
+    y = (rng.random(400) < 0.2).astype(int)
+    p = np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1)
+    boot = bootstrap_metrics(y, p, threshold=0.5, n_bootstrap=200, seed=0)["min_se_ppv"]
+    assert boot["ci_low"] <= boot["value"] <= boot["ci_high"]
+
+
+def test_hosmer_lemeshow_by_hand_and_on_calibrated_predictions():
+    # Two groups of two: (0.2, 0.4) with 1 death, E 0.6, var 0.6·(1 − 0.3) = 0.42; (0.6, 0.8) with 1 death,
+    # E 1.4, var 1.4·(1 − 0.7) = 0.42 → H = 0.16/0.42 + 0.16/0.42
+    result = hosmer_lemeshow(np.array([1, 0, 0, 1]), np.array([0.2, 0.4, 0.6, 0.8]), groups=2)
+    assert result["h"] == pytest.approx(2 * 0.16 / 0.42)
+    rng = np.random.default_rng(0)
+    prob = rng.uniform(0.01, 0.6, 20_000)
+    calibrated = hosmer_lemeshow((rng.random(prob.size) < prob).astype(int), prob)
+    overconfident = hosmer_lemeshow((rng.random(prob.size) < prob).astype(int), np.clip(prob * 1.5, 0, 1))
+    assert calibrated["p_value"] > 0.01 and overconfident["p_value"] < 1e-6

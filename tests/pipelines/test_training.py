@@ -24,6 +24,7 @@ from ehr_adversarial.training import (
     select_estimator_config,
     train_torch_model,
 )
+from ehr_adversarial.training.metrics import METRICS
 from ehr_adversarial.training.summary_features import STATISTICS, summary_statistics
 from ehr_adversarial.training.torch_loop import class_weights, prior_shift
 from tests.conftest import KeptMemoryDataset, latest_version, project_copy
@@ -264,10 +265,11 @@ def test_training_on_cpu_is_reproducible():
 def test_comparison_warns_when_the_test_split_is_too_small():
     metric = {"value": 0.7, "ci_low": 0.5, "ci_high": 0.9, "n_valid": 10}
     metrics = {"feature_set": "sun2018", "n_test": 20, "n_test_positive": 4, "threshold": 0.3,
-               "test": {name: metric for name in ("auroc", "auprc", "f1", "precision", "recall", "brier")}}
+               "test": {name: metric for name in METRICS}, "hosmer_lemeshow": {"h": 12.5, "p_value": 0.13}}
     table, report = compare_models(gbm=metrics)
     assert list(table["model"]) == ["gbm"]
     assert "not meaningful" in report and "20 records, 4 deaths" in report
+    assert "| min(Se, PPV) |" in report and "| 0.300 | 12.5 (0.130) |" in report
 
 
 # ---------------------------------------------------------------- real PhysioNet 2012 (slow)

@@ -12,6 +12,10 @@ Threshold: F1, precision and recall need a decision threshold on P(death).
 `choose_threshold` picks it on the *validation* predictions (the one that
 maximises F1 there), never on the test set, and the test metrics use that fixed
 threshold. AUROC, AUPRC and Brier do not depend on it.
+
+`min_se_ppv` is the score of event 1 of the PhysioNet/CinC Challenge 2012: min(sensitivity, positive
+predictive value) at the threshold, i.e. min(recall, precision). `hosmer_lemeshow` is the calibration
+statistic H of event 2 (deciles of predicted risk).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import chi2, rankdata
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -30,7 +34,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-METRICS = ("auroc", "auprc", "f1", "precision", "recall", "brier")
+METRICS = ("auroc", "auprc", "min_se_ppv", "f1", "precision", "recall", "brier")
 
 
 def _check(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,14 +67,31 @@ def binary_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float) -> 
     """AUROC, AUPRC (average precision), F1, precision, recall (at `threshold`) and Brier score."""
     y_true, y_prob = _check(y_true, y_prob)
     y_pred = (y_prob >= threshold).astype(np.int64)
+    precision = float(precision_score(y_true, y_pred, zero_division=0))
+    recall = float(recall_score(y_true, y_pred, zero_division=0))
     return {
         "auroc": float(roc_auc_score(y_true, y_prob)),
         "auprc": float(average_precision_score(y_true, y_prob)),
+        "min_se_ppv": min(precision, recall),
         "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+        "precision": precision,
+        "recall": recall,
         "brier": float(brier_score_loss(y_true, y_prob)),
     }
+
+
+def hosmer_lemeshow(y_true: np.ndarray, y_prob: np.ndarray, groups: int = 10) -> dict[str, float]:
+    """Hosmer–Lemeshow H over `groups` groups of equal size by predicted risk (deciles), as event 2 of
+    the 2012 challenge scored calibration: H = Σ_g (O_g − E_g)² / (E_g (1 − E_g / n_g)); p from χ²(groups − 2)."""
+    y_true, y_prob = _check(y_true, y_prob)
+    order = np.argsort(y_prob, kind="stable")
+    h = 0.0
+    for members in np.array_split(order, groups):
+        n, observed, expected = members.size, y_true[members].sum(), y_prob[members].sum()
+        variance = expected * (1.0 - expected / n)
+        if variance > 0:
+            h += (observed - expected) ** 2 / variance
+    return {"h": float(h), "p_value": float(chi2.sf(h, groups - 2)), "groups": groups}
 
 
 def _threshold_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
@@ -82,7 +103,7 @@ def _threshold_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.n
     recall = np.divide(tp, actual, out=np.zeros(tp.shape), where=actual > 0)
     denominator = predicted + actual
     f1 = np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0)
-    return {"f1": f1, "precision": precision, "recall": recall}
+    return {"f1": f1, "precision": precision, "recall": recall, "min_se_ppv": np.minimum(precision, recall)}
 
 
 def roc_auc_rows(y_true: np.ndarray, y_prob: np.ndarray) -> np.ndarray:
