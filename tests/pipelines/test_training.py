@@ -269,7 +269,24 @@ def test_comparison_warns_when_the_test_split_is_too_small():
     table, report = compare_models(gbm=metrics)
     assert list(table["model"]) == ["gbm"]
     assert "not meaningful" in report and "20 records, 4 deaths" in report
-    assert "| min(Se, PPV) |" in report and "| 0.300 | 12.5 (0.130) |" in report
+    assert "| min(Se, PPV) |" in report and "| 0.300 | 12.5 (0.130) | – |" in report
+
+
+def test_comparison_shows_each_models_gap_to_the_gbm_on_its_inputs():
+    def metrics(method: str, feature_set: str, auroc: float) -> dict:
+        values = {name: {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_valid": 10} for name in METRICS}
+        values["auroc"] = {"value": auroc, "ci_low": auroc - 0.02, "ci_high": auroc + 0.02, "n_valid": 10}
+        return {"method": method, "feature_set": feature_set, "n_test": 4000, "n_test_positive": 568,
+                "threshold": 0.3, "test": values, "hosmer_lemeshow": {"h": 9.0, "p_value": 0.3}}
+
+    table, report = compare_models(
+        lstm_sun2018=metrics("lstm_sun2018", "sun2018", 0.80), gbm_sun2018=metrics("hist_gradient_boosting", "sun2018", 0.83),
+        dssm=metrics("dssm", "full", 0.85), gbm=metrics("hist_gradient_boosting", "full", 0.86),
+        logreg=metrics("logistic_regression", "full", 0.87))
+    gaps = dict(zip(table["model"], table["auroc_gap_to_same_input_gbm"], strict=True))
+    assert gaps["lstm_sun2018"] == pytest.approx(-0.03) and gaps["dssm"] == pytest.approx(-0.01)
+    assert gaps["logreg"] == pytest.approx(0.01) and np.isnan(gaps["gbm"]) and np.isnan(gaps["gbm_sun2018"])
+    assert "| -0.030 |" in report
 
 
 # ---------------------------------------------------------------- real PhysioNet 2012 (slow)
