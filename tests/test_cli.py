@@ -103,3 +103,16 @@ def test_an_unreachable_database_is_one_message_with_the_fix(offline_project: Pa
     assert "cannot connect to PostgreSQL database" in done.stderr and "127.0.0.1:9" in done.stderr
     assert "PGPASSWORD" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) <= 6, done.stderr
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("attack.physionet2012.n_recrods=5", "attack.physionet2012.n_recrods: unknown setting (allowed: n_records, "),
+    ("attack.physionet2012.n_records=abc", "attack.physionet2012.n_records: should be 'all' or should be a valid "
+                                           "integer, unable to parse string as an integer (got 'abc'"),
+])
+def test_a_bad_parameter_stops_the_run_before_any_node(offline_project: Path, override: str, expected: str):
+    done = _kedro(offline_project, "run", "--params", override)
+    assert done.returncode == 1
+    assert expected in done.stderr and "Traceback" not in done.stderr
+    assert "[1/" not in done.stderr  # no node ran
+    assert not [p for p in (offline_project / "data").rglob("*") if p.is_file()]

@@ -14,6 +14,8 @@ NAMES: dict[str, str] = {
               "measured hours per variable) and the static descriptors",
     "gbm": "scikit-learn's histogram gradient boosting (HistGradientBoostingClassifier) on the same per-record "
            "summaries as logreg",
+    "gbm_sun2018": "the gbm recipe on per-record summaries of the sun2018 feature set: what the inputs of "
+                   "lstm_sun2018 allow, its yardstick",
     # feature sets
     "full": "every time-series variable of the source (36 for PhysioNet 2012), 48 hourly bins, with masks, "
             "hours since the last measurement and the static descriptors",

@@ -75,7 +75,8 @@ STUDIES: dict[str, Study] = {
     "physionet2012": Study(
         feature_sets=("full", "sun2018"),
         torch_models={"lstm_sun2018": "sun2018", "dssm": "full"},
-        baseline_models={"logreg": "full", "gbm": "full"},
+        # gbm_sun2018: the same-input yardstick of lstm_sun2018 (gradient boosting on its tensors' summaries).
+        baseline_models={"logreg": "full", "gbm": "full", "gbm_sun2018": "sun2018"},
         generators={"ehrdiff": "full", "synehrgy": "full", "kmimic": "full"},
         # The generators learn `full`, which dssm reads (lstm_sun2018 reads sun2018).
         synthetic_attack_models=("dssm",),

@@ -18,6 +18,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.framework.session import KedroSession
 from kedro.pipeline import Pipeline
 
+from ehr_adversarial.parameters import check_parameters
 from ehr_adversarial.pipeline_registry import DEFAULT_SOURCE, STAGES, STUDIES
 
 PLAIN_NAMES = frozenset({*STAGES, "synthetic"})
@@ -82,6 +83,8 @@ class StudySession(KedroSession):
         names = pipeline_names or ([pipeline_name] if pipeline_name else ["__default__"])
         source = self.environment_source()
         resolved = [source_pipeline_name(name, source) for name in names]
+        # Every parameter is checked before any node runs: a typo or a bad value stops the run here.
+        check_parameters(self.load_context().params)
         self._logger.info("data source %s: running %s", source, ", ".join(resolved))
         versions = RunVersions()
         self._hook_manager.register(versions)

@@ -1,0 +1,44 @@
+"""The `reporting.<source>` parameter block as a pydantic model (checked before a run; the report
+functions still take plain dicts)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ehr_adversarial.attack.susceptibility import DIRECTIONS
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PaperRankingEntry(_Block):
+    """One published row of the paper's cumulative S_j table: its position (1, 2, ... or last)."""
+
+    feature: str
+    position: Literal["last"] | int
+    cumulative_s: float
+
+
+class ReportingSettings(_Block):
+    """`reporting.<source>` (reporting.attack_report; defaults are its own)."""
+
+    stability_seeds: list[int] | None = None
+    stability_target: float = Field(0.9, ge=-1, le=1)
+    success_target: float = Field(0.99, ge=0, le=1)
+    top_k: int = Field(5, ge=1)
+    trend_window_hours: int = Field(12, ge=1)
+    trend_alpha: float = Field(0.05, gt=0, lt=1)
+    min_positives: int = Field(50, ge=0)
+    paper_features: dict[str, list[str]]
+    paper_ranking: dict[Literal[tuple(DIRECTIONS.values())], list[PaperRankingEntry]]
+
+    @model_validator(mode="after")
+    def _ranked_features_are_mapped(self) -> ReportingSettings:
+        unknown = sorted({entry.feature for entries in self.paper_ranking.values() for entry in entries}
+                         - set(self.paper_features))
+        if unknown:
+            raise ValueError(f"paper_ranking names {unknown}, which paper_features lacks")
+        return self
