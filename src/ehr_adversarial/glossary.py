@@ -10,8 +10,9 @@ NAMES: dict[str, str] = {
                     "final hidden state; the architecture the paper attacks",
     "dssm": "the bi-LSTM with self-attention of ehr_classification (values, measurement masks and hours since "
             "the last measurement, plus a static encoder)",
-    "logreg": "logistic regression on per-record summaries (mean, min, max, first, last, trend, count of "
-              "measured hours per variable) and the static descriptors",
+    "logreg": "logistic regression on per-record summaries of each variable (mean, min, max, first, last, std, "
+              "first/last-24-hour and last-6-hour statistics, measured hours, hours since the last "
+              "measurement) and the static descriptors",
     "gbm": "scikit-learn's histogram gradient boosting (HistGradientBoostingClassifier) on the same per-record "
            "summaries as logreg",
     "gbm_sun2018": "the gbm recipe on per-record summaries of the sun2018 feature set: what the inputs of "
