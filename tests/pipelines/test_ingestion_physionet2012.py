@@ -487,6 +487,11 @@ def test_download_with_wrong_server_checksum_leaves_nothing(
 def test_unreachable_server_says_where_to_put_the_files(params: dict[str, Any], tmp_path: Path):
     params.update(sets=["a"])
     params["download"].update(enabled=True, base_url="http://127.0.0.1:9/", timeout_s=5, progress=False)
-    with pytest.raises(DownloadError, match=r"http://127\.0\.0\.1:9/SHA256SUMS\.txt.*put the files into .*raw yourself"):
+    with pytest.raises(DownloadError) as caught:
         fetch_physionet2012(params)
+    message = str(caught.value)
+    assert message.startswith("could not fetch the checksum list http://127.0.0.1:9/SHA256SUMS.txt: no connection")
+    assert f"PhysioNet 2012 is needed in {tmp_path / 'raw'}, which lacks:\n  - set-a.tar.gz" in message
+    assert "Outcomes-a.txt" in message and "set-b" not in message  # only the configured sets
+    assert "export EHR_PHYSIONET2012_DIR=" in message and "resume" not in message
     assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
