@@ -49,6 +49,8 @@ def make_batch(n: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
 CONFIGS = {
     "lstm_sun2018": make_config("lstm_sun2018"),
     "lstm_sun2018_bidirectional": make_config("lstm_sun2018", bidirectional=True),
+    "lstm_sun2018_all_channels": make_config("lstm_sun2018", use_mask=True, use_delta=True, use_static=True,
+                                             readout="pooled"),
     "dssm": make_config("dssm"),
     "dssm_values_only": make_config("dssm", use_mask=False, use_delta=False),
 }
@@ -260,3 +262,31 @@ def test_one_training_step_and_input_gradients_on_cuda(name):
     with input_gradient_mode(model) as m:
         m(*model_inputs(m, {**batch, "x": x}))[:, 1].sum().backward()
     assert x.grad.abs().sum() > 0
+
+
+def test_the_default_lstm_is_the_papers_last_state_readout():
+    torch.manual_seed(0)
+    model = build_model(CONFIGS["lstm_sun2018"]).eval()
+    assert model.inputs == ("x",)
+    x = make_batch()["x"]
+    _, (h_n, _) = model.lstm(x)
+    expected = model.head(torch.relu(model.fc(torch.tanh(h_n[-1]))))
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_lstm_channels_are_inputs_by_position_or_name_and_change_the_output():
+    torch.manual_seed(0)
+    model = build_model(CONFIGS["lstm_sun2018_all_channels"]).eval()
+    assert model.inputs == ("x", "mask", "delta", "static")
+    batch = make_batch()
+    by_position = model(*model_inputs(model, batch))
+    by_name = model(batch["x"], mask=batch["mask"], delta=batch["delta"], static=batch["static"])
+    torch.testing.assert_close(by_position, by_name)
+    for name in ("mask", "delta", "static"):
+        changed = dict(batch, **{name: batch[name] + 1.0})
+        assert not torch.allclose(model(*model_inputs(model, changed)), by_position), name
+    partial = build_model(make_config("lstm_sun2018", use_delta=True)).eval()
+    assert partial.inputs == ("x", "delta")
+    assert partial(batch["x"], batch["delta"]).shape == (4, 2)
+    with pytest.raises(ValueError, match="readout is 'attention'"):
+        build_model(make_config("lstm_sun2018", readout="attention"))

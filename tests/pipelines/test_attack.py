@@ -123,7 +123,7 @@ def test_namespaced_pipeline_writes_records_deltas_susceptibility_and_clinical_u
 def test_attack_runs_per_torch_model_only():
     study = STUDIES["physionet2012"]
     pipe = create_pipeline("physionet2012", study.torch_models)
-    assert {n.namespace for n in pipe.nodes} == {"attack.lstm_sun2018", "attack.dssm"}
+    assert {n.namespace for n in pipe.nodes} == {"attack.lstm_sun2018", "attack.lstm_pooled", "attack.dssm"}
     assert {"training.lstm_sun2018.model", "features.sun2018.model_input_test", "training.dssm.model",
             "features.full.model_input_test"} <= pipe.inputs()
     assert not any(baseline in name for name in pipe.all_inputs() for baseline in study.baseline_models)

@@ -137,7 +137,7 @@ def test_attack_and_reporting_pipelines_in_memory(trained):
     """attack → reporting for one model: every report output exists and agrees with its inputs."""
     model, test, spec = trained
     names = {n.namespace for n in reporting.create_pipeline("physionet2012", STUDIES["physionet2012"].torch_models).nodes}
-    assert names == {"reporting", "reporting.lstm_sun2018", "reporting.dssm"}
+    assert names == {"reporting", "reporting.lstm_sun2018", "reporting.lstm_pooled", "reporting.dssm"}
     pipe = (attack.create_model_pipeline("physionet2012", "attack.lstm_sun2018", "training.lstm_sun2018.model", "sun2018")
             + reporting.create_pipeline("physionet2012", {"lstm_sun2018": "sun2018"}))
     metrics = {"test": {"auroc": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9},

@@ -90,8 +90,8 @@ def physionet_run() -> DataCatalog:
 def test_pipeline_namespaces_each_model_and_reads_its_feature_set():
     pipe = training_pipeline("physionet2012")
     namespaces = {n.namespace for n in pipe.nodes}
-    assert namespaces == {"training", "training.lstm_sun2018", "training.dssm", "training.logreg", "training.gbm",
-                          "training.gbm_sun2018"}
+    assert namespaces == {"training", "training.lstm_sun2018", "training.lstm_pooled", "training.dssm",
+                          "training.logreg", "training.gbm", "training.gbm_sun2018"}
     lstm_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "training.lstm_sun2018"))
     assert "features.sun2018.model_input_train" in lstm_inputs
     assert not any(".full." in name for name in lstm_inputs)
@@ -302,7 +302,9 @@ SHORT_TRAINING = {
     "dssm": {"max_epochs": 2, "patience": 2, "batch_size": 256, "cv": {"max_folds": 1, "max_epochs": 1, "grid": [{}]}},
     "logreg": {"cv": {"max_folds": 2, "grid": [{"hyperparameters": {"C": 0.01}}]}},
     "gbm": {"cv": {"max_folds": 2, "grid": [{}]}},
+    "gbm_sun2018": {"cv": {"max_folds": 2, "grid": [{}]}},
 }
+SHORT_TRAINING["lstm_pooled"] = SHORT_TRAINING["lstm_sun2018"]
 
 
 @pytest.fixture(scope="module")

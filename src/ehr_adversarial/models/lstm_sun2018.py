@@ -5,6 +5,10 @@ hidden state goes through tanh and dropout, then FC 32 + ReLU, then 2 logits.
 The paper's code used a unidirectional LSTM(128); an earlier reproduction a
 bidirectional one, so `bidirectional` is a parameter. forward() returns logits;
 train it with cross-entropy on the logits (no softmax inside the model).
+
+With its defaults the model is the paper's. The options `use_mask`, `use_delta`, `use_static` and
+`readout: pooled` give it the measurement masks, the hours since the last measurement, the static
+descriptors and a read-out over all hours; `model.inputs` then lists what forward() takes.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+READOUTS = ("last", "pooled")
+
+
 class LSTMSun2018(nn.Module):
-    # inputs forward() reads from a tensor bundle, in order
+    # inputs forward() reads from a tensor bundle, in order (x, then the optional channels)
     inputs = ("x",)
 
     def __init__(
@@ -26,18 +33,46 @@ class LSTMSun2018(nn.Module):
         dropout: float = 0.5,
         fc_size: int = 32,
         n_classes: int = 2,
+        n_static: int = 0,
+        use_mask: bool = False,
+        use_delta: bool = False,
+        use_static: bool = False,
+        readout: str = "last",
     ):
         super().__init__()
-        self.lstm = nn.LSTM(n_features, hidden_size, batch_first=True, bidirectional=bidirectional)
+        if readout not in READOUTS:
+            raise ValueError(f"readout is {readout!r}; use one of {', '.join(READOUTS)}")
+        # The paper's model reads x alone and its last hidden state; the options add what the data carries
+        # besides the values: which cells were measured (mask), hours since the last measurement (delta),
+        # the static descriptors, and a read-out over all hours (mean and max of the LSTM outputs).
+        self.use_mask, self.use_delta, self.use_static, self.readout = use_mask, use_delta, use_static, readout
+        self.inputs = ("x", *(["mask"] if use_mask else []), *(["delta"] if use_delta else []),
+                       *(["static"] if use_static else []))
+        n_inputs = n_features * (1 + int(use_mask) + int(use_delta))
+        self.lstm = nn.LSTM(n_inputs, hidden_size, batch_first=True, bidirectional=bidirectional)
         n_directions = 2 if bidirectional else 1
+        n_summary = n_directions * hidden_size * (3 if readout == "pooled" else 1)
+        n_summary += n_static if use_static else 0
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(n_directions * hidden_size, fc_size)
+        self.fc = nn.Linear(n_summary, fc_size)
         self.head = nn.Linear(fc_size, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *channels: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
+        # The optional channels come positionally in `self.inputs` order or by name (the attack passes names).
+        extra = dict(zip(self.inputs[1:], channels, strict=False)) | named
+        steps = [x]
+        if self.use_mask:
+            steps.append(extra["mask"].to(x.dtype))
+        if self.use_delta:
+            steps.append(extra["delta"])
+        outputs, (h_n, _) = self.lstm(torch.cat(steps, dim=-1) if len(steps) > 1 else x)
         # h_n: (directions, B, H). The forward direction ends at hour 47, the backward
         # one at hour 0; each has read the whole sequence.
-        _, (h_n, _) = self.lstm(x)
         h = torch.cat(tuple(h_n), dim=-1)
-        h = self.dropout(torch.tanh(h))
+        if self.readout == "pooled":
+            h = torch.cat([h, outputs.mean(dim=1), outputs.amax(dim=1)], dim=-1)
+        h = torch.tanh(h)
+        if self.use_static:
+            h = torch.cat([h, extra["static"]], dim=-1)
+        h = self.dropout(h)
         return self.head(F.relu(self.fc(h)))

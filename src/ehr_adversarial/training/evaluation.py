@@ -77,9 +77,9 @@ def plot_evaluation(test_predictions: pd.DataFrame, metrics: Mapping[str, Any]) 
             plots.calibration_figure(test_predictions, metrics, title))
 
 
-def plot_training_curves(history: pd.DataFrame, selected_config: Mapping[str, Any]) -> Figure:
-    """Training/validation loss and validation AUROC/AUPRC per epoch of the refit."""
-    return plots.training_curves_figure(history, selected_config["architecture"])
+def plot_training_curves(history: pd.DataFrame, selected_config: Mapping[str, Any], model: str | None = None) -> Figure:
+    """Training/validation loss and validation AUROC/AUPRC per epoch of the refit, titled by the model's name."""
+    return plots.training_curves_figure(history, model or selected_config["architecture"])
 
 
 def compare_models(**metrics: Mapping[str, Any]) -> tuple[pd.DataFrame, str]:

@@ -57,6 +57,10 @@ class LstmSun2018Hyperparameters(_Block):
     dropout: float = Field(0.5, ge=0, lt=1)
     fc_size: int = Field(32, ge=1)
     n_classes: int = Field(2, ge=2)
+    use_mask: bool = False
+    use_delta: bool = False
+    use_static: bool = False
+    readout: Literal["last", "pooled"] = "last"
 
 
 class DssmHyperparameters(_Block):
@@ -192,6 +196,7 @@ class TrainingSettings(_Block):
 
     evaluation: EvaluationSettings
     lstm_sun2018: LstmSun2018Training | None = None
+    lstm_pooled: LstmSun2018Training | None = None
     dssm: DssmTraining | None = None
     logreg: LogisticRegressionTraining | None = None
     gbm: HistGradientBoostingTraining | None = None

@@ -44,7 +44,7 @@ def torch_model_pipeline(model: str) -> Pipeline:
              name="predict_validation"),
         node(bound(nodes.predict_torch_model, split="test"),
              ["model", "model_input_test", "feature_spec", "params:device"], "test_predictions", name="predict_test"),
-        node(nodes.plot_training_curves, ["training_history", "selected_config"], "training_curves",
+        node(bound(nodes.plot_training_curves, model=model), ["training_history", "selected_config"], "training_curves",
              name="plot_training_curves"),
         *_evaluation_nodes("validation_predictions", model),
     ])

@@ -1,0 +1,84 @@
+"""Which additions make the LSTM of Sun et al. (2018) competent on its own `sun2018` inputs, chosen by CV only.
+
+Every variant is the project's `lstm_sun2018` training block with some hyperparameters changed; each is scored by
+k-fold CV on the train split (set-a without the validation records, the folds of `features.splits`), the same
+protocol the training stage uses for model selection. The yardstick is `gbm_sun2018` (gradient boosting on
+per-record summaries of the same tensors) scored on the same folds. The test split (set-b) is never read.
+
+Usage (after `kedro run --pipelines features` wrote the sun2018 model input):
+
+    python benchmarks/lstm_ablation.py --data data --folds 2 --epochs 15
+
+Prints one row per variant: mean held-out AUROC/AUPRC over the folds, the gap to the GBM, seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ehr_adversarial.datasets.tensors import TensorBundleDataset
+from ehr_adversarial.training import select_estimator_config, select_torch_config
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS: dict[str, dict] = {
+    "paper (x, last state)": {},
+    "+ mask, delta": {"use_mask": True, "use_delta": True},
+    "+ mask, delta, static": {"use_mask": True, "use_delta": True, "use_static": True},
+    "+ mask, delta, static, pooled read-out": {"use_mask": True, "use_delta": True, "use_static": True,
+                                               "readout": "pooled"},
+    "+ static, pooled read-out": {"use_static": True, "readout": "pooled"},
+}
+
+
+def latest(folder: Path) -> Path:
+    """The newest version of a versioned dataset file (`<file>/<version>/<file>`)."""
+    return sorted(p for p in folder.iterdir() if p.is_dir())[-1] / folder.name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "data")
+    parser.add_argument("--folds", type=int, default=2, help="held-out folds of the train split's CV")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per CV fit (early stopping inside)")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    args = parser.parse_args()
+
+    features = args.data / "04_feature" / "physionet2012" / "features"
+    train = TensorBundleDataset(filepath=str(latest(
+        args.data / "05_model_input" / "physionet2012" / "features" / "sun2018" / "model_input_train.npz"))).load()
+    spec = json.loads(latest(features / "sun2018" / "feature_spec.json").read_text())
+    splits = pd.read_parquet(latest(features / "splits.parquet"))
+    params = yaml.safe_load((ROOT / "conf" / "base" / "parameters_training.yml").read_text())["training"]
+    blocks = params["physionet2012"]
+    seed = 2012
+
+    rows = []
+    gbm = copy.deepcopy(blocks["gbm_sun2018"])
+    gbm["cv"] = {"max_folds": args.folds, "grid": [{}]}
+    start = time.perf_counter()
+    cv, _, _ = select_estimator_config(train, splits, spec, gbm, seed)
+    rows.append({"model": "gbm_sun2018 (yardstick)", "auroc": cv["auroc"].mean(), "auprc": cv["auprc"].mean(),
+                 "seconds": time.perf_counter() - start})
+    for name in args.variants:
+        block = copy.deepcopy(blocks["lstm_sun2018"])
+        block["hyperparameters"] = {**block["hyperparameters"], **VARIANTS[name]}
+        block["cv"] = {"max_folds": args.folds, "max_epochs": args.epochs, "grid": [{}]}
+        start = time.perf_counter()
+        cv, _ = select_torch_config(train, splits, spec, block, seed, "cpu")
+        rows.append({"model": f"lstm {name}", "auroc": cv["auroc"].mean(), "auprc": cv["auprc"].mean(),
+                     "seconds": time.perf_counter() - start})
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    table["auroc_gap_to_gbm"] = table["auroc"] - table["auroc"].iloc[0]
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
