@@ -191,7 +191,7 @@ def main() -> None:
         cells = [f"{n_params / 1e6:.2f} M" if n_params else "", f"{train_rate:.0f}" if train_rate else "", f"{sample_rate:.1f}" if sample_rate else ""]
         print(f"| {generator} | {label} | " + " | ".join(cells) + " |")
     by_model = {}
-    for generator, label, _, train_rate, sample_rate in rows:
+    for generator, _label, _, train_rate, sample_rate in rows:
         by_model.setdefault(generator, []).append((train_rate, sample_rate))
     for generator, pairs in by_model.items():
         if len(pairs) >= 2 and generator != "K-MIMIC":
