@@ -50,7 +50,7 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+RESERVED_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 PAD, BOS, EOS, UNK = range(4)
 GAP_EDGES_HOURS = (0.0, 0.5, 1.5, 2.5, 3.5, 6.5, 10.5, 16.5, 26.5, 48.0)
 
@@ -115,7 +115,7 @@ class RecordTokenizer:
     def __post_init__(self) -> None:
         if self.on_unknown not in ("error", "unk"):
             raise ValueError(f"synthesis.synehrgy.on_unknown is {self.on_unknown!r}; use 'error' or 'unk'")
-        vocab = list(SPECIAL_TOKENS)
+        vocab = list(RESERVED_TOKENS)
 
         def block(name: str, labels: Sequence[str]) -> None:
             self.offsets[name] = len(vocab)
