@@ -50,7 +50,8 @@ class NodeProgressHook:
 
 
 def saved_file(dataset: Any, version: str) -> Path | None:
-    """Where a versioned file dataset saved `version` (`<filepath>/<version>/<name>`); None for others."""
+    """Where a versioned file dataset saves `version` (`<filepath>/<version>/<name>`); None for other datasets
+    (kedro-datasets' versioned datasets keep the path and version in `_filepath` and `_version`)."""
     filepath = getattr(dataset, "_filepath", None)
     if filepath is None or getattr(dataset, "_version", None) is None:
         return None

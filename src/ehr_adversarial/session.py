@@ -18,6 +18,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.framework.session import KedroSession
 from kedro.pipeline import Pipeline
 
+from ehr_adversarial.hooks import saved_file
 from ehr_adversarial.parameters import check_parameters
 from ehr_adversarial.pipeline_registry import DEFAULT_SOURCE, STAGES, STUDIES
 
@@ -52,11 +53,8 @@ class RunVersions:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
-        version = run_params["run_id"]
-        for name in pipeline.all_outputs():
-            filepath = getattr(catalog.get(name), "_filepath", None)
-            if filepath is not None and getattr(catalog.get(name), "_version", None) is not None:
-                self.folders.append(Path(str(filepath)) / version)
+        files = (saved_file(catalog.get(name), run_params["run_id"]) for name in pipeline.all_outputs())
+        self.folders = [file.parent for file in files if file is not None]
 
     def remove(self) -> list[Path]:
         removed = [folder for folder in self.folders if folder.exists()]
