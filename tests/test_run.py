@@ -159,3 +159,20 @@ def test_an_interrupted_run_removes_what_it_saved(project_copy: Path, physionet2
             session.run(pipeline_names=["ingestion"])
     assert _version_folders(project_copy) == set()
     assert not list((project_copy / "data").rglob("*.partial"))
+
+
+class _FailAfterRun:
+    """A hook that fails once every node has run, as a failing post-run step would."""
+
+    @hook_impl
+    def after_pipeline_run(self):
+        raise RuntimeError("post-run step failed")
+
+
+@pytest.mark.slow
+def test_a_failure_after_every_node_ran_keeps_the_runs_versions(project_copy: Path, physionet2012_dir: Path):
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="physionet2012") as session:
+        session._hook_manager.register(_FailAfterRun())
+        with pytest.raises(RuntimeError, match="post-run step failed"):
+            session.run(pipeline_names=["ingestion"])
+    assert any(p.parts[-2] == "raw_manifest.json" for p in _version_folders(project_copy))

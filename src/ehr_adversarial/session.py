@@ -56,6 +56,11 @@ class RunVersions:
         files = (saved_file(catalog.get(name), run_params["run_id"]) for name in pipeline.all_outputs())
         self.folders = [file.parent for file in files if file is not None]
 
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        # Every node finished and saved: what fails after this point (another hook) keeps the run's versions.
+        self.folders = []
+
     def remove(self) -> list[Path]:
         removed = [folder for folder in self.folders if folder.exists()]
         for folder in removed:
