@@ -98,7 +98,27 @@ def test_duckdb_and_postgres_give_identical_summaries(postgres_demo, duckdb_demo
     postgres, duckdb = postgres_demo["ingestion_summary"], duckdb_demo["ingestion_summary"]
     assert postgres["database"]["engine"] == "postgres" and duckdb["database"]["engine"] == "duckdb"
     assert {**postgres, "database": None} == {**duckdb, "database": None}
-    assert postgres["cohort"]["included"] == 72 and postgres["measurements"]["kept"] == 24_510
+    assert postgres["cohort"]["included"] == 111 and postgres["measurements"]["kept"] == 32_191
+    assert postgres["measurements"]["rejected_by_reason"]["wrong_specimen"] == 48
+
+
+@pytest.mark.postgres
+def test_full_window_rule_is_identical_on_both_engines(postgres_demo, duckdb_demo, demo_params):
+    """The other window rule and the extraction without the arterial restriction, on both engines."""
+    params = {**demo_params, "cohort": {**demo_params["cohort"], "window_rule": "full_window"}}
+    features = {**demo_params["features"], "PaCO2": {k: v for k, v in demo_params["features"]["PaCO2"].items() if k != "specimen"}}
+    results = []
+    for demo in (postgres_demo, duckdb_demo):
+        cohort = mimic3.build_cohort(demo["database"], demo["load_summary"], params)
+        restricted = mimic3.extract_measurements(demo["database"], cohort, demo["feature_items"])
+        unrestricted = mimic3.extract_measurements(demo["database"], cohort, mimic3.feature_items_table(features))
+        results.append((cohort, *restricted, *unrestricted))
+    for postgres, duckdb in zip(*results, strict=True):
+        pd.testing.assert_frame_equal(postgres, duckdb, check_exact=True)
+    cohort, timeseries, rejected, unrestricted, _ = results[0]
+    assert int(cohort["included"].sum()) == 72
+    assert (len(timeseries), len(unrestricted)) == (24_463, 24_510)
+    assert int((rejected["reason"] == "wrong_specimen").sum()) == 47
 
 
 @pytest.mark.postgres

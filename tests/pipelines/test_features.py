@@ -689,3 +689,24 @@ def test_mimic3_demo_features_cover_the_cohort(mimic3_features: DataCatalog) -> 
         assert bundle["y"].sum() > 0
         total += len(expected)
     assert total == len(included)
+
+
+def test_mimic3_demo_short_stays_are_padded_without_values_from_after_the_stay(mimic3_features: DataCatalog) -> None:
+    """The padded window rule: a stay that leaves the ICU before hour 48 has no observed cell from
+    the hour its window ends; those hours carry its last values forward (mask 0), nothing later."""
+    catalog = mimic3_features
+    static = catalog.load("ingestion.static").set_index("record_id")
+    n_short = 0
+    for split in ("train", "validation", "test"):
+        bundle = catalog.load(f"features.sun2018.model_input_{split}")
+        hours_in_stay = static.loc[bundle["record_id"], "window_hours_in_stay"].to_numpy()
+        for row in np.flatnonzero(hours_in_stay < 48):  # the 39 short stays, not data rows
+            first_padded = int(np.ceil(hours_in_stay[row]))
+            assert not bundle["mask"][row, first_padded:].any()
+            np.testing.assert_array_equal(bundle["X"][row, first_padded:],
+                                          np.broadcast_to(bundle["X"][row, first_padded - 1], (48 - first_padded, 19)))
+            delta = bundle["delta"][row, first_padded - 1:]
+            seen = delta[0] < 1.0  # observed in the stay: the hours since then keep growing
+            assert (np.diff(delta[:, seen], axis=0) > 0).all() and (delta[:, ~seen] == 1.0).all()
+            n_short += 1
+    assert n_short == 39

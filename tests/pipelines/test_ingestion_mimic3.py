@@ -44,6 +44,8 @@ SPEC_VITAL_ITEMS = {
     **dict.fromkeys([646, 220277], "SpO2"),
 }
 FAHRENHEIT_ITEMS = {223761, 678}
+# PaCO2 is kept only for arterial samples: the SPECIMEN TYPE row (50800) at the same charttime says ART.
+SPECIMEN_ITEM, ARTERIAL_ONLY = 50800, {50818}
 # Valid ranges (mimic-code pivoted_vital / pivoted_lab): (exclusive low, exclusive high, inclusive high).
 VITAL_RANGES = {"HR": (0, 300, None), "SysBP": (0, 400, None), "DiasBP": (0, 300, None), "RespRate": (0, 70, None), "SpO2": (0, None, 100)}
 LAB_UPPER = {"Albumin": 10, "HCO3": 10000, "Creatinine": 150, "Glucose": 10000, "Lactate": 50, "Platelets": 10000, "K": 30, "Na": 200, "BUN": 300}
@@ -114,14 +116,17 @@ def pandas_demo(mimic3_demo_dir: Path) -> dict[str, pd.DataFrame]:
             usecols=["row_id", "icustay_id", "itemid", "charttime", "valuenum", "error"],
             parse_dates=["charttime"],
         ),
-        "labevents": read("LABEVENTS", usecols=["row_id", "subject_id", "itemid", "charttime", "valuenum"], parse_dates=["charttime"]),
+        "labevents": read(
+            "LABEVENTS", usecols=["row_id", "subject_id", "itemid", "charttime", "value", "valuenum"], parse_dates=["charttime"]
+        ),
         "diagnoses_icd": read("DIAGNOSES_ICD", dtype={"icd9_code": "str"}),
     }
 
 
-def pandas_cohort(demo: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Adult ICU stays with hospital LOS >= 1 d, ICU LOS >= 1 d and the full 48 h window,
-    computed from ICUSTAYS.los (MIMIC's own LOS) and calendar ages."""
+def pandas_cohort(demo: dict[str, pd.DataFrame], window_rule: str = "padded") -> pd.DataFrame:
+    """Adult ICU stays with hospital LOS >= 1 d and ICU LOS >= 1 d (padded: Sun et al. 2018), or
+    also the full 48 h window (full_window), computed from ICUSTAYS.los (MIMIC's own LOS) and
+    calendar ages; `window_end` is intime + 48 h, padded: cut at outtime and the next ICU intime."""
     stays = demo["icustays"].merge(demo["admissions"], on=["subject_id", "hadm_id"]).merge(demo["patients"], on="subject_id")
     intime, dob = stays["intime"], stays["dob"]
     before_birthday = (intime.dt.month < dob.dt.month) | ((intime.dt.month == dob.dt.month) & (intime.dt.day < dob.dt.day))
@@ -130,22 +135,38 @@ def pandas_cohort(demo: dict[str, pd.DataFrame]) -> pd.DataFrame:
     stays["hospital_los_ok"] = (stays["dischtime"] - stays["admittime"]) >= pd.Timedelta(days=1)
     stays["icu_los_ok"] = stays["los"] >= 1
     stays["full_window"] = stays["los"] >= 2
-    stays["included"] = stays[["adult", "hospital_los_ok", "icu_los_ok", "full_window"]].all(axis=1)
+    filters = ["adult", "hospital_los_ok", "icu_los_ok"] + (["full_window"] if window_rule == "full_window" else [])
+    stays["included"] = stays[filters].all(axis=1)
+    stays["window_end"] = intime + pd.Timedelta(hours=48)
+    if window_rule == "padded":
+        next_intime = stays.sort_values(["intime", "icustay_id"]).groupby("subject_id")["intime"].shift(-1)
+        ends = pd.concat([stays["window_end"], stays["outtime"], next_intime.reindex(stays.index)], axis=1)
+        stays["window_end"] = ends.min(axis=1)
     return stays
 
 
-def pandas_measurements(demo: dict[str, pd.DataFrame], cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """The 19 features in the 48 h windows of the included stays, and the rejected-row counts by reason."""
-    stays = cohort.loc[cohort["included"], ["icustay_id", "subject_id", "intime"]]
+def pandas_specimen(demo: dict[str, pd.DataFrame]) -> pd.Series:
+    """Per (subject_id, charttime): the blood-gas specimen, or "ambiguous" when the rows disagree."""
+    specimen = demo["labevents"].loc[demo["labevents"]["itemid"] == SPECIMEN_ITEM]
+    values = specimen.groupby(["subject_id", "charttime"])["value"].agg(lambda v: v.iloc[0] if v.nunique() == 1 else "ambiguous")
+    return values.rename("specimen")
+
+
+def pandas_measurements(
+    demo: dict[str, pd.DataFrame], cohort: pd.DataFrame, arterial_paco2: bool = True
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The 19 features in the windows of the included stays, and the rejected-row counts by reason."""
+    stays = cohort.loc[cohort["included"], ["icustay_id", "subject_id", "intime", "window_end"]]
     ce = demo["chartevents"]
-    ce = ce[ce["itemid"].isin(SPEC_VITAL_ITEMS)].merge(stays, on="icustay_id")
+    ce = ce[ce["itemid"].isin(SPEC_VITAL_ITEMS)].merge(stays.drop(columns="subject_id"), on="icustay_id")
     ce["parameter"] = ce["itemid"].map(SPEC_VITAL_ITEMS)
     le = demo["labevents"]
     le = le[le["itemid"].isin(SPEC_LAB_ITEMS)].merge(stays, on="subject_id")
     le["parameter"] = le["itemid"].map(SPEC_LAB_ITEMS)
     le["error"] = np.nan
+    le = le.merge(pandas_specimen(demo), left_on=["subject_id", "charttime"], right_index=True, how="left")
     rows = pd.concat([ce, le], ignore_index=True)
-    rows = rows[(rows["charttime"] >= rows["intime"]) & (rows["charttime"] < rows["intime"] + pd.Timedelta(hours=48))]
+    rows = rows[(rows["charttime"] >= rows["intime"]) & (rows["charttime"] < rows["window_end"])]
     v = rows["valuenum"]
     fahrenheit = rows["itemid"].isin(FAHRENHEIT_ITEMS)
     valid = pd.Series(True, index=rows.index)
@@ -164,6 +185,8 @@ def pandas_measurements(demo: dict[str, pd.DataFrame], cohort: pd.DataFrame) -> 
     reason = pd.Series(pd.NA, index=rows.index, dtype="object")
     reason[~valid] = "out_of_range"
     reason[v.isna()] = "not_numeric"
+    if arterial_paco2:
+        reason[rows["itemid"].isin(ARTERIAL_ONLY) & (rows["specimen"] != "ART")] = "wrong_specimen"
     reason[rows["error"] == 1] = "error_flag"
     kept = rows[reason.isna()].copy()
     kept["value"] = np.where(kept["itemid"].isin(FAHRENHEIT_ITEMS), (kept["valuenum"] - 32) / 1.8, kept["valuenum"])
@@ -218,6 +241,11 @@ def test_reload_skips_unchanged_tables(demo_outputs, demo_params):
     assert summary["tables"]["chartevents"]["rows"] == 758_355
 
 
+def _with(params: dict, **cohort) -> dict:
+    """`params` with some ingestion.mimic3.cohort settings changed."""
+    return {**params, "cohort": {**params["cohort"], **cohort}}
+
+
 def test_cohort_matches_an_independent_pandas_computation(demo_outputs, pandas_demo):
     cohort = demo_outputs["cohort"]
     expected = pandas_cohort(pandas_demo)
@@ -225,25 +253,73 @@ def test_cohort_matches_an_independent_pandas_computation(demo_outputs, pandas_d
     assert int(cohort["passes_min_age"].sum()) == 135  # SPEC: 135 adult ICU stays
     assert set(cohort.loc[cohort["passes_min_age"], "icustay_id"]) == set(expected.loc[expected["adult"], "icustay_id"])
     assert set(cohort.loc[cohort["included"], "icustay_id"]) == set(expected.loc[expected["included"], "icustay_id"])
-    assert int(cohort["included"].sum()) == 72
-    adults = expected[expected["adult"]]
-    assert int((adults["los"] >= 2).sum()) == 72  # SPEC: 72 adult stays with LOS >= 2 days
-    attrition = [(s["filter"], s["removed"], s["remaining"]) for s in demo_outputs["ingestion_summary"]["cohort"]["attrition"]]
+    # The padded rule (Sun et al. 2018): hospital and ICU LOS >= 1 day, shorter stays padded.
+    assert int(cohort["included"].sum()) == 111
+    summary = demo_outputs["ingestion_summary"]["cohort"]
+    assert summary["settings"]["window_rule"] == "padded"
+    assert (summary["included"], summary["deaths"], summary["shorter_than_window"]) == (111, 34, 39)
+    attrition = [(s["filter"], s["removed"], s["remaining"]) for s in summary["attrition"]]
     assert attrition == [
         ("passes_min_age", 1, 135),
         ("passes_min_hospital_los", 10, 125),
         ("passes_min_icu_los", 14, 111),
-        ("passes_full_window", 39, 72),
-        ("passes_stay_definition", 0, 72),
+        ("passes_stay_definition", 0, 111),
     ]
+    # Each stay's window: intime + 48 h, cut at the ICU outtime (and at the patient's next ICU intime).
+    merged = cohort.merge(expected[["icustay_id", "window_end"]], on="icustay_id", suffixes=("", "_pandas"))
+    assert (merged["window_end"] == merged["window_end_pandas"]).all()
+    included = cohort[cohort["included"]]
+    assert (included["window_end"] <= included["outtime"]).all()
+    assert included["window_hours_in_stay"].between(24, 48).all()
+    assert int((included["window_hours_in_stay"] < 48).sum()) == 39
+    assert (included["window_hours_in_stay"] == np.minimum(included["icu_los_hours"], 48)).all()
     # Ages over 89 are MIMIC's shifted ages, reported as 91.4.
     old = cohort["age_raw_years"] > 89
     assert old.any() and (cohort.loc[old, "age_years"] == 91.4).all()
     assert cohort["age_years"].max() == 91.4
 
 
+def test_full_window_rule_keeps_the_stays_that_last_48_hours(demo_outputs, demo_params, pandas_demo):
+    params = _with(demo_params, window_rule="full_window")
+    cohort = mimic3.build_cohort(demo_outputs["database"], demo_outputs["load_summary"], params)
+    expected = pandas_cohort(pandas_demo, "full_window")
+    assert set(cohort.loc[cohort["included"], "icustay_id"]) == set(expected.loc[expected["included"], "icustay_id"])
+    assert int(cohort["included"].sum()) == 72
+    adults = expected[expected["adult"]]
+    assert int((adults["los"] >= 2).sum()) == 72  # SPEC: 72 adult stays with LOS >= 2 days
+    # The full-window stays are the padded cohort's stays without padding.
+    padded = demo_outputs["cohort"]
+    assert set(cohort.loc[cohort["included"], "icustay_id"]) == set(
+        padded.loc[padded["included"] & (padded["window_hours_in_stay"] == 48), "icustay_id"]
+    )
+    assert (cohort["window_end"] == cohort["intime"] + pd.Timedelta(hours=48)).all()
+    attrition = [(s["filter"], s["setting"], s["removed"], s["remaining"])
+                 for s in mimic3.cohort_attrition(cohort, mimic3.cohort.cohort_settings(params["cohort"]))]
+    assert attrition == [
+        ("passes_min_age", "min_age_years = 18.0", 1, 135),
+        ("passes_min_hospital_los", "min_hospital_los_days = 1.0", 10, 125),
+        ("passes_min_icu_los", "min_icu_los_days = 1.0", 14, 111),
+        ("passes_full_window", "window_hours = 48", 39, 72),
+        ("passes_stay_definition", "stay_definition = icustay", 0, 72),
+    ]
+    timeseries, rejected = mimic3.extract_measurements(demo_outputs["database"], cohort, demo_outputs["feature_items"])
+    expected_ts, expected_rejected = pandas_measurements(pandas_demo, expected)
+    pd.testing.assert_frame_equal(_sorted(timeseries), _sorted(expected_ts.astype(mimic3.TIMESERIES_DTYPES)))
+    assert len(timeseries) == 24_463 and timeseries["record_id"].nunique() == 72
+    assert rejected["reason"].value_counts().to_dict() == expected_rejected.to_dict() == {
+        "wrong_specimen": 47, "not_numeric": 21, "out_of_range": 12, "error_flag": 1}
+    # Without the arterial restriction the full-window rule gives exactly the earlier extraction.
+    items = demo_outputs["feature_items"].assign(
+        specimen_itemid=pd.NA, specimen_label=None, specimen=None
+    ).astype({"specimen_itemid": "Int64"})
+    unrestricted, _ = mimic3.extract_measurements(demo_outputs["database"], cohort, items)
+    assert len(unrestricted) == 24_510
+    assert int((unrestricted["parameter"] == "PaCO2").sum()) == 294
+    assert int((timeseries["parameter"] == "PaCO2").sum()) == 247
+
+
 def test_first_icustay_definition_keeps_one_stay_per_admission(demo_outputs, demo_params):
-    params = {**demo_params, "cohort": {**demo_params["cohort"], "stay_definition": "first_icustay"}}
+    params = _with(demo_params, stay_definition="first_icustay")
     cohort = mimic3.build_cohort(demo_outputs["database"], demo_outputs["load_summary"], params)
     included = cohort[cohort["included"]]
     assert included["hadm_id"].is_unique
@@ -251,18 +327,100 @@ def test_first_icustay_definition_keeps_one_stay_per_admission(demo_outputs, dem
     per_stay = demo_outputs["cohort"]
     expected = per_stay[per_stay["included"] & (per_stay["icustay_seq"] == 1)]
     assert set(included["icustay_id"]) == set(expected["icustay_id"])
-    assert len(included) == 68
+    assert len(included) == 105
+    full_window = mimic3.build_cohort(demo_outputs["database"], demo_outputs["load_summary"],
+                                      _with(params, window_rule="full_window"))
+    assert int(full_window["included"].sum()) == 68
 
 
 def test_measurements_match_an_independent_pandas_computation(demo_outputs, pandas_demo):
     timeseries, rejected = demo_outputs["timeseries"], demo_outputs["rejected_rows"]
     expected, expected_rejected = pandas_measurements(pandas_demo, pandas_cohort(pandas_demo))
     pd.testing.assert_frame_equal(_sorted(timeseries), _sorted(expected.astype(mimic3.TIMESERIES_DTYPES)))
-    assert len(timeseries) == 24_510
-    assert rejected["reason"].value_counts().to_dict() == expected_rejected.to_dict() == {"not_numeric": 21, "out_of_range": 12, "error_flag": 1}
+    assert len(timeseries) == 32_191
+    assert rejected["reason"].value_counts().to_dict() == expected_rejected.to_dict() == {
+        "wrong_specimen": 48, "not_numeric": 26, "out_of_range": 20, "error_flag": 3}
     assert sorted(timeseries["parameter"].unique()) == sorted(set(SPEC_LAB_ITEMS.values()) | set(SPEC_VITAL_ITEMS.values()))
-    assert timeseries["record_id"].nunique() == 72
+    assert timeseries["record_id"].nunique() == 111
     assert timeseries["minutes"].between(0, 48 * 60 - 1).all()
+    # Nothing at or after a stay's window end: a short stay has no row after its ICU outtime.
+    hours = timeseries.merge(demo_outputs["cohort"][["icustay_id", "window_hours_in_stay"]],
+                             left_on="record_id", right_on="icustay_id")
+    assert (hours["minutes"] < hours["window_hours_in_stay"] * 60).all()
+
+
+def test_padded_window_ends_at_the_icu_outtime(demo_outputs, pandas_demo):
+    """Without the cut at outtime the 48 h windows of the 39 short stays would take in 184 values
+    (and 1 rejected row) charted after the patient left the ICU."""
+    cohort = demo_outputs["cohort"]
+    uncut = cohort.assign(window_end=cohort["intime"] + pd.Timedelta(hours=48))
+    timeseries, rejected = mimic3.extract_measurements(demo_outputs["database"], uncut, demo_outputs["feature_items"])
+    assert (len(timeseries), len(rejected)) == (32_191 + 184, 97 + 1)
+    extra = timeseries.merge(cohort[["icustay_id", "window_hours_in_stay", "icu_los_hours"]],
+                             left_on="record_id", right_on="icustay_id")
+    after = extra[extra["minutes"] >= extra["window_hours_in_stay"] * 60]
+    assert len(after) == 184
+    assert (after["minutes"] >= np.floor(after["icu_los_hours"] * 60)).all()  # all after outtime
+    inside = extra.loc[extra["minutes"] < extra["window_hours_in_stay"] * 60, list(mimic3.TIMESERIES_DTYPES)]
+    pd.testing.assert_frame_equal(_sorted(inside), _sorted(demo_outputs["timeseries"]))
+
+
+def test_overlapping_stays_never_share_a_measurement(fresh_database, tmp_path, demo_params, mimic3_demo_dir, pandas_demo):
+    """A patient's next ICU stay that starts inside the 48 h window ends the earlier window there,
+    so each lab result belongs to one stay (the demo has no such pair: one is made)."""
+    tables = ["ICUSTAYS", "ADMISSIONS", "PATIENTS", "LABEVENTS", "D_LABITEMS", "CHARTEVENTS"]
+    with gzip.open(mimic3_demo_dir / "CHARTEVENTS.csv.gz", "rt", newline="") as stream:
+        no_vitals = stream.readline()  # the header only: this test is about labs
+    folder = csv_folder(tmp_path, mimic3_demo_dir, tables, {"CHARTEVENTS": no_vitals})
+    _, summary = mimic3.load_mimic3_tables(fresh_database, {**demo_params, "csv_dir": str(folder), "tables": tables})
+    # Subject 10088: ICU stays 256345 (2107-01-05, 88.5 h) and 249695 (2107-01-29); the later one is moved
+    # to start 30 h after the earlier one, as overlapping ICUSTAYS rows would.
+    with fresh_database.connect() as conn:
+        first = conn.scalar("SELECT intime FROM mimiciii.icustays WHERE icustay_id = 256345")
+        conn.execute("UPDATE mimiciii.icustays SET intime = :t WHERE icustay_id = 249695",
+                     {"t": first + pd.Timedelta(hours=30)})
+    cohort = mimic3.build_cohort(fresh_database, summary, demo_params).set_index("icustay_id")
+    assert cohort.loc[[256345, 249695], "included"].all()
+    assert cohort.loc[256345, "window_end"] == cohort.loc[249695, "intime"] == first + pd.Timedelta(hours=30)
+    assert cohort.loc[256345, "window_hours_in_stay"] == 30
+    labs = {parameter: spec for parameter, spec in demo_params["features"].items() if spec["table"] == "labevents"}
+    items = mimic3.feature_items_table(labs)
+    timeseries, rejected = mimic3.extract_measurements(fresh_database, cohort.reset_index(), items)
+    pair = timeseries[timeseries["record_id"].isin([256345, 249695])]
+    assert (pair.loc[pair["record_id"] == 256345, "minutes"] < 30 * 60).all()
+    # Every lab result of the two windows once: as many rows as LABEVENTS has in [intime, intime + 30 h + 48 h).
+    le = pandas_demo["labevents"]
+    n_labs = int((le["subject_id"].eq(10088) & le["itemid"].isin(SPEC_LAB_ITEMS)
+                  & le["charttime"].between(first, first + pd.Timedelta(hours=78), inclusive="left")).sum())
+    pair_rejected = rejected[rejected["record_id"].isin([256345, 249695])]
+    assert len(pair) + len(pair_rejected) == n_labs
+    assert int((pair["record_id"] == 249695).sum()) > 0
+
+
+def test_paco2_is_arterial_only(demo_outputs, demo_params, pandas_demo):
+    """PaCO2 (50818) comes from blood gases of every specimen; only rows whose SPECIMEN TYPE (50800) at
+    the same charttime is ART are kept: 271 of the 319 in the padded windows."""
+    items = demo_outputs["feature_items"].set_index("parameter")
+    assert (items.loc["PaCO2", "specimen_itemid"], items.loc["PaCO2", "specimen"]) == (50800, "ART")
+    assert items.drop(index="PaCO2")["specimen"].isna().all()
+    assert items.loc["PaCO2", "found_specimen_label"] == "SPECIMEN TYPE"
+    timeseries, rejected = demo_outputs["timeseries"], demo_outputs["rejected_rows"]
+    paco2_rejected = rejected[rejected["parameter"] == "PaCO2"]
+    assert int((timeseries["parameter"] == "PaCO2").sum()) == 271
+    assert paco2_rejected["reason"].value_counts().to_dict() == {"wrong_specimen": 48}
+    # What the rejected rows' specimens were: no SPECIMEN TYPE row at that time, mixed venous, venous.
+    specimen = pandas_specimen(pandas_demo)
+    found = paco2_rejected.merge(pandas_demo["labevents"][["row_id", "subject_id"]], on="row_id")
+    found = found.merge(specimen, left_on=["subject_id", "charttime"], right_index=True, how="left")
+    assert found["specimen"].fillna("none").value_counts().to_dict() == {"none": 26, "MIX": 20, "VEN": 2}
+    summary = demo_outputs["ingestion_summary"]["measurements"]["per_parameter"]["PaCO2"]
+    assert summary == {"kept": 271, "error_flag": 0, "wrong_specimen": 48, "not_numeric": 0, "out_of_range": 0}
+    # The same windows without the restriction: 319 PaCO2 values (271 + 48).
+    features = {**demo_params["features"], "PaCO2": {k: v for k, v in demo_params["features"]["PaCO2"].items() if k != "specimen"}}
+    unrestricted, _ = mimic3.extract_measurements(
+        demo_outputs["database"], demo_outputs["cohort"], mimic3.feature_items_table(features))
+    assert int((unrestricted["parameter"] == "PaCO2").sum()) == 319
+    assert len(unrestricted) == 32_191 + 48
 
 
 def test_timeseries_follow_the_contract(demo_outputs):
@@ -278,7 +436,7 @@ def test_static_follows_the_contract(demo_outputs, pandas_demo):
     static, cohort = demo_outputs["static"], demo_outputs["cohort"]
     assert list(static.columns[:8]) == ["record_id", "age", "gender", "height", "weight", "icu_type", "label", "split_group"]
     assert static["record_id"].dtype == "int64" and static["label"].dtype == "int64"
-    assert len(static) == 72 and static["record_id"].is_unique
+    assert len(static) == 111 and static["record_id"].is_unique
     assert set(static["record_id"]) == set(demo_outputs["timeseries"]["record_id"])
     assert set(static["gender"].unique()) <= {0.0, 1.0}
     assert static["height"].isna().all() and static["weight"].isna().all()
@@ -287,8 +445,12 @@ def test_static_follows_the_contract(demo_outputs, pandas_demo):
     assert (static["label"].to_numpy() == expected["hospital_expire_flag"].to_numpy()).all()
     assert (static["gender"].to_numpy() == (expected["gender"] == "M").astype(float).to_numpy()).all()
     assert (static["icu_type"].to_numpy() == expected["first_careunit"].to_numpy()).all()
-    assert int(static["label"].sum()) == demo_outputs["ingestion_summary"]["cohort"]["deaths"] == 27
+    assert int(static["label"].sum()) == demo_outputs["ingestion_summary"]["cohort"]["deaths"] == 34
     assert cohort.loc[cohort["included"], "icustay_id"].tolist() == static["record_id"].tolist()
+    # Hours of the 48 h window inside the stay: 39 stays end sooner (ICU outtime), 7 of them in death.
+    short = static["window_hours_in_stay"] < 48
+    assert int(short.sum()) == 39 and int(static.loc[short, "label"].sum()) == 7
+    assert (static["window_hours_in_stay"] == np.minimum(static["icu_los_hours"], 48)).all()
 
 
 def test_diagnoses_match_pandas(demo_outputs, pandas_demo):
@@ -312,6 +474,29 @@ def test_feature_items_are_checked_against_the_dictionaries(demo_outputs, demo_p
     features = {**demo_params["features"], "HR": {**demo_params["features"]["HR"], "items": {50813: "Heart Rate"}}}
     with pytest.raises(ValueError, match=r"HR itemid 50813: not in D_ITEMS"):
         mimic3.check_feature_items(demo_outputs["database"], {}, {**demo_params, "features": features})
+    # The specimen item is checked against D_LABITEMS like the others.
+    paco2 = demo_params["features"]["PaCO2"]
+    for item, message in (({50801: "SPECIMEN TYPE"}, r"PaCO2 specimen itemid 50801: labelled 'Alveolar-arterial Gradient', expected 'SPECIMEN TYPE'"),
+                          ({1: "SPECIMEN TYPE"}, r"PaCO2 specimen itemid 1: not in D_LABITEMS")):
+        features = {**demo_params["features"], "PaCO2": {**paco2, "specimen": {**paco2["specimen"], "item": item}}}
+        with pytest.raises(ValueError, match=message):
+            mimic3.check_feature_items(demo_outputs["database"], {}, {**demo_params, "features": features})
+
+
+@pytest.mark.parametrize(
+    ("feature", "specimen", "message"),
+    [
+        ("HR", {"item": {50800: "SPECIMEN TYPE"}, "value": "ART"}, r"HR\.specimen: only LABEVENTS features have a specimen"),
+        ("PaCO2", {"item": {50800: "SPECIMEN TYPE"}}, r"PaCO2\.specimen\.value is None"),
+        ("PaCO2", {"item": {}, "value": "ART"}, r"PaCO2\.specimen\.item is \{\}"),
+        ("PaCO2", {"item": {50800: "SPECIMEN TYPE"}, "value": "ART", "fluid": "Blood"}, r"PaCO2\.specimen: unknown keys \['fluid'\]"),
+        ("PaCO2", {"item": {50820: "pH"}, "value": "ART"}, r"itemid\(s\) \[50820\] are both a specimen item and a feature's item"),
+    ],
+)
+def test_bad_specimen_setting_is_named(demo_params, feature, specimen, message):
+    features = {**demo_params["features"], feature: {**demo_params["features"][feature], "specimen": specimen}}
+    with pytest.raises(ValueError, match=message):
+        mimic3.feature_items_table(features)
 
 
 def test_sub_pipeline_runs_with_sequential_runner(tmp_path, demo_params, demo_outputs):
@@ -323,8 +508,8 @@ def test_sub_pipeline_runs_with_sequential_runner(tmp_path, demo_params, demo_ou
     SequentialRunner().run(pipeline, catalog)
     # The runner releases intermediate datasets; the free outputs stay.
     summary = catalog.load("ingestion.summary")
-    assert summary["cohort"]["included"] == 72
-    assert summary["measurements"]["kept"] == 24_510
+    assert summary["cohort"]["included"] == 111
+    assert summary["measurements"]["kept"] == 32_191
     assert summary["tables"]["chartevents"] == 758_355
     expected = {**demo_outputs["ingestion_summary"], "database": summary["database"]}
     assert summary == expected
@@ -436,22 +621,30 @@ def test_table_not_loaded_by_the_pipeline_is_never_replaced(tmp_path, demo_param
 
 
 @pytest.mark.parametrize(
-    ("setting", "value", "flag"),
+    ("setting", "value", "flag", "rule"),
     [
-        ("min_age_years", 200, "passes_min_age"),
-        ("min_hospital_los_days", 400, "passes_min_hospital_los"),
-        ("window_hours", 24 * 400, "passes_full_window"),
+        ("min_age_years", 200, "passes_min_age", "padded"),
+        ("min_hospital_los_days", 400, "passes_min_hospital_los", "padded"),
+        ("min_icu_los_days", 400, "passes_min_icu_los", "padded"),
+        ("window_hours", 24 * 400, "passes_full_window", "full_window"),
     ],
 )
-def test_empty_cohort_names_the_filter(fresh_database, tmp_path, demo_params, mimic3_demo_dir, setting, value, flag):
+def test_empty_cohort_names_the_filter(fresh_database, tmp_path, demo_params, mimic3_demo_dir, setting, value, flag, rule):
     folder = csv_folder(tmp_path, mimic3_demo_dir, ["ICUSTAYS", "ADMISSIONS", "PATIENTS"])
     _, summary = mimic3.load_mimic3_tables(fresh_database, {**demo_params, "csv_dir": str(folder), "tables": ["ICUSTAYS", "ADMISSIONS", "PATIENTS"]})
-    params = {**demo_params, "cohort": {**demo_params["cohort"], setting: value}}
+    params = _with(demo_params, **{setting: value, "window_rule": rule})
     with pytest.raises(ValueError, match=rf"cohort is empty: filter {flag} \({setting} = {value}(\.0)?\) removed the last \d+ of 136"):
         mimic3.build_cohort(fresh_database, summary, params)
 
 
-def test_unknown_stay_definition_is_refused(demo_outputs, demo_params):
-    params = {**demo_params, "cohort": {**demo_params["cohort"], "stay_definition": "per_patient"}}
-    with pytest.raises(ValueError, match="stay_definition is 'per_patient'"):
-        mimic3.build_cohort(demo_outputs["database"], demo_outputs["load_summary"], params)
+def test_padded_rule_ignores_the_window_length_as_a_filter(demo_outputs, demo_params):
+    cohort = mimic3.build_cohort(demo_outputs["database"], demo_outputs["load_summary"], _with(demo_params, window_hours=24 * 400))
+    assert int(cohort["included"].sum()) == 111 and not cohort["passes_full_window"].any()
+    included = cohort[cohort["included"]]
+    assert (included["window_end"] == included["outtime"]).all()  # no stay lasts 400 days: each window ends at outtime
+
+
+@pytest.mark.parametrize(("setting", "value"), [("stay_definition", "per_patient"), ("window_rule", "paper")])
+def test_unknown_cohort_choice_is_refused(demo_outputs, demo_params, setting, value):
+    with pytest.raises(ValueError, match=rf"{setting} is '{value}'; use one of"):
+        mimic3.build_cohort(demo_outputs["database"], demo_outputs["load_summary"], _with(demo_params, **{setting: value}))

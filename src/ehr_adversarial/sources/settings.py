@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from ehr_adversarial.sources.mimic3.schema import REQUIRED_TABLES, SOURCE_TABLES, STAY_DEFINITIONS
+from ehr_adversarial.sources.mimic3.schema import (
+    REQUIRED_TABLES,
+    SOURCE_TABLES,
+    STAY_DEFINITIONS,
+    WINDOW_RULES,
+)
 
 
 class _Block(BaseModel):
@@ -51,6 +56,14 @@ class ValidRange(_Block):
     at_most: float | None = None
 
 
+class SpecimenRestriction(_Block):
+    """`ingestion.mimic3.features.<name>.specimen`: keep a LABEVENTS row only when the specimen
+    item (one itemid with its D_LABITEMS label) at the row's charttime says `value`."""
+
+    item: dict[int, str] = Field(min_length=1, max_length=1)
+    value: Annotated[str, StringConstraints(min_length=1)]
+
+
 class Mimic3Feature(_Block):
     """`ingestion.mimic3.features.<name>`: the table and itemids a feature is read from."""
 
@@ -59,6 +72,13 @@ class Mimic3Feature(_Block):
     valid: ValidRange | None = None
     fahrenheit_items: dict[int, str] | None = None
     fahrenheit_valid: ValidRange | None = None
+    specimen: SpecimenRestriction | None = None
+
+    @model_validator(mode="after")
+    def _specimen_only_for_labs(self) -> Mimic3Feature:
+        if self.specimen is not None and self.table != "labevents":
+            raise ValueError(f"a specimen restriction needs table labevents (got {self.table!r})")
+        return self
 
 
 class AgeCap(_Block):
@@ -75,6 +95,7 @@ class CohortSettings(_Block):
     min_hospital_los_days: float
     min_icu_los_days: float
     window_hours: int = Field(ge=1)
+    window_rule: Literal[WINDOW_RULES]
 
 
 class Mimic3Ingestion(_Block):

@@ -10,9 +10,9 @@ import pandas as pd
 from ehr_adversarial.sources.database import Database
 from ehr_adversarial.sources.mimic3.schema import (
     COHORT_DTYPES,
-    COHORT_FILTERS,
     STAY_DEFINITIONS,
     cast_columns,
+    cohort_filters,
     query_concept,
 )
 
@@ -21,6 +21,8 @@ def cohort_settings(cohort: dict[str, Any]) -> dict[str, Any]:
     definition = cohort["stay_definition"]
     if definition not in STAY_DEFINITIONS:
         raise ValueError(f"ingestion.mimic3.cohort.stay_definition is {definition!r}; use one of {STAY_DEFINITIONS}")
+    rule = cohort["window_rule"]
+    cohort_filters(rule)  # fails naming the allowed rules
     return {
         "min_age_years": float(cohort["min_age_years"]),
         "age_cap_above": float(cohort["age_cap"]["above"]),
@@ -28,16 +30,17 @@ def cohort_settings(cohort: dict[str, Any]) -> dict[str, Any]:
         "min_hospital_los_days": float(cohort["min_hospital_los_days"]),
         "min_icu_los_days": float(cohort["min_icu_los_days"]),
         "window_hours": int(cohort["window_hours"]),
+        "window_rule": rule,
         "stay_definition": definition,
     }
 
 
 def cohort_attrition(cohort: pd.DataFrame, settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per filter, in order: its setting, how many stays fail it at all, how many it removes
-    from those still in, and how many remain."""
+    """Per filter of the window rule, in order: its setting, how many stays fail it at all,
+    how many it removes from those still in, and how many remain."""
     remaining = pd.Series(True, index=cohort.index)
     steps = []
-    for flag, setting in COHORT_FILTERS:
+    for flag, setting in cohort_filters(settings["window_rule"]):
         passes = cohort[flag]
         removed = int((remaining & ~passes).sum())
         remaining &= passes
@@ -54,12 +57,13 @@ def cohort_attrition(cohort: pd.DataFrame, settings: dict[str, Any]) -> list[dic
 
 
 def build_cohort(database: Database, load_summary: dict[str, Any], params: dict[str, Any]) -> pd.DataFrame:
-    """Every ICU stay with its icustay-detail facts, one boolean column per inclusion filter
-    and `included` (all filters passed). Fails naming the filter that leaves no stay."""
+    """Every ICU stay with its icustay-detail facts, its window (`window_end`,
+    `window_hours_in_stay`), one boolean column per inclusion filter and `included` (all
+    filters of the window rule passed). Fails naming the filter that leaves no stay."""
     settings = cohort_settings(params["cohort"])
     with database.connect() as conn:
         cohort = cast_columns(query_concept(conn, "cohort", settings), COHORT_DTYPES)
-    cohort["included"] = cohort[[flag for flag, _ in COHORT_FILTERS]].all(axis=1)
+    cohort["included"] = cohort[[flag for flag, _ in cohort_filters(settings["window_rule"])]].all(axis=1)
     if cohort.empty:
         raise ValueError(f"{database.where}: mimiciii.icustays joined with admissions and patients is empty")
     if not cohort["included"].any():
@@ -74,7 +78,9 @@ def build_cohort(database: Database, load_summary: dict[str, Any], params: dict[
 def build_static(cohort: pd.DataFrame) -> pd.DataFrame:
     """One row per included stay in the static contract: record_id = icustay_id, age (years,
     >89 capped), gender (1 = male), height/weight (not extracted: NaN), icu_type = first
-    care unit, label = in-hospital death, split_group "all", plus MIMIC-III extras."""
+    care unit, label = in-hospital death, split_group "all", plus MIMIC-III extras, among
+    them `window_hours_in_stay`: the hours of the window inside the stay (less than the
+    window for a padded short stay; no measurement lies after it)."""
     stays = cohort.loc[cohort["included"]]
     static = pd.DataFrame(
         {
@@ -90,6 +96,7 @@ def build_static(cohort: pd.DataFrame) -> pd.DataFrame:
             "hadm_id": stays["hadm_id"].astype("int64"),
             "intime": stays["intime"],
             "icu_los_hours": stays["icu_los_hours"],
+            "window_hours_in_stay": stays["window_hours_in_stay"],
             "hospital_los_days": stays["hospital_los_days"],
             "dbsource": stays["dbsource"].astype("str"),
         }

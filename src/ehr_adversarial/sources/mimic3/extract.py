@@ -23,9 +23,10 @@ from ehr_adversarial.sources.mimic3.schema import (
 def extract_measurements(
     database: Database, cohort: pd.DataFrame, feature_items: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The 19 features of the included stays in their window, long format
+    """The 19 features of the included stays in their window [intime, window_end), long format
     (record_id = icustay_id, minutes since intime, parameter, value), and the rows rejected
-    (CHARTEVENTS error flag, no numeric value, outside the valid range) with the reason."""
+    (CHARTEVENTS error flag, not the required specimen, no numeric value, outside the valid
+    range) with the reason."""
     stays = cohort.loc[cohort["included"], list(COHORT_STAYS_TYPES)]
     with database.connect() as conn:
         conn.create_temp_table("cohort_stays", stays, COHORT_STAYS_TYPES)
@@ -73,6 +74,8 @@ def summarise_ingestion(
             "icu_stays": len(cohort),
             "included": len(included),
             "deaths": int(included["hospital_expire_flag"].sum()),
+            # Included stays whose window ends before window_hours (padded window rule only).
+            "shorter_than_window": int((included["window_hours_in_stay"] < settings["window_hours"]).sum()),
             "attrition": cohort_attrition(cohort, settings),
         },
         "measurements": {

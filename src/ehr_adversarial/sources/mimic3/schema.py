@@ -34,6 +34,7 @@ CHECKSUM_FILE = "SHA256SUMS.txt"
 
 
 # Inclusion filters in the order the attrition is reported, with the setting behind each.
+# cohort.sql computes every one; which of them a stay must pass depends on the window rule.
 COHORT_FILTERS = (
     ("passes_min_age", "min_age_years"),
     ("passes_min_hospital_los", "min_hospital_los_days"),
@@ -44,6 +45,23 @@ COHORT_FILTERS = (
 
 
 STAY_DEFINITIONS = ("icustay", "first_icustay")
+
+
+# How a stay relates to the observation window (ingestion.mimic3.cohort.window_rule):
+#   padded       Sun et al. 2018: hospital and ICU LOS >= 1 day; the window is the first
+#                window_hours of the stay, ending early at ICU outtime (or at the patient's
+#                next ICU intime), and the hours after that stay empty.
+#   full_window  the stay must last the whole window (passes_full_window).
+WINDOW_RULES = ("padded", "full_window")
+
+
+def cohort_filters(window_rule: str) -> tuple[tuple[str, str], ...]:
+    """The inclusion filters of `window_rule`, in attrition order, with their settings."""
+    if window_rule not in WINDOW_RULES:
+        raise ValueError(f"ingestion.mimic3.cohort.window_rule is {window_rule!r}; use one of {WINDOW_RULES}")
+    if window_rule == "full_window":
+        return COHORT_FILTERS
+    return tuple(f for f in COHORT_FILTERS if f[0] != "passes_full_window")
 
 
 COHORT_DTYPES = {
@@ -60,6 +78,7 @@ COHORT_DTYPES = {
     "intime": "datetime64[us]",
     "outtime": "datetime64[us]",
     "window_end": "datetime64[us]",
+    "window_hours_in_stay": "float64",
     "age_raw_years": "float64",
     "age_years": "float64",
     "hospital_los_days": "float64",
@@ -114,13 +133,18 @@ FEATURE_ITEM_TYPES = {
     "above": "DOUBLE PRECISION",
     "below": "DOUBLE PRECISION",
     "at_most": "DOUBLE PRECISION",
+    # LABEVENTS item naming the specimen of a sample (50800 SPECIMEN TYPE), its expected label,
+    # and the specimen a row needs at its charttime (ART); NULL: no restriction.
+    "specimen_itemid": "INTEGER",
+    "specimen_label": "VARCHAR",
+    "specimen": "VARCHAR",
 }
 
 
 SOURCE_TABLES = ("chartevents", "labevents")
 
 
-REJECT_REASONS = ("error_flag", "not_numeric", "out_of_range")
+REJECT_REASONS = ("error_flag", "wrong_specimen", "not_numeric", "out_of_range")
 
 
 def where_to_get(table: str) -> str:

@@ -11,6 +11,11 @@
 --   :min_icu_los_days       (outtime - intime) >= this, in days (1)
 --   :window_hours           the observation window after intime (48); a stay passes the
 --                           full-window filter when it lasts the whole window
+--   :window_rule            'padded' (Sun et al. 2018): the window ends at intime + :window_hours,
+--                           or earlier at ICU outtime or at the patient's next ICU intime, so that
+--                           no measurement after the stay (or of the next stay) falls inside it;
+--                           passes_full_window is not a filter. 'full_window': the window is
+--                           intime + :window_hours and the stay must last all of it
 --   :stay_definition        'icustay': every ICU stay is a sample;
 --                           'first_icustay': only the first ICU stay of each admission
 --
@@ -36,7 +41,9 @@ WITH stays AS (
             / CAST(86400 AS DOUBLE PRECISION) AS hospital_los_days,
         CAST(EXTRACT(EPOCH FROM ie.outtime) - EXTRACT(EPOCH FROM ie.intime) AS DOUBLE PRECISION)
             / CAST(3600 AS DOUBLE PRECISION) AS icu_los_hours,
-        ROW_NUMBER() OVER (PARTITION BY ie.hadm_id ORDER BY ie.intime, ie.icustay_id) AS icustay_seq
+        ROW_NUMBER() OVER (PARTITION BY ie.hadm_id ORDER BY ie.intime, ie.icustay_id) AS icustay_seq,
+        -- The patient's next ICU stay (any admission), where the padded window must end at the latest.
+        LEAD(ie.intime) OVER (PARTITION BY ie.subject_id ORDER BY ie.intime, ie.icustay_id) AS next_intime
     FROM mimiciii.icustays AS ie
     INNER JOIN mimiciii.admissions AS adm ON adm.hadm_id = ie.hadm_id
     INNER JOIN mimiciii.patients AS pat ON pat.subject_id = ie.subject_id
@@ -48,8 +55,19 @@ aged AS (
             WHEN age_at_intime_years > CAST(:age_cap_above AS DOUBLE PRECISION)
                 THEN CAST(:age_cap_value AS DOUBLE PRECISION)
             ELSE age_at_intime_years
-        END AS age_years
+        END AS age_years,
+        intime + CAST(:window_hours AS INTEGER) * INTERVAL '1 hour' AS full_window_end
     FROM stays
+),
+windowed AS (
+    SELECT
+        aged.*,
+        -- No outtime or no later stay: that bound does not apply (explicit, not left to LEAST's NULL rules).
+        CASE
+            WHEN CAST(:window_rule AS VARCHAR) = 'full_window' THEN full_window_end
+            ELSE LEAST(full_window_end, COALESCE(outtime, full_window_end), COALESCE(next_intime, full_window_end))
+        END AS window_end
+    FROM aged
 )
 SELECT
     icustay_id,
@@ -64,7 +82,9 @@ SELECT
     dischtime,
     intime,
     outtime,
-    intime + CAST(:window_hours AS INTEGER) * INTERVAL '1 hour' AS window_end,
+    window_end,
+    CAST(EXTRACT(EPOCH FROM window_end) - EXTRACT(EPOCH FROM intime) AS DOUBLE PRECISION)
+        / CAST(3600 AS DOUBLE PRECISION) AS window_hours_in_stay,
     age_at_intime_years AS age_raw_years,
     age_years,
     hospital_los_days,
@@ -76,5 +96,5 @@ SELECT
     COALESCE(icu_los_hours >= CAST(:min_icu_los_days AS DOUBLE PRECISION) * 24, FALSE) AS passes_min_icu_los,
     COALESCE(icu_los_hours >= CAST(:window_hours AS DOUBLE PRECISION), FALSE) AS passes_full_window,
     (CAST(:stay_definition AS VARCHAR) = 'icustay' OR icustay_seq = 1) AS passes_stay_definition
-FROM aged
+FROM windowed
 ORDER BY icustay_id
