@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
-from ehr_adversarial.cli import is_input_error, short_message
+from ehr_adversarial.cli import cli, is_input_error, short_message, split_params
 from tests.conftest import PROJECT_ROOT
 from tests.conftest import project_copy as copy_project
 
@@ -95,6 +96,20 @@ def test_project_errors_are_short_and_bugs_keep_their_traceback():
     assert not is_input_error(_raise(ZeroDivisionError("division by zero")))
     assert not is_input_error(_raise(ValueError("raised by a library, not the project")))
     assert short_message(KeyError("no such model")) == "no such model"
+
+
+def test_params_take_lists_of_several_items():
+    option = next(p for p in cli.commands["run"].params if p.name == "params")
+    assert option.callback is split_params  # the project's `kedro run --params`
+    context = click.Context(cli.commands["run"])
+    parsed = split_params(context, option, "features.physionet2012.splits.train_groups=[a,b],"
+                                           "features.physionet2012.splits.test_groups=[c], seed=3,device=cpu")
+    assert parsed == {"features": {"physionet2012": {"splits": {"train_groups": ["a", "b"], "test_groups": ["c"]}}},
+                      "seed": 3, "device": "cpu"}
+    assert split_params(context, option, "") == {}
+    assert split_params(context, option, {"seed": 3}) == {"seed": 3}  # from a --config file
+    with pytest.raises(click.UsageError, match="Item `b]` must contain a key and a value"):
+        split_params(context, option, "a=[x,y],b]")
 
 
 def test_an_unreachable_database_is_one_message_with_the_fix(offline_project: Path):

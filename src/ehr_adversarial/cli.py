@@ -1,14 +1,16 @@
 """Project commands: `kedro run` with short errors.
 
 Kedro loads this module's `cli` group and its `run` replaces the built-in one (same options, plus
-`--verbose`). When a run fails on bad input (data, parameters, configuration, an unreachable database or
-download), the user sees the project's own message and the fix, not hundreds of lines of framework frames;
+`--verbose`; `--params` also takes lists of several items, `key=[a,b]`). When a run fails on bad input (data,
+parameters, configuration, an unreachable database or download), the user sees the project's own message and
+the fix, not hundreds of lines of framework frames;
 the full traceback goes to the log file (conf/logging.yml) and, with `--verbose`, to the terminal. Errors that
 are not about the input (a bug) keep their traceback.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.context import KedroContextError
 from kedro.io import DatasetError
 from kedro.validation.exceptions import ParameterValidationError
+from omegaconf import OmegaConf
 
 # Where the full traceback of a short error goes (a file-only logger in conf/logging.yml).
 TRACEBACK_LOGGER = "ehr_adversarial.traceback"
@@ -99,14 +102,57 @@ def _run(verbose: bool, **options: Any) -> dict[str, Any]:
         sys.exit(1)
 
 
+def top_level_items(value: str) -> list[str]:
+    """`value` split at the commas outside brackets: `a=[x,y],b=1` → `a=[x,y]`, `b=1`."""
+    items, current, depth = [], [], 0
+    for char in value:
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        if char == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def split_params(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """`--params` as Kedro parses it (dotted keys, OmegaConf values), except that a comma inside brackets belongs
+    to its value, so a list takes several items: `features.physionet2012.splits.train_groups=[a,b]`."""
+    if isinstance(value, dict):  # from a --config file
+        return value
+    dot_list = []
+    for item in top_level_items(value):
+        key, equals, val = item.partition("=")
+        if not equals or not key.strip():
+            ctx.fail(f"Invalid format of `{param.name}` option: Item `{item}` must contain a key and a value "
+                     "separated by `=`.")
+        dot_list.append(f"{key.strip()}={val}")
+    return OmegaConf.to_container(OmegaConf.from_dotlist(dot_list))
+
+
+def _run_options() -> list[click.Parameter]:
+    """Kedro's `run` options, with the bracket-aware `--params`."""
+    options = []
+    for option in kedro_run.params:
+        if option.name == "params":
+            option = copy.copy(option)
+            option.callback = split_params
+        options.append(option)
+    return options
+
+
 cli.add_command(click.Command(
     name="run",
     callback=_run,
-    params=[*kedro_run.params,
+    params=[*_run_options(),
             click.Option(["--verbose"], is_flag=True,
                          help="On an error, print the full traceback (it always goes to the log file).")],
     help=kedro_run.help,
     short_help=kedro_run.short_help,
 ))
 
-__all__ = ["cli", "is_input_error", "raised_in", "short_message"]
+__all__ = ["cli", "is_input_error", "raised_in", "short_message", "split_params", "top_level_items"]

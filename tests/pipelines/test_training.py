@@ -52,11 +52,19 @@ def synthetic_inputs(source: str, sizes=(240, 80, 160), n_folds: int = 3) -> dic
         [pd.DataFrame({"record_id": b["record_id"], "split": s, "group": "a",
                        "fold": np.arange(len(b["y"])) % n_folds if s == "train" else -1})
          for s, b in bundles.items()], ignore_index=True)
-    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())
-    training = params["training"][source]
+    for name, block in short_training(source).items():
+        data[f"params:training.{source}.{name}"] = block
+    data.update({"params:seed": 7, "params:device": "cpu"})
+    return data
+
+
+def short_training(source: str) -> dict:
+    """The project's `training.<source>` block with small models, few epochs and folds (the real-data test
+    trains fully)."""
+    training = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())["training"][source]
+    blocks = {}
     for model in STUDIES[source].models:
         block = copy.deepcopy(training[model])
-        # small models, few epochs and folds keep the test short; the real-data test trains fully
         block["cv"].update(max_folds=2, grid=block["cv"]["grid"][:1])
         if "architecture" in block:
             block.update(max_epochs=3, patience=2)
@@ -64,10 +72,9 @@ def synthetic_inputs(source: str, sizes=(240, 80, 160), n_folds: int = 3) -> dic
             block["cv"].update(max_epochs=2)
         if block.get("estimator") == "hist_gradient_boosting":
             block["hyperparameters"]["max_iter"] = 30
-        data[f"params:training.{source}.{model}"] = block
-    data[f"params:training.{source}.evaluation"] = {**training["evaluation"], "n_bootstrap": 100}
-    data.update({"params:seed": 7, "params:device": "cpu"})
-    return data
+        blocks[model] = block
+    blocks["evaluation"] = {**training["evaluation"], "n_bootstrap": 100}
+    return blocks
 
 
 def run_pipeline(source: str, data: dict) -> DataCatalog:
@@ -162,6 +169,143 @@ def test_saved_model_carries_what_the_attack_needs(physionet_run):
     assert model.config["feature_names"] == [f"f{i}" for i in range(4)]
     assert model.config["architecture"] == "lstm_sun2018"
     assert "probability_shift" in model.config
+
+
+# ---------------------------------------------------------------- more training data: train on a + b, test on c
+
+
+FEATURE_PARAMS = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_features.yml").read_text())["features"]
+TRAIN_GROUPS, TEST_GROUPS = ["a", "b"], ["c"]
+C_SHIFT = 40.0  # group c's measurements and ages are shifted: a test record entering the scaler would show
+
+
+def three_group_records(n_per_group: int = 60, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ingestion tables (timeseries, static) of three source groups a, b, c with every parameter the PhysioNet
+    feature sets read; deaths have a higher HR."""
+    rng = np.random.default_rng(seed)
+    names = FEATURE_PARAMS["physionet2012"]["feature_sets"]["full"]["dynamic"]
+    ids = np.arange(200_001, 200_001 + 3 * n_per_group)
+    group = np.repeat(["a", "b", "c"], n_per_group)
+    label = (np.arange(ids.size) % 4 == 0).astype(np.int64)
+    n_rows = 40 * ids.size
+    row_record = rng.integers(0, ids.size, n_rows)
+    parameter = rng.choice(names, n_rows)
+    value = rng.normal(50, 10, n_rows) + C_SHIFT * (group[row_record] == "c")
+    value += 15.0 * ((parameter == "HR") & (label[row_record] == 1))
+    timeseries = pd.DataFrame({"record_id": ids[row_record], "minutes": rng.integers(0, 2881, n_rows),
+                               "parameter": parameter, "value": value})
+    timeseries = timeseries.astype({"record_id": "int64", "minutes": "int32", "value": "float64"})
+    static = pd.DataFrame({
+        "record_id": ids.astype(np.int64),
+        "age": rng.integers(18, 90, ids.size) + C_SHIFT * (group == "c"),
+        "gender": rng.integers(0, 2, ids.size).astype(float),
+        "height": np.where(rng.random(ids.size) < 0.3, np.nan, rng.normal(170, 10, ids.size)),
+        "weight": rng.normal(80, 15, ids.size),
+        "icu_type": rng.choice(["CCU", "CSRU", "MICU", "SICU"], ids.size),
+        "label": label,
+        "split_group": group,
+    })
+    return timeseries, static
+
+
+@pytest.fixture(scope="module")
+def more_data_run():
+    """features → training of the PhysioNet study on three groups, with train_groups [a, b], test_groups [c]."""
+    from ehr_adversarial.pipelines.features import create_pipeline as features_pipeline
+    from tests.conftest import run_in_memory
+
+    features = copy.deepcopy(FEATURE_PARAMS["physionet2012"])
+    features["splits"].update(train_groups=TRAIN_GROUPS, test_groups=TEST_GROUPS, validation_fraction=0.25,
+                              n_folds=3)
+    timeseries, static = three_group_records()
+    pipe = features_pipeline("physionet2012", STUDIES["physionet2012"].feature_sets) + training_pipeline("physionet2012")
+    parameters = {"features": {"physionet2012": features}, "training": {"physionet2012": short_training("physionet2012")},
+                  "seed": 7, "device": "cpu"}
+    catalog = run_in_memory(pipe, parameters, {"ingestion.timeseries": timeseries, "ingestion.static": static})
+    return catalog, timeseries, static, parameters
+
+
+def test_two_train_groups_fill_train_and_validation_and_the_test_group_only_test(more_data_run):
+    catalog, _, static, _ = more_data_run
+    splits = catalog.load("features.splits")
+    group_of = static.set_index("record_id")["split_group"]
+    assert (splits["group"].to_numpy() == group_of.loc[splits["record_id"]].to_numpy()).all()
+    groups = splits.groupby("split")["group"].agg(lambda g: sorted(set(g))).to_dict()
+    assert groups == {"train": ["a", "b"], "validation": ["a", "b"], "test": ["c"]}
+    assert len(splits) == len(static)  # every record of a, b and c is in one split
+    assert (splits.loc[splits["split"] == "test", "record_id"].sort_values().to_numpy()
+            == static.loc[static["split_group"] == "c", "record_id"].to_numpy()).all()
+    for feature_set in STUDIES["physionet2012"].feature_sets:
+        for split, expected in groups.items():
+            bundle = catalog.load(f"features.{feature_set}.model_input_{split}")
+            assert sorted(set(bundle["group"].tolist())) == expected, (feature_set, split)
+
+
+def test_the_scaler_is_fitted_on_the_train_records_of_both_groups_only(more_data_run):
+    catalog, timeseries, static, parameters = more_data_run
+    splits = catalog.load("features.splits")
+    train_ids = splits.loc[splits["split"] == "train", "record_id"]
+    n_hours = parameters["features"]["physionet2012"]["n_hours"]
+
+    def hourly_means(ids) -> pd.DataFrame:  # (record, hour) × parameter, NaN where unobserved
+        rows = timeseries[timeseries["record_id"].isin(ids) & (timeseries["minutes"] < 60 * n_hours)]
+        return rows.assign(hour=rows["minutes"] // 60).groupby(["record_id", "hour", "parameter"])["value"] \
+            .mean().unstack("parameter")
+
+    train_cells, all_cells = hourly_means(train_ids), hourly_means(static["record_id"])
+    for feature_set in STUDIES["physionet2012"].feature_sets:
+        spec = catalog.load(f"features.{feature_set}.feature_spec")
+        for name, sources in spec["sources"].items():
+            column = train_cells[sources[0]]
+            for fallback in sources[1:]:  # the first source observed in each hour cell
+                column = column.fillna(train_cells[fallback])
+            values = column.dropna().to_numpy()
+            p05, median, p95 = np.percentile(values, [5, 50, 95])
+            fitted = spec["scaler"][name]
+            assert fitted["observed_cells_train"] == values.size, (feature_set, name)
+            assert (fitted["p05"], fitted["median"], fitted["p95"]) == pytest.approx((p05, median, p95), rel=1e-5), \
+                (feature_set, name)
+        # the records of the other splits would have moved it (group c is shifted)
+        assert spec["scaler"]["HR"]["p95"] < np.percentile(all_cells["HR"].dropna(), 95) - 1.0
+        for name, fitted in spec["static_scaler"].items():
+            values = static.set_index("record_id").loc[train_ids, name].dropna().to_numpy()
+            assert (fitted["p05"], fitted["median"], fitted["p95"]) == pytest.approx(
+                tuple(np.percentile(values, [5, 50, 95])), rel=1e-9), name
+        assert spec["splits"]["test"]["records"] == (static["split_group"] == "c").sum()
+
+
+def test_metrics_name_the_test_group_and_thresholds_come_from_the_train_groups(more_data_run):
+    from ehr_adversarial.training.metrics import choose_threshold
+
+    catalog, _, static, _ = more_data_run
+    splits = catalog.load("features.splits")
+    test_ids = set(splits.loc[splits["split"] == "test", "record_id"])
+    for model in MODELS:
+        metrics = catalog.load(f"training.{model}.metrics")
+        assert metrics["test_split"] == "test (group c)", model
+        assert metrics["n_test"] == len(test_ids) and metrics["n_test_positive"] == 15
+        assert set(catalog.load(f"training.{model}.test_predictions")["record_id"]) == test_ids
+        held_name = "validation_predictions" if model in STUDIES["physionet2012"].torch_models else "cv_predictions"
+        held = catalog.load(f"training.{model}.{held_name}")
+        assert not set(held["record_id"]) & test_ids, model
+        assert set(held["group"]) == {"a", "b"}, model
+        expected = "validation (group a+b)" if held_name == "validation_predictions" else "train, out-of-fold (group a+b)"
+        assert metrics["threshold_split"]["name"] == expected and "group c" not in metrics["threshold_rule"]
+        assert metrics["threshold"] == pytest.approx(choose_threshold(held["y_true"], held["y_prob"])), model
+
+
+def test_the_attack_draws_its_records_from_the_test_group(more_data_run):
+    from ehr_adversarial.pipelines.attack import create_pipeline as attack_pipeline
+    from tests.conftest import run_after
+    from tests.pipelines.conftest import ATTACK
+
+    catalog, *_ = more_data_run
+    attack = {**ATTACK, "n_records": 8, "max_iterations": 20, "lambdas": {"low": 1e-3, "high": 1e-2, "count": 3}}
+    pipe = attack_pipeline("physionet2012", {"lstm_sun2018": "sun2018"})
+    attacked = run_after(catalog, pipe, {"attack": {"physionet2012": attack}, "seed": 7, "device": "cpu"})
+    test_ids = set(catalog.load("features.splits").query("split == 'test'")["record_id"])
+    assert set(attacked.load("attack.lstm_sun2018.selection")["record_id"]) <= test_ids
+    assert attacked.load("attack.lstm_sun2018.summary")["test_groups"] == ["c"]
 
 
 # ---------------------------------------------------------------- bad input

@@ -184,6 +184,8 @@ def _summary(records: pd.DataFrame, model: nn.Module, feature_spec: Mapping[str,
         "architecture": model.config.get("architecture"),
         "feature_set": feature_spec.get("feature_set"),
         "test_records": int(len(test["y"])),
+        # the source groups of the split the records come from (features.<source>.splits.test_groups)
+        "test_groups": sorted({str(g) for g in np.asarray(test["group"])}) if "group" in test else [],
         "attacked_records": len(records),
         "success_rate": float(records["success"].mean()),
         "overall": stats(records),

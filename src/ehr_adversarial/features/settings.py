@@ -3,7 +3,7 @@ functions still take plain dicts)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Block(BaseModel):
@@ -19,6 +19,17 @@ class SplitSettings(_Block):
     test_fraction: float = Field(0.0, ge=0, lt=1)
     validation_fraction: float = Field(gt=0, lt=1)
     n_folds: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_test_split(self) -> SplitSettings:
+        """A group is train or test, never both; and there is a test split (groups or a fraction)."""
+        both = sorted({str(g) for g in self.train_groups} & {str(g) for g in self.test_groups or []})
+        if both:
+            raise ValueError(f"group(s) {both} are in both train_groups and test_groups")
+        if not self.test_groups and self.test_fraction == 0:
+            raise ValueError("no test split: test_groups is empty and test_fraction is 0; name held-out groups "
+                             "(test_groups: [c]) or hold out a share of the train groups (test_fraction: 0.2)")
+        return self
 
 
 class StaticSettings(_Block):

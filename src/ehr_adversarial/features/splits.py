@@ -99,9 +99,11 @@ def _require_positives(labels: pd.Series | np.ndarray, where: str) -> None:
 def make_splits(static: pd.DataFrame, features: dict[str, Any], seed: int) -> pd.DataFrame:
     """Patient-level stratified train/validation/test splits plus CV folds on train.
 
-    The test set is either whole source groups (`splits.test_groups`, e.g. PhysioNet set-b)
-    or, without them, `splits.test_fraction` of the units held out. `splits.unit` names the
-    column whose values never cross splits (record_id, or subject_id for MIMIC-III).
+    Train and validation come from the records of `splits.train_groups` (one or several source
+    groups, e.g. PhysioNet set-a, or set-a and set-b). The test set is either whole source groups
+    (`splits.test_groups`, e.g. PhysioNet set-b or set-c) or, without them, `splits.test_fraction`
+    of the train groups' units held out. `splits.unit` names the column whose values never cross
+    splits (record_id, or subject_id for MIMIC-III).
     Returns record_id, split, group (the record's split_group) and fold (-1 outside train).
     """
     cfg = features["splits"]
@@ -115,8 +117,10 @@ def make_splits(static: pd.DataFrame, features: dict[str, Any], seed: int) -> pd
     absent = [g for g in train_groups + test_groups if g not in present]
     if absent:
         raise ValueError(
-            f"features.<source>.splits names group(s) {absent} that the data lacks; "
-            f"static.split_group has {present}."
+            f"features.<source>.splits names group(s) {absent} that the data lacks "
+            f"(train_groups {train_groups}, test_groups {test_groups}); static.split_group has {present}. "
+            "Ingest the missing group(s) first (PhysioNet 2012: list the set in ingestion.physionet2012.sets, "
+            "e.g. [a, b, c]) or name only groups the data has."
         )
     if set(train_groups) & set(test_groups):
         raise ValueError(
@@ -136,6 +140,12 @@ def make_splits(static: pd.DataFrame, features: dict[str, Any], seed: int) -> pd
             )
         development = pool
     else:
+        if not 0.0 < float(cfg.get("test_fraction") or 0.0) < 1.0:
+            raise ValueError(
+                f"features.<source>.splits has no test split: test_groups is empty and test_fraction is "
+                f"{cfg.get('test_fraction', 0.0)}. Name held-out groups (test_groups, e.g. [c]; the data has "
+                f"{present}) or hold out a share of the train groups' units (test_fraction in (0, 1), e.g. 0.2)."
+            )
         development, test = _stratified_unit_split(
             pool, unit, float(cfg.get("test_fraction", 0.0)), seed, "test_fraction"
         )

@@ -189,6 +189,13 @@ def _figure_png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _groups(summary: Mapping[str, Any], before: str = "", after: str = "") -> str:
+    """E.g. "group b" (with `before` and `after` around it): the source groups of the test split the attacked
+    records come from (features.<source>.splits.test_groups); "" for a summary that does not name them."""
+    groups = summary.get("test_groups") or []
+    return f"{before}group {'+'.join(groups)}{after}" if groups else ""
+
+
 def _attack_section(summary: Mapping[str, Any]) -> list[str]:
     rows = []
     for direction, s in summary["by_direction"].items():
@@ -196,7 +203,8 @@ def _attack_section(summary: Mapping[str, Any]) -> list[str]:
                      "mean L0": s["mean_l0_best"], "mean L1": s["mean_l1_best"], "mean L∞": s["mean_linf_best"],
                      "median iteration of first success": s["median_first_iteration"]})
     return [
-        f"{summary['attacked_records']} correctly classified test records attacked (of {summary['test_records']}), "
+        f"{summary['attacked_records']} correctly classified test records attacked "
+        f"(of {summary['test_records']}{_groups(summary, before=' in ')}), "
         f"success {100 * summary['success_rate']:.1f} % in {summary['seconds']:.0f} s on {summary['device']} "
         f"(search `{summary['config']['search']}`, ≤ {summary['config']['max_iterations']} iterations). "
         "Norms are of the smallest successful δ, in scaled units ([0, 1] per feature).", "",
@@ -257,7 +265,8 @@ def attack_report(
         f"# Adversarial susceptibility of `{model}` ({attack_summary['feature_set']} features)", "",
         f"The attacked model scores AUROC {test['auroc']['value']:.3f} [{test['auroc']['ci_low']:.3f}, "
         f"{test['auroc']['ci_high']:.3f}] and AUPRC {test['auprc']['value']:.3f} on its test split "
-        f"({model_metrics['n_test']} records, {model_metrics['n_test_positive']} deaths).", "",
+        f"({_groups(attack_summary, after=': ')}{model_metrics['n_test']} records, "
+        f"{model_metrics['n_test_positive']} deaths).", "",
     ]
     if model_metrics["n_test_positive"] < int(reporting.get("min_positives", 50)):
         lines += ["**Warning:** the test split is too small for meaningful numbers (fewer than "
