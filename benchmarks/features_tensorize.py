@@ -19,10 +19,12 @@ the project's catalog, so run `kedro run --env physionet2012 --pipelines ingesti
 --source mimic3 --scale N: the MIMIC-III demo (EHR_MIMIC3_DIR) scaled N× by benchmarks/mimic3_scaled.py
 into a temp folder outside the repository, ingested there by the ingestion nodes into a new DuckDB file
 (benchmarks/scale_mimic3.py), static built from the cohort; the folder is removed before the timing.
-N copies must give N × the demo's 72 stays and 24,510 timeseries rows (checked).
+N copies must give N × the demo's stays and timeseries rows under --window-rule (checked against
+benchmarks/scale_mimic3.py's DEMO_COUNTS; default: the project's ingestion.mimic3.cohort.window_rule).
 
     python benchmarks/features_tensorize.py [--env physionet2012] [--feature-set full] [--limit N]
     python benchmarks/features_tensorize.py --source mimic3 --scale N [--feature-set sun2018]
+                                            [--window-rule padded|full_window]
 """
 
 from __future__ import annotations
@@ -75,15 +77,18 @@ def load_inputs(env: str, feature_set: str) -> tuple[pd.DataFrame, pd.DataFrame,
     return timeseries, static, *_features_of(params, "physionet2012", feature_set)
 
 
-def load_scaled_mimic3(scale: int, feature_set: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], int]:
-    """MIMIC-III demo scaled `scale`×, ingested with DuckDB in a temp folder (removed afterwards):
-    timeseries, static, the features parameters, and the seed."""
+def load_scaled_mimic3(
+    scale: int, feature_set: str, window_rule: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], int]:
+    """MIMIC-III demo scaled `scale`×, ingested with DuckDB in a temp folder (removed afterwards)
+    under `window_rule` (default: the project's): timeseries, static, the features parameters,
+    and the seed."""
     from benchmarks.mimic3_scaled import scale_demo
     from benchmarks.scale_mimic3 import (
+        DEMO_COUNTS,
         DEMO_DIR,
-        DEMO_INCLUDED,
-        DEMO_TIMESERIES,
         TABLES,
+        default_window_rule,
         duckdb_in,
         ingest,
         ingestion_params,
@@ -91,19 +96,21 @@ def load_scaled_mimic3(scale: int, feature_set: str) -> tuple[pd.DataFrame, pd.D
     )
     from ehr_adversarial.sources.mimic3 import build_static
 
+    window_rule = window_rule or default_window_rule()
+    demo_included, demo_timeseries = DEMO_COUNTS[window_rule]
     started = time.perf_counter()
     csv_dir, rows = scale_demo(DEMO_DIR, scale, TABLES)
     try:
         scaled = time.perf_counter() - started
-        ingested = ingest(duckdb_in(csv_dir), ingestion_params(csv_dir))
+        ingested = ingest(duckdb_in(csv_dir), ingestion_params(csv_dir, window_rule))
     finally:
         shutil.rmtree(csv_dir, ignore_errors=True)
     timeseries, static = ingested["timeseries"], build_static(ingested["cohort"])
-    print(f"MIMIC-III demo x{scale}: {rows['CHARTEVENTS']:,} CHARTEVENTS rows scaled in {scaled:.1f} s, "
-          f"DuckDB load {ingested['load_s']:.1f} s + SQL {ingested['sql_s']:.1f} s")
-    if (len(static), len(timeseries)) != (DEMO_INCLUDED * scale, DEMO_TIMESERIES * scale):
+    print(f"MIMIC-III demo x{scale} (window_rule {window_rule}): {rows['CHARTEVENTS']:,} CHARTEVENTS rows "
+          f"scaled in {scaled:.1f} s, DuckDB load {ingested['load_s']:.1f} s + SQL {ingested['sql_s']:.1f} s")
+    if (len(static), len(timeseries)) != (demo_included * scale, demo_timeseries * scale):
         raise SystemExit(f"scaled ingestion gave {len(static)} stays and {len(timeseries):,} rows, expected "
-                         f"{DEMO_INCLUDED * scale} and {DEMO_TIMESERIES * scale:,} ({scale} × the demo)")
+                         f"{demo_included * scale} and {demo_timeseries * scale:,} ({scale} × the demo)")
     return timeseries, static, *_features_of(project_parameters(), "mimic3", feature_set)
 
 
@@ -209,13 +216,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of ours (median reported)")
     parser.add_argument("--baseline-repeat", type=int, default=1, help="timed runs of the baseline (median reported)")
     parser.add_argument("--tracemalloc", action="store_true", help="also a traced pass per implementation (slow)")
+    parser.add_argument("--window-rule", choices=("padded", "full_window"),
+                        help="mimic3: ingestion.mimic3.cohort.window_rule (default: the project's, padded)")
     args = parser.parse_args()
 
     from ehr_adversarial.features.splits import make_splits
 
     args.feature_set = args.feature_set or DEFAULT_FEATURE_SET[args.source]
     if args.source == "mimic3":
-        timeseries, static, features, seed = load_scaled_mimic3(args.scale, args.feature_set)
+        timeseries, static, features, seed = load_scaled_mimic3(args.scale, args.feature_set, args.window_rule)
     else:
         timeseries, static, features, seed = load_inputs(args.env, args.feature_set)
     if args.limit:

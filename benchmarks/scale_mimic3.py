@@ -13,12 +13,14 @@ values) into a temp folder outside the repository; then, each in a fresh child p
             types, the way one would hold the tables without a database.
 
 Printed per run: seconds, rows/s (CHARTEVENTS + LABEVENTS rows), the child's peak RSS, and
-the check that N copies give exactly N× the demo's cohort and measurements. At the end: the
+the check that N copies give exactly N× the demo's cohort and measurements under --window-rule
+(DEMO_COUNTS; default: the project's ingestion.mimic3.cohort.window_rule). At the end: the
 growth exponent b of time ~ rows^b (least squares on log-log) and the extrapolation to full
 MIMIC-III (330,712,483 CHARTEVENTS rows ≈ 436× the demo).
 
     python benchmarks/scale_mimic3.py [--sizes 1,4,16] [--engines duckdb,postgres,pandas]
                                       [--pandas-max-n 4] [--dsn "host=127.0.0.1 user=postgres dbname=postgres"]
+                                      [--window-rule padded|full_window]
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ DEMO_DIR = Path(os.environ.get("EHR_MIMIC3_DIR", PROJECT_ROOT.parent / "shared" 
 TABLES = ["PATIENTS", "ADMISSIONS", "ICUSTAYS", "CHARTEVENTS", "LABEVENTS", "D_ITEMS", "D_LABITEMS", "DIAGNOSES_ICD", "D_ICD_DIAGNOSES"]
 DEMO_CHARTEVENTS = 758_355
 FULL_CHARTEVENTS = 330_712_483  # MIMIC-III v1.4
-# What the demo gives (tests/pipelines/test_ingestion_mimic3.py); N copies must give N× these.
-DEMO_INCLUDED, DEMO_TIMESERIES = 72, 24_510
+# What one copy of the demo gives per ingestion.mimic3.cohort.window_rule: included stays and
+# timeseries rows (tests/pipelines/test_ingestion_mimic3.py, docs/data_mimic3.md); N copies must
+# give N× these.
+DEMO_COUNTS = {"padded": (111, 32_191), "full_window": (72, 24_463)}
 DUCKDB_MEMORY_LIMIT = "4GB"  # as conf/base/catalog_01_raw.yml
 
 
@@ -65,9 +69,18 @@ def project_parameters() -> dict:
     return loader["parameters"]
 
 
-def ingestion_params(csv_dir: Path) -> dict:
-    """The MIMIC-III ingestion parameters, reading TABLES from `csv_dir`."""
-    return {**project_parameters()["ingestion"]["mimic3"], "csv_dir": str(csv_dir), "tables": TABLES}
+def default_window_rule() -> str:
+    """The project's ingestion.mimic3.cohort.window_rule."""
+    return project_parameters()["ingestion"]["mimic3"]["cohort"]["window_rule"]
+
+
+def ingestion_params(csv_dir: Path, window_rule: str | None = None) -> dict:
+    """The MIMIC-III ingestion parameters, reading TABLES from `csv_dir`, with `window_rule`
+    (default: the project's)."""
+    params = {**project_parameters()["ingestion"]["mimic3"], "csv_dir": str(csv_dir), "tables": TABLES}
+    if window_rule is not None:
+        params["cohort"] = {**params["cohort"], "window_rule": window_rule}
+    return params
 
 
 def duckdb_in(folder: Path):
@@ -115,7 +128,7 @@ def _run_nodes(database, params: dict) -> dict:
     }
 
 
-def worker(engine: str, csv_dir: Path, dsn: str) -> dict:
+def worker(engine: str, csv_dir: Path, dsn: str, window_rule: str) -> dict:
     """One engine on one scaled folder, in this (fresh) process."""
     if engine == "pandas":
         import pandas as pd
@@ -138,7 +151,7 @@ def worker(engine: str, csv_dir: Path, dsn: str) -> dict:
             rows += len(frames[-1])
         return {"load_s": time.perf_counter() - started, "sql_s": None, "rows": rows, "peak_rss_mb": _peak_rss_mb()}
 
-    params = ingestion_params(csv_dir)
+    params = ingestion_params(csv_dir, window_rule)
     if engine == "duckdb":
         database = duckdb_in(csv_dir)
         result = _run_nodes(database, params)
@@ -173,11 +186,15 @@ def main() -> None:
     parser.add_argument("--engines", default="duckdb,postgres,pandas")
     parser.add_argument("--pandas-max-n", type=int, default=4, help="largest N for the pandas baseline")
     parser.add_argument("--dsn", default=os.environ.get("EHR_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"))
+    parser.add_argument("--window-rule", choices=sorted(DEMO_COUNTS),
+                        help="ingestion.mimic3.cohort.window_rule (default: the project's, padded)")
     parser.add_argument("--worker", nargs=2, metavar=("ENGINE", "CSV_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.window_rule = args.window_rule or default_window_rule()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], Path(args.worker[1]), args.dsn)))
+        print(json.dumps(worker(args.worker[0], Path(args.worker[1]), args.dsn, args.window_rule)))
         return
+    demo_included, demo_timeseries = DEMO_COUNTS[args.window_rule]
 
     from benchmarks.mimic3_scaled import scale_demo
 
@@ -185,7 +202,8 @@ def main() -> None:
     engines = args.engines.split(",")
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, "
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}; window_rule {args.window_rule} "
+          f"({demo_included} stays, {demo_timeseries:,} measurements per copy)")
     header = f"{'N':>4} {'CE rows':>11} {'engine':>8} {'load s':>8} {'rows/s':>10} {'SQL s':>7} {'peak RSS MB':>11} {'db MB':>7}  check"
     print(header)
     results: dict[str, list[tuple[int, dict]]] = {engine: [] for engine in engines}
@@ -199,7 +217,8 @@ def main() -> None:
                 if engine == "pandas" and n > args.pandas_max_n:
                     continue
                 child = subprocess.run(
-                    [sys.executable, __file__, "--dsn", args.dsn, "--worker", engine, str(csv_dir)],
+                    [sys.executable, __file__, "--dsn", args.dsn, "--window-rule", args.window_rule,
+                     "--worker", engine, str(csv_dir)],
                     capture_output=True, text=True, check=False,
                 )
                 if child.returncode != 0:
@@ -209,7 +228,7 @@ def main() -> None:
                 results[engine].append((n, result))
                 check = ""
                 if result.get("sql_s") is not None:
-                    ok = result["included"] == DEMO_INCLUDED * n and result["timeseries"] == DEMO_TIMESERIES * n
+                    ok = result["included"] == demo_included * n and result["timeseries"] == demo_timeseries * n
                     check = f"{'ok' if ok else 'MISMATCH'}: {result['included']} stays, {result['timeseries']:,} measurements"
                 sql = f"{result['sql_s']:>7.1f}" if result.get("sql_s") is not None else f"{'-':>7}"
                 print(

@@ -73,7 +73,7 @@ def perturbation_cells(delta: np.ndarray, x: np.ndarray, record_id: np.ndarray, 
     original = scale.p05[feat] + x[rec, hour, feat] * scale.span[feat]
     names = np.asarray(scale.names, dtype=object)[feat]
     units = np.asarray(scale.units, dtype=object)[feat]
-    description = [f"{n} {c:+.3g}{' ' + u if u else ''} at hour {h}" for n, c, u, h in zip(names, change, units, hour)]
+    description = [f"{n} {c:+.3g}{' ' + u if u else ''} at hour {h}" for n, c, u, h in zip(names, change, units, hour, strict=True)]
     return pd.DataFrame({
         "record_id": np.asarray(record_id)[rec].astype("int64"),
         "feature": pd.array(names, dtype="string"),

@@ -55,7 +55,7 @@ def plot_cumulative_ranking(cumulative_susceptibility: pd.DataFrame) -> Figure:
     directions = _directions(cumulative_susceptibility)
     n_features = cumulative_susceptibility["feature"].nunique()
     fig, axes = plt.subplots(1, len(directions), squeeze=False, figsize=(5 * len(directions), 0.3 * n_features + 1.5))
-    for ax, direction in zip(axes[0], directions):
+    for ax, direction in zip(axes[0], directions, strict=True):
         ranked = cumulative_susceptibility[cumulative_susceptibility["direction"] == direction].sort_values("rank")
         ax.barh(ranked["feature"][::-1], ranked["cumulative_s"][::-1], color="tab:red")
         ax.set_xlabel("cumulative S_j = Σ_t GMP·GPP")
@@ -70,7 +70,7 @@ def plot_attack_histograms(attack_records: pd.DataFrame) -> Figure:
     columns = (("l0_best", "L0 (cells changed)"), ("l1_best", "L1 (scaled units)"),
                ("first_iteration", "iteration of first success"))
     fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 3.5))
-    for ax, (column, label) in zip(axes, columns):
+    for ax, (column, label) in zip(axes, columns, strict=True):
         bins = np.histogram_bin_edges(won[column], bins=30) if len(won) else 10
         for direction, frame in won.groupby("direction", sort=True):
             ax.hist(frame[column], bins=bins, alpha=0.6, label=f"{direction} (N = {len(frame)})")

@@ -92,7 +92,7 @@ def susceptibility_table(delta: np.ndarray, label: np.ndarray, success: np.ndarr
     columns = ["direction", "metric", "feature", "hour", "value", "n_records"]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
-                             zip(columns, ["string", "string", "string", "int64", "float64", "int64"])})
+                             zip(columns, ["string", "string", "string", "int64", "float64", "int64"], strict=True)})
     return pd.concat(frames, ignore_index=True)[columns]
 
 

@@ -20,6 +20,7 @@ MIMIC code matrix, continuous ones their own spread. The module knows nothing ab
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -61,7 +62,7 @@ class MLPDenoiserNet(nn.Module):
         super().__init__()
         dims = (n_columns, *hidden_dims, n_columns)
         self.embed = NoiseEmbedding(time_dim)
-        self.blocks = nn.ModuleList(Block(a, b, time_dim) for a, b in zip(dims[:-1], dims[1:]))
+        self.blocks = nn.ModuleList(Block(a, b, time_dim) for a, b in itertools.pairwise(dims))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         t_emb = self.embed(c_noise) if cond is None else self.embed(c_noise) + cond
@@ -239,7 +240,7 @@ def heun_sample(
     sigmas = edm_sigmas(num_steps, sigma_min, sigma_max, rho).to(latents.device)
     x = latents.to(torch.float64) * sigmas[0]
     batch = x.shape[0]
-    for sigma_cur, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+    for sigma_cur, sigma_next in itertools.pairwise(sigmas):
         denoised = model(x, sigma_cur.expand(batch)).to(torch.float64)
         d_cur = (x - denoised) / sigma_cur
         x_next = x + (sigma_next - sigma_cur) * d_cur

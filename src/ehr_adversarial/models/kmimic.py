@@ -14,6 +14,8 @@ Kedro; the training loops live in ehr_adversarial.synthesis.kmimic.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,7 +24,7 @@ from torch import nn
 def mlp(dims: tuple[int, ...], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """Linear layers with `activation` between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(dims)):
         layers.append(nn.Linear(a, b))
         if i < len(dims) - 2:
             layers.append(activation())

@@ -31,11 +31,11 @@ def plot_attack_report(
     for row, direction in enumerate(directions):
         ranked = cumulative_susceptibility[cumulative_susceptibility["direction"] == direction].sort_values("rank")
         marks = paper_table[(paper_table["direction"] == direction) & paper_table["feature"].notna()]
-        position = dict(zip(marks["feature"], marks["paper_position"]))
+        position = dict(zip(marks["feature"], marks["paper_position"], strict=True))
         ax = axes[row, 0]
         colours = ["tab:red" if f in position else "tab:grey" for f in ranked["feature"]]
         ax.barh(ranked["feature"][::-1], ranked["cumulative_s"][::-1], color=colours[::-1])
-        for y, (feature, value) in enumerate(zip(ranked["feature"][::-1], ranked["cumulative_s"][::-1])):
+        for y, (feature, value) in enumerate(zip(ranked["feature"][::-1], ranked["cumulative_s"][::-1], strict=True)):
             if feature in position:
                 ax.annotate(f" paper: {position[feature]}", (value, y), va="center", fontsize=7)
         ax.tick_params(axis="y", labelsize=7)

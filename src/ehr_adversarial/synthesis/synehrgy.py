@@ -115,7 +115,7 @@ def sample_corpus(
         unfinished += int((~ended.any(axis=1)).sum())
         # cut each sequence after its first </s>
         length = np.where(ended.any(axis=1), ended.argmax(axis=1) + 1, out.shape[1])
-        sequences.extend(row[:k] for row, k in zip(out, length))
+        sequences.extend(row[:k] for row, k in zip(out, length, strict=True))
     if unfinished:
         logger.warning("SynEHRgy: %d of %d sequences reached max_new_tokens without </s>", unfinished, n_samples)
     model.cpu()

@@ -122,14 +122,14 @@ class RecordTokenizer:
             vocab.extend(labels)
 
         block("label", [f"label:{k}" for k in range(self.n_labels)])
-        nan = [[f"{name}:nan"] if missing else [] for name, missing in zip(self.covariates, self.covariate_missing)]
-        for k, (name, bins) in enumerate(zip(self.continuous_covariates, self.covariate_bins)):
+        nan = [[f"{name}:nan"] if missing else [] for name, missing in zip(self.covariates, self.covariate_missing, strict=True)]
+        for k, (name, bins) in enumerate(zip(self.continuous_covariates, self.covariate_bins, strict=True)):
             block(f"cov:{name}", [f"{name}:{r:g}" for r in bins.representatives] + nan[k])
-        for k, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels)):
+        for k, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels, strict=True)):
             block(f"cov:{name}", [f"{name}:{level}" for level in levels] + nan[len(self.continuous_covariates) + k])
         block("code", [f"code:{c}" for c in self.codes])
         value_offsets = []
-        for name, bins in zip(self.variables, self.value_bins):
+        for name, bins in zip(self.variables, self.value_bins, strict=True):
             value_offsets.append(len(vocab))
             block(f"var:{name}", [f"{name}:{r:g}" for r in bins.representatives])
         block("gap", [f"gap:{r:g}min" for r in self.gap_representatives])
@@ -212,7 +212,7 @@ class RecordTokenizer:
         starts = np.searchsorted(parameter[order], variables)
         ends = np.searchsorted(parameter[order], variables, side="right")
         value_bins = [
-            fit_binning(values[order[s:e]], n_bins, binning, trim_quantiles) for s, e in zip(starts, ends)
+            fit_binning(values[order[s:e]], n_bins, binning, trim_quantiles) for s, e in zip(starts, ends, strict=True)
         ]
         covariate_bins = []
         for name in continuous_covariates:
@@ -300,11 +300,11 @@ class RecordTokenizer:
 
         all_pos = np.arange(n)
         add(all_pos, 0, 0, 0, np.full(n, BOS))
-        for k, (name, bins) in enumerate(zip(self.continuous_covariates, self.covariate_bins)):
+        for k, (name, bins) in enumerate(zip(self.continuous_covariates, self.covariate_bins, strict=True)):
             raw = static[name].to_numpy(np.float64)
             index = np.where(np.isnan(raw), self._missing_index(k, np.isnan(raw)), bins.assign(np.nan_to_num(raw)))
             add(all_pos, 1, 0, k, np.where(index < 0, UNK, self.offsets[f"cov:{name}"] + index))
-        for j, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels)):
+        for j, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels, strict=True)):
             k = len(self.continuous_covariates) + j
             missing = static[name].isna().to_numpy()
             index = np.full(n, self._missing_index(k, missing), dtype=np.int64)
@@ -346,7 +346,7 @@ class RecordTokenizer:
         add(step_pos, 4, step_number, len(self.variables), gap_token)
         add(all_pos, 5, 0, 0, np.full(n, EOS))
 
-        pos, section, step, sub, token = (np.concatenate(col) for col in zip(*pieces))
+        pos, section, step, sub, token = (np.concatenate(col) for col in zip(*pieces, strict=True))
         order = np.lexsort((sub, step, section, pos))
         counts = np.bincount(pos, minlength=n)
         return {
@@ -416,13 +416,13 @@ class RecordTokenizer:
         start = self.offsets["label"]
         self._kind[start : start + self.n_labels] = 1
         self._decoded[start : start + self.n_labels] = np.arange(self.n_labels)
-        for k, (name, bins) in enumerate(zip(self.continuous_covariates, self.covariate_bins)):
+        for k, (name, bins) in enumerate(zip(self.continuous_covariates, self.covariate_bins, strict=True)):
             start = self.offsets[f"cov:{name}"]
             reps = bins.representatives + ([np.nan] if self.covariate_missing[k] else [])
             self._kind[start : start + len(reps)] = 2
             self._owner[start : start + len(reps)] = k
             self._decoded[start : start + len(reps)] = reps
-        for j, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels)):
+        for j, (name, levels) in enumerate(zip(self.categorical_covariates, self.categorical_levels, strict=True)):
             k = len(self.continuous_covariates) + j
             start = self.offsets[f"cov:{name}"]
             index = list(range(len(levels))) + ([np.nan] if self.covariate_missing[k] else [])  # level index

@@ -86,7 +86,7 @@ def _parse_minutes(rows: pd.DataFrame, parsed: np.ndarray) -> np.ndarray:
     bad = parsed & ~valid[codes]
     if bad.any():
         raise ValueError(_row_errors(rows, bad, "time", "is not hh:mm"))
-    per_time = np.array([int(t[:-3]) * 60 + int(t[-2:]) if ok else -1 for t, ok in zip(times, valid)], dtype=np.int32)
+    per_time = np.array([int(t[:-3]) * 60 + int(t[-2:]) if ok else -1 for t, ok in zip(times, valid, strict=True)], dtype=np.int32)
     return per_time[codes]
 
 
@@ -245,7 +245,7 @@ def _counts(rows: pd.DataFrame, static: pd.DataFrame) -> dict[str, Any]:
         "records": len(static),
         "deaths": int(static["label"].sum()),
         "lines": len(rows),
-        **{f"{'descriptor_values' if kind == 'descriptor' else kind + '_rows'}": int(n) for kind, n in zip(KINDS, kinds)},
+        **{f"{'descriptor_values' if kind == 'descriptor' else kind + '_rows'}": int(n) for kind, n in zip(KINDS, kinds, strict=True)},
         "rejected_by_reason": {str(reason): int(n) for reason, n in reasons.items() if n},
         "near_empty_records": int(static["near_empty"].sum()),
         "records_without_timeseries": int((static["n_timeseries_rows"] == 0).sum()),
