@@ -109,9 +109,27 @@ def test_threshold_maximises_f1_on_the_given_predictions():
     rng = np.random.default_rng(10)
     y = (rng.random(500) < 0.2).astype(int)
     p = np.clip(0.3 * y + rng.random(500) * 0.7, 0, 1)
-    threshold = choose_threshold(y, p)
+    threshold = choose_threshold(y, p, rule="f1")
     best = max(f1_score(y, (p >= t).astype(int)) for t in np.unique(p))
     assert f1_score(y, (p >= threshold).astype(int)) == pytest.approx(best)
+
+
+def test_default_threshold_maximises_the_challenge_score_min_se_ppv():
+    rng = np.random.default_rng(11)
+    y = (rng.random(500) < 0.15).astype(int)
+    p = np.clip(0.25 * y + rng.random(500) * 0.75, 0, 1)
+
+    def min_se_ppv(t):
+        pred = (p >= t).astype(int)
+        return min(precision_score(y, pred, zero_division=0), recall_score(y, pred))
+
+    threshold = choose_threshold(y, p)
+    best = max(min_se_ppv(t) for t in np.unique(p))
+    assert min_se_ppv(threshold) == pytest.approx(best)
+    # a different optimum from F1's on these predictions, so the rule matters
+    assert threshold != choose_threshold(y, p, rule="f1")
+    with pytest.raises(ValueError, match="threshold rule is 'youden'; use one of min_se_ppv, f1"):
+        choose_threshold(y, p, rule="youden")
 
 
 @pytest.mark.parametrize(

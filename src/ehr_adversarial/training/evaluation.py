@@ -16,6 +16,7 @@ from ehr_adversarial.glossary import glossary
 from ehr_adversarial.training import plots
 from ehr_adversarial.training.metrics import (
     METRICS,
+    THRESHOLD_RULES,
     binary_metrics,
     bootstrap_metrics,
     choose_threshold,
@@ -41,11 +42,13 @@ def evaluate_predictions(
     """The single final evaluation on the test split, metrics with 95 % bootstrap CIs; `model` is the
     model's name in the study (`gbm`), which figures and tables show beside its method.
 
-    The decision threshold (for F1, precision, recall) maximises F1 on `threshold_predictions`:
+    The decision threshold (for min(Se, PPV), F1, precision, recall) maximises `evaluation.threshold_rule`
+    (min(Se, PPV) unless set to F1) on `threshold_predictions`:
     the validation split for torch models, the out-of-fold CV predictions of the train split
     for the baselines. Their metrics there are reported for reference.
     """
-    threshold = choose_threshold(threshold_predictions["y_true"], threshold_predictions["y_prob"])
+    rule = str(evaluation.get("threshold_rule", "min_se_ppv"))
+    threshold = choose_threshold(threshold_predictions["y_true"], threshold_predictions["y_prob"], rule)
     test = bootstrap_metrics(test_predictions["y_true"], test_predictions["y_prob"], threshold,
                              n_bootstrap=int(evaluation["n_bootstrap"]), seed=seed,
                              confidence=float(evaluation["confidence"]))
@@ -55,7 +58,7 @@ def evaluate_predictions(
         "method": selected_config.get("architecture", selected_config.get("estimator")),
         "feature_set": feature_spec["feature_set"],
         "threshold": threshold,
-        "threshold_rule": f"maximises F1 on the predictions of {threshold_split}",
+        "threshold_rule": f"maximises {THRESHOLD_RULES[rule]} on the predictions of {threshold_split}",
         "n_test": int(len(test_predictions)),
         "n_test_positive": int(test_predictions["y_true"].sum()),
         "test_split": _describe_split(test_predictions),
@@ -87,7 +90,8 @@ def compare_models(**metrics: Mapping[str, Any]) -> tuple[pd.DataFrame, str]:
     rows = []
     for name, m in metrics.items():
         row = {"model": name, "method": m.get("method"), "feature_set": m["feature_set"], "n_test": m["n_test"],
-               "n_test_positive": m["n_test_positive"], "threshold": m["threshold"]}
+               "n_test_positive": m["n_test_positive"], "test_split": m.get("test_split", "test"),
+               "threshold": m["threshold"], "threshold_rule": m.get("threshold_rule", "")}
         for metric in METRICS:
             row[metric] = m["test"][metric]["value"]
             row[f"{metric}_ci_low"] = m["test"][metric]["ci_low"]
@@ -109,15 +113,22 @@ METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "min_se_ppv": "min(Se, PPV)
                  "precision": "precision", "recall": "recall", "brier": "Brier"}
 
 
+def _rule_text(table: pd.DataFrame) -> str:
+    """The threshold rule of the models without the split they differ in: "maximises min(Se, PPV)"."""
+    rules = sorted({str(rule).split(" on the predictions")[0] for rule in table["threshold_rule"] if rule})
+    return " / ".join(rules) or "maximises F1"
+
+
 def comparison_markdown(table: pd.DataFrame, min_positives: int = 50) -> str:
     """The comparison table as markdown, with a warning when the test set is too small to mean much."""
     header = ("| model | feature set | " + " | ".join(METRIC_LABELS[m] for m in METRICS)
               + " | threshold | H-L H (p) | ΔAUROC vs same-input GBM |")
     lines = ["# Model comparison on the held-out test split", "",
              "Point estimate [95 % bootstrap CI]. min(Se, PPV) is the score of event 1 of the PhysioNet/CinC "
-             "Challenge 2012; it, F1, precision and recall are taken at the threshold that maximises F1 on "
-             "held-out predictions the test split never enters (the validation split for the torch models, "
-             "out-of-fold CV predictions for the baselines). H-L H is the Hosmer–Lemeshow statistic over "
+             "Challenge 2012; it, F1, precision and recall are taken at a threshold chosen on held-out "
+             "predictions the test split never enters (the validation split for the torch models, "
+             "out-of-fold CV predictions for the baselines): per model, the threshold "
+             f"{_rule_text(table)}. H-L H is the Hosmer–Lemeshow statistic over "
              "deciles of predicted risk (event 2 of the challenge; lower is better calibrated), with its "
              "χ²(8) p-value. ΔAUROC compares a model with the gradient-boosting model on per-record summaries "
              "of the same feature set, the yardstick for what those inputs allow.", "", header,
@@ -129,7 +140,8 @@ def comparison_markdown(table: pd.DataFrame, min_positives: int = 50) -> str:
                   "–" if pd.isna(gap) else f"{gap:+.3f}"]
         lines.append(f"| {row['model']} | {row['feature_set']} | " + " | ".join(cells) + " |")
     n_test, n_pos = int(table["n_test"].iloc[0]), int(table["n_test_positive"].iloc[0])
-    lines += ["", f"Test split: {n_test} records, {n_pos} deaths."]
+    groups = str(table["test_split"].iloc[0]).partition("(")[2].rstrip(")")
+    lines += ["", f"Test split: {n_test} records, {n_pos} deaths" + (f" ({groups})." if groups else ".")]
     if n_pos < min_positives:
         lines.append(f"**Warning:** with fewer than {min_positives} deaths in the test split these "
                      "numbers are not meaningful (the confidence intervals show how wide they are).")

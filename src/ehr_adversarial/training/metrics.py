@@ -8,10 +8,11 @@ are computed for all replicates at once with numpy, by the same definitions as
 scikit-learn's roc_auc_score (ties count 1/2) and average_precision_score (tied
 scores form one threshold); tests check the two agree.
 
-Threshold: F1, precision and recall need a decision threshold on P(death).
-`choose_threshold` picks it on the *validation* predictions (the one that
-maximises F1 there), never on the test set, and the test metrics use that fixed
-threshold. AUROC, AUPRC and Brier do not depend on it.
+Threshold: min(Se, PPV), F1, precision and recall need a decision threshold on P(death).
+`choose_threshold` picks it on held-out predictions that are not the test set (validation or
+out-of-fold), by one of THRESHOLD_RULES: `min_se_ppv` (default) maximises min(sensitivity, PPV)
+there, the challenge's own score; `f1` maximises F1. The test metrics use that fixed threshold.
+AUROC, AUPRC and Brier do not depend on it.
 
 `min_se_ppv` is the score of event 1 of the PhysioNet/CinC Challenge 2012: min(sensitivity, positive
 predictive value) at the threshold, i.e. min(recall, precision). `hosmer_lemeshow` is the calibration
@@ -35,6 +36,8 @@ from sklearn.metrics import (
 )
 
 METRICS = ("auroc", "auprc", "min_se_ppv", "f1", "precision", "recall", "brier")
+# What the decision threshold maximises on the held-out predictions it is chosen on.
+THRESHOLD_RULES = {"min_se_ppv": "min(Se, PPV)", "f1": "F1"}
 
 
 def _check(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,14 +56,20 @@ def _check(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return y_true, y_prob
 
 
-def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
-    """The probability threshold that maximises F1 on these (validation) predictions."""
+def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray, rule: str = "min_se_ppv") -> float:
+    """The probability threshold that maximises `rule` (THRESHOLD_RULES) on these held-out predictions;
+    among equal scores the lowest threshold."""
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold rule is {rule!r}; use one of {', '.join(THRESHOLD_RULES)}")
     y_true, y_prob = _check(y_true, y_prob)
     precision, recall, thresholds = precision_recall_curve(y_true, y_prob)
-    f1 = np.divide(2 * precision * recall, precision + recall,
-                   out=np.zeros_like(precision), where=(precision + recall) > 0)
+    if rule == "f1":
+        score = np.divide(2 * precision * recall, precision + recall,
+                          out=np.zeros_like(precision), where=(precision + recall) > 0)
+    else:
+        score = np.minimum(precision, recall)
     # the last (precision, recall) pair has no threshold
-    return float(thresholds[int(np.argmax(f1[:-1]))])
+    return float(thresholds[int(np.argmax(score[:-1]))])
 
 
 def binary_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float) -> dict[str, float]:
