@@ -567,3 +567,44 @@ def test_the_run_copies_its_reports_to_latest_with_an_index(physionet_project):
     assert "- **gbm**: scikit-learn's histogram gradient boosting" in index
     report = (latest / "training/model_comparison_report.md").read_text()
     assert "- **sun2018**: the 19 laboratory and vital-sign variables" in report and "- **dssm**:" in report
+
+
+def test_instances_are_trained_from_consecutive_seeds_and_averaged(tmp_path):
+    """n_instances 3: instance k is exactly the single model trained from seed + k, the ensemble's logits are
+    the mean of theirs, and it saves and reloads as one model whose instances can be taken out."""
+    from kedro.io.core import Version
+
+    from ehr_adversarial.datasets.torch_model import TorchModelDataset
+    from ehr_adversarial.models import InstanceEnsemble, instances, model_inputs
+
+    bundle, spec = _train_and_spec()
+    spec["static_names"] = ["s0", "s1", "s2"]
+    config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8}, "batch_size": 16,
+              "max_epochs": 2, "patience": 2, "monitor": "loss", "class_weight": "balanced",
+              "optimizer": {"lr": 0.01}, "grad_clip": 1.0}
+    ensemble, history = train_torch_model(bundle, bundle, spec, {**config, "n_instances": 3}, 3, "cpu")
+    assert isinstance(ensemble, InstanceEnsemble) and ensemble.config["n_instances"] == 3
+    assert sorted(history["instance"].unique()) == [0, 1, 2]
+    batch = {k: torch.as_tensor(v) for k, v in
+             {"x": bundle["X"], "mask": bundle["mask"], "delta": bundle["delta"], "static": bundle["static"]}.items()}
+    member_logits = []
+    for k, member in enumerate(instances(ensemble)):
+        single, single_history = train_torch_model(bundle, bundle, spec, config, 3 + k, "cpu")
+        for name, tensor in single.state_dict().items():
+            assert torch.equal(tensor, member.state_dict()[name]), (k, name)
+        pd.testing.assert_frame_equal(single_history, history[history["instance"] == k].drop(columns="instance")
+                                      .reset_index(drop=True))
+        with torch.no_grad():
+            member_logits.append(member(*model_inputs(member, batch)))
+    with torch.no_grad():
+        logits = ensemble(*model_inputs(ensemble, batch))
+    torch.testing.assert_close(logits, torch.stack(member_logits).mean(dim=0))
+    assert not torch.allclose(member_logits[0], member_logits[1])
+
+    dataset = TorchModelDataset(filepath=str(tmp_path / "model.pt"), version=Version(None, None))
+    dataset.save(ensemble)
+    loaded = dataset.load()
+    assert isinstance(loaded, InstanceEnsemble) and len(instances(loaded)) == 3
+    assert all(member.config["n_instances"] == 1 for member in instances(loaded))
+    with torch.no_grad():
+        assert torch.equal(loaded(*model_inputs(loaded, batch)), logits)

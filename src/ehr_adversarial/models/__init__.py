@@ -10,6 +10,9 @@ Every model takes the tensors it names in its `inputs` attribute, in that order,
 from a tensor bundle (x, mask, delta: (B, 48, F); static: (B, S)) and returns
 2 logits per record (no softmax: train with cross-entropy on the logits).
 
+A config with `n_instances` K > 1 describes K instances of the architecture, trained alike from
+different seeds, combined into one model by `InstanceEnsemble` (mean of the members' logits).
+
 Gradients w.r.t. the inputs (the attack) need eval-mode logits; with cuDNN an RNN's
 backward runs only in train mode, so use `ehr_adversarial.attack.input_gradient_mode`,
 which keeps everything in eval mode except the LSTMs (train mode, dropout 0: the same
@@ -29,6 +32,7 @@ from torch import nn
 from .dssm import DSSM
 from .ehrdiff import EHRDiff
 from .gpt import GPT
+from .instances import InstanceEnsemble
 from .kmimic import LatentGenerator, StaticVAE, TemporalVAE
 from .lstm_sun2018 import LSTMSun2018
 
@@ -66,9 +70,22 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
         for key in ("n_features", "n_static")
         if key in accepted and key in config and key not in hyperparameters
     }
-    model = cls(**shape, **hyperparameters)
+    n_instances = int(config.get("n_instances", 1))
+    if n_instances < 1:
+        raise ValueError(f"n_instances is {n_instances}; a model needs at least one instance")
+    if n_instances == 1:
+        model = cls(**shape, **hyperparameters)
+    else:
+        model = InstanceEnsemble([cls(**shape, **hyperparameters) for _ in range(n_instances)])
+        for member in model.members:
+            member.config = {**config, "n_instances": 1}
     model.config = dict(config)
     return model
+
+
+def instances(model: nn.Module) -> list[nn.Module]:
+    """The separately trained instances a model consists of (itself when it is a single instance)."""
+    return list(model.members) if isinstance(model, InstanceEnsemble) else [model]
 
 
 def model_inputs(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -112,4 +129,5 @@ def check_model_matches_data(
             )
 
 
-__all__ = ["DSSM", "LSTMSun2018", "MODEL_CLASSES", "build_model", "check_model_matches_data", "model_inputs"]
+__all__ = ["DSSM", "InstanceEnsemble", "LSTMSun2018", "MODEL_CLASSES", "build_model", "check_model_matches_data",
+           "instances", "model_inputs"]

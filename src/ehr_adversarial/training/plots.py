@@ -60,19 +60,26 @@ def calibration_figure(predictions: pd.DataFrame, metrics: Mapping[str, Any], ti
 
 
 def training_curves_figure(history: pd.DataFrame, title: str) -> Figure:
-    """Loss and validation AUROC/AUPRC per epoch; the kept (best) epoch is marked."""
+    """Loss and validation AUROC/AUPRC per epoch; the kept (best) epoch is marked. A history with an
+    `instance` column (several instances trained alike) draws one faint line per instance."""
     fig = Figure(figsize=(9, 4), layout="constrained")
     left, right = fig.subplots(1, 2)
-    left.plot(history["epoch"], history["train_loss"], label="train loss")
-    left.plot(history["epoch"], history["monitor_loss"], label="validation loss")
-    right.plot(history["epoch"], history["auroc"], label="validation AUROC")
-    right.plot(history["epoch"], history["auprc"], label="validation AUPRC")
-    best = history.loc[history["best"], "epoch"]
+    runs = list(history.groupby("instance")) if "instance" in history else [(0, history)]
+    alpha = 1.0 if len(runs) == 1 else 0.6
+    for k, run in runs:
+        first = k == runs[0][0]
+        left.plot(run["epoch"], run["train_loss"], color="C0", alpha=alpha, label="train loss" if first else None)
+        left.plot(run["epoch"], run["monitor_loss"], color="C1", alpha=alpha,
+                  label="validation loss" if first else None)
+        right.plot(run["epoch"], run["auroc"], color="C2", alpha=alpha, label="validation AUROC" if first else None)
+        right.plot(run["epoch"], run["auprc"], color="C3", alpha=alpha, label="validation AUPRC" if first else None)
+        for epoch in run.loc[run["best"], "epoch"]:
+            for ax in (left, right):
+                ax.axvline(epoch, linestyle=":", color="grey")
     for ax in (left, right):
-        for epoch in best:
-            ax.axvline(epoch, linestyle=":", color="grey")
         ax.set(xlabel="epoch")
         ax.legend()
-    left.set(ylabel="weighted cross-entropy", title=f"{title}: loss")
+    instances = f", {len(runs)} instances" if len(runs) > 1 else ""
+    left.set(ylabel="weighted cross-entropy", title=f"{title}{instances}: loss")
     right.set(title=f"{title}: validation (dotted: kept epoch)")
     return fig

@@ -33,10 +33,11 @@ Entry = TypeVar("Entry", bound=BaseModel)
 
 
 class EvaluationSettings(_Block):
-    """`training.<source>.evaluation`: bootstrap CIs of the test metrics."""
+    """`training.<source>.evaluation`: bootstrap CIs of the test metrics and the decision threshold's rule."""
 
     n_bootstrap: int = Field(ge=1)
     confidence: float = Field(gt=0, lt=1)
+    threshold_rule: Literal["min_se_ppv", "f1"] = "min_se_ppv"
 
 
 class AdamSettings(_Block):
@@ -97,6 +98,7 @@ class _TorchTraining(_Block):
     grad_clip: float | None = Field(None, ge=0)
     amp: bool = False
     n_threads: int = Field(1, ge=1)
+    n_instances: int = Field(1, ge=1)
 
 
 class _LstmSun2018Core(_TorchTraining):

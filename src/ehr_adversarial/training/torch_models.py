@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from ehr_adversarial.models import check_model_matches_data
+from ehr_adversarial.models import InstanceEnsemble, check_model_matches_data
 from ehr_adversarial.torch_utils import resolve_device
 from ehr_adversarial.training.selection import (
     DEFAULT_THREADS,
@@ -99,17 +99,34 @@ def train_torch_model(
     seed: int,
     device: str,
 ) -> tuple[nn.Module, pd.DataFrame]:
-    """Refit the selected config on the whole train split, early-stopping on the validation split."""
+    """Refit the selected config on the whole train split, early-stopping on the validation split.
+
+    With `n_instances` K > 1, K instances are trained alike from seeds seed, seed + 1, …, each with its
+    own early stopping, and returned as one `InstanceEnsemble` (mean of their logits); the history
+    then has an `instance` column. Instance 0 is the model a single-instance run trains.
+    """
     check_model_input(model_input_train, feature_spec, "model_input_train")
     check_model_input(model_input_validation, feature_spec, "model_input_validation")
     torch_device = resolve_device(device)
-    start = time.perf_counter()
-    model, history = _train_once(selected_config, feature_spec, to_tensors(model_input_train, torch_device),
-                                 to_tensors(model_input_validation, torch_device), seed,
-                                 f"{selected_config['architecture']} refit")
-    # train_model put the class weights' prior shift and the batch size on model.config.
-    logger.info("refit of %s took %.1f s", selected_config["architecture"], time.perf_counter() - start)
-    return model.cpu(), history
+    train = to_tensors(model_input_train, torch_device)
+    validation = to_tensors(model_input_validation, torch_device)
+    n_instances = int(selected_config.get("n_instances", 1))
+    members, histories = [], []
+    for k in range(n_instances):
+        start = time.perf_counter()
+        name = selected_config["architecture"] + (f" instance {k}" if n_instances > 1 else "")
+        member, history = _train_once(selected_config, feature_spec, train, validation, seed + k, f"{name} refit")
+        logger.info("refit of %s took %.1f s", name, time.perf_counter() - start)
+        members.append(member.cpu())
+        histories.append(history.assign(instance=k))
+    # train_model put the class weights' prior shift and the batch size on each member's config.
+    if n_instances == 1:
+        return members[0], histories[0].drop(columns="instance")
+    model = InstanceEnsemble(members)
+    model.config = {**members[0].config, "n_instances": n_instances}
+    for member in members:
+        member.config["n_instances"] = 1
+    return model.eval(), pd.concat(histories, ignore_index=True)
 
 
 def predict_torch_model(
