@@ -347,3 +347,58 @@ def test_progress_counts_each_record_once_as_it_finishes(linear, search):
         # One chunk holds every record, yet the count moves as records finish, not once per chunk
         # (`full` and `bisect` try the same number of λ for every record, so those finish together).
         assert len([n for n in updates if n > 0]) > 1, updates
+
+
+def test_forward_fill_propagation_equals_re_imputing_the_changed_measurements():
+    """A change to measured values, re-imputed by the features code (forward fill, gap fill, scaling), moves
+    the scaled tensor exactly as `propagate_forward_fill` moves it."""
+    from ehr_adversarial.attack.l1_attack import last_observed_hour, propagate_forward_fill
+    from ehr_adversarial.features.tensorize import forward_fill, scale_unit
+
+    rng = np.random.default_rng(3)
+    cells = rng.uniform(40, 60, size=(4, 12, 3))
+    cells[rng.random(cells.shape) < 0.7] = np.nan  # most hours unmeasured
+    cells[0, :, 2] = np.nan  # a channel never measured
+    low, high, fill = np.array([30.0, 30, 30]), np.array([70.0, 70, 70]), np.array([50.0, 50, 50])
+
+    def impute(values):
+        filled, _ = forward_fill(values)
+        return scale_unit(np.where(np.isnan(filled), fill, filled), low, high).astype(np.float64)
+
+    observed = ~np.isnan(cells)
+    change = np.where(observed, rng.uniform(-5, 5, size=cells.shape), 0.0)  # clinical units, inside [low, high]
+    expected = impute(cells + change) - impute(cells)
+    propagated = propagate_forward_fill(torch.tensor(change / (high - low)), last_observed_hour(torch.tensor(observed)))
+    np.testing.assert_allclose(propagated.numpy(), expected, atol=1e-6)
+    # an hour before the first measurement is filled with a constant and does not move
+    first = np.argmax(observed, axis=1)
+    assert all((propagated[n, : first[n, f], f] == 0).all() for n in range(4) for f in range(2) if observed[n, :, f].any())
+
+
+def test_forward_fill_attack_moves_measurements_and_the_hours_filled_from_them(linear):
+    """Only measured cells move of their own accord; a filled cell moves with its source, and the reported δ
+    (what the model saw) flips the record."""
+    from ehr_adversarial.attack.l1_attack import last_observed_hour
+
+    observed = torch.zeros_like(RECORDS, dtype=torch.bool)
+    observed[:, 0, :] = True  # hour 0 measured, hour 1 filled from it
+    config = AttackConfig(lambdas=LAMBDAS, lr=0.005, max_iterations=1500, patience=50, observed_only=True,
+                          forward_fill=True, search="bisect")
+    record = slice(2, 3)
+    x = RECORDS[record]
+    # hour 1 holds the forward-filled values of hour 0, as the features stage leaves them
+    x = torch.stack([x[:, 0], x[:, 0]], dim=1)
+    result = l1_attack(linear, x, LABELS[record], config, observed=observed[record])
+    assert result.success[0]
+    delta = result.delta_best[0]
+    assert torch.equal(delta[1], delta[0]) and delta[0].abs().sum() > 0
+    source = last_observed_hour(observed[record])
+    assert (source >= 0).all()
+    with torch.no_grad():
+        assert float(logit_margin(linear(x + result.delta_best), LABELS[record])[0]) < 0
+    assert ((x + result.delta_best) >= 0).all() and ((x + result.delta_best) <= 1).all()
+    # a measurement at hour 0 acts through both hours' weights: the optimum of the summed linear model
+    expected = minimal_flip((WEIGHT[0] + WEIGHT[1]).numpy(), BIAS, x[0, 0].numpy(), 1)
+    assert np.abs(delta[0].numpy() - expected).sum() < 0.08
+    with pytest.raises(ValueError, match="forward_fill needs observed_only"):
+        AttackConfig(lambdas=LAMBDAS, forward_fill=True)

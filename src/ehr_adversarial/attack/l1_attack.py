@@ -47,6 +47,10 @@ class AttackConfig:
         from large to small, a fresh run each, stop at the first success), `full` (every λ, as the paper).
     steps_per_lambda: iterations at each λ of a continuation run before moving to the next smaller.
     observed_only: perturb only cells that were observed (needs a mask).
+    forward_fill: with observed_only, a change to a measured cell also moves the hours the features stage
+        fills from it (forward fill up to the next measurement), as if the measurement itself had been
+        different; δ then reports the change of every cell the model sees, while the L1 the search
+        minimises is that of the measured cells.
     stall_tol: a run without success stops when no cell of δ moved more than this (fixed point).
     refine: after the search, shrink each record's best δ with forward passes only: keep the fewest
         largest cells that still flip, then scale it towards the decision boundary (bisection, each
@@ -63,6 +67,7 @@ class AttackConfig:
     search: str = "continuation"
     steps_per_lambda: int = 4
     observed_only: bool = False
+    forward_fill: bool = False
     stall_tol: float = 1e-7
     refine: bool = False
     refine_steps: int = 10
@@ -93,6 +98,9 @@ class AttackConfig:
             raise ValueError(f"attack refine_steps must be ≥ 1; got {self.refine_steps}.")
         if self.chunk_size < 1:
             raise ValueError(f"attack chunk_size must be ≥ 1; got {self.chunk_size}.")
+        if self.forward_fill and not self.observed_only:
+            raise ValueError("attack forward_fill needs observed_only: true (it moves measured cells and the hours "
+                             "filled from them).")
         # Largest first: index 0 is the hardest λ to succeed with, and the sparsest δ when it does.
         object.__setattr__(self, "lambdas", tuple(sorted(set(lambdas), reverse=True)))
 
@@ -215,6 +223,20 @@ Forward = Callable[[Tensor, Tensor], Tensor]
 
 def _no_progress(n: int) -> None:
     pass
+
+
+def last_observed_hour(observed: Tensor) -> Tensor:
+    """Per cell of (N, T, F) observation flags, the latest observed hour at or before it (-1 when none):
+    the hour the features stage's forward fill copies the cell's value from."""
+    hours = torch.arange(observed.shape[1], device=observed.device).view(1, -1, 1).expand_as(observed)
+    return torch.where(observed.bool(), hours, -1).cummax(dim=1).values
+
+
+def propagate_forward_fill(delta: Tensor, source: Tensor) -> Tensor:
+    """The change of every cell when the measured cells change by `delta`: a filled cell moves with the
+    measurement it was filled from (`source`, from `last_observed_hour`); cells before any measurement
+    (filled with a constant) do not move."""
+    return delta.gather(1, source.clamp(min=0)) * (source >= 0).to(delta.dtype)
 
 
 def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_index: Tensor | None,
@@ -396,6 +418,7 @@ def l1_attack(model: nn.Module, x: Tensor, label: Tensor, config: AttackConfig,
             raise ValueError("attack observed_only is true but no observation mask was given.")
         if observed.shape != x.shape:
             raise ValueError(f"observation mask has shape {tuple(observed.shape)}; expected {tuple(x.shape)}.")
+    source = last_observed_hour(torch.as_tensor(observed)) if config.forward_fill else None
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     lambdas = torch.tensor(config.lambdas, dtype=torch.float64, device=device)
@@ -406,8 +429,10 @@ def l1_attack(model: nn.Module, x: Tensor, label: Tensor, config: AttackConfig,
             stop = min(start + config.chunk_size, n)
             chunk_inputs = {name: value[start:stop].to(device) for name, value in inputs.items()}
             cell_mask = observed[start:stop].to(device=device, dtype=x.dtype) if config.observed_only else None
+            chunk_source = None if source is None else source[start:stop].to(device)
             parts.append(_attack_chunk(model, x[start:stop].to(device), label[start:stop].to(device),
-                                       chunk_inputs, cell_mask, lambdas, config, progress or _no_progress))
+                                       chunk_inputs, cell_mask, lambdas, config, progress or _no_progress,
+                                       chunk_source))
     merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
     log.info("attacked %d records: %d succeeded, %.1f forward passes per record",
              n, int(merged["success"].sum()), float(merged["forward_passes"].double().mean()))
@@ -416,9 +441,17 @@ def l1_attack(model: nn.Module, x: Tensor, label: Tensor, config: AttackConfig,
 
 def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[str, Tensor],
                   cell_mask: Tensor | None, lambdas: Tensor, config: AttackConfig,
-                  progress: Callable[[int], None] = _no_progress) -> dict[str, Tensor]:
+                  progress: Callable[[int], None] = _no_progress, source: Tensor | None = None) -> dict[str, Tensor]:
     """The λ search for one chunk of records: rounds of batched runs, each record at its own λ;
-    `progress(n)` as n records finish."""
+    `progress(n)` as n records finish. With `source` (forward_fill), the search moves measured cells and the
+    model sees their change propagated to the filled hours."""
+
+    def model_input(x_adv: Tensor, index: Tensor) -> Tensor:
+        if source is None:
+            return x_adv
+        base = x[index]
+        return base + propagate_forward_fill(x_adv - base, source[index])
+
     continuation = config.search == "continuation"
     n = x.shape[0]
     device = x.device
@@ -439,7 +472,7 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
 
         def forward(x_adv: Tensor, rows: Tensor, _pending: Tensor = pending) -> Tensor:
             index = _pending[rows]
-            return model(x_adv, **{name: value[index] for name, value in inputs.items()})
+            return model(model_input(x_adv, index), **{name: value[index] for name, value in inputs.items()})
 
         done_before = int(search.done.sum())
         # One continuation run is a record's whole search: it finishes when it leaves the run.
@@ -464,12 +497,15 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
     if config.refine:
 
         def forward_all(x_adv: Tensor, rows: Tensor) -> Tensor:
-            return model(x_adv, **{name: value[rows] for name, value in inputs.items()})
+            return model(model_input(x_adv, rows), **{name: value[rows] for name, value in inputs.items()})
 
         candidates = torch.nonzero(out["success"] & (best_l1 > 0)).squeeze(1)
         refined, passes = refine_perturbation(forward_all, x, label, out["delta_best"], candidates, config.refine_steps)
         out["delta_best"][candidates] = refined
         out["forward_passes"][candidates] += passes
+    if source is not None:  # report what the model saw: the measured changes and the hours filled from them
+        for key in ("delta_first", "delta_best"):
+            out[key] = propagate_forward_fill(out[key], source)
     return {key: value.cpu() for key, value in out.items()}
 
 
