@@ -48,18 +48,35 @@ def plot_susceptibility_heatmaps(susceptibility: pd.DataFrame) -> Figure:
     return fig
 
 
+def ranked_features(cumulative_susceptibility: pd.DataFrame, direction: str) -> pd.DataFrame:
+    """The features of one direction, most susceptible first; the not susceptible (rank NaN) last, by S_j."""
+    frame = cumulative_susceptibility[cumulative_susceptibility["direction"] == direction]
+    return frame.sort_values(["rank", "cumulative_s", "feature"], ascending=[True, False, True], na_position="last",
+                             kind="stable")
+
+
+def is_susceptible(ranked: pd.DataFrame) -> pd.Series:
+    """The `susceptible` column, or rank present where a table lacks it."""
+    return ranked["susceptible"].astype(bool) if "susceptible" in ranked else ranked["rank"].notna()
+
+
 def plot_cumulative_ranking(cumulative_susceptibility: pd.DataFrame) -> Figure:
-    """Cumulative S_j per feature, ranked, one panel per direction (like the paper's table)."""
+    """Cumulative S_j per feature, ranked, one panel per direction (like the paper's table); features below
+    the susceptibility tolerance (no rank) are grey and labelled "not susceptible"."""
     if cumulative_susceptibility.empty:
         return nothing_to_show()
     directions = _directions(cumulative_susceptibility)
     n_features = cumulative_susceptibility["feature"].nunique()
     fig, axes = plt.subplots(1, len(directions), squeeze=False, figsize=(5 * len(directions), 0.3 * n_features + 1.5))
     for ax, direction in zip(axes[0], directions, strict=True):
-        ranked = cumulative_susceptibility[cumulative_susceptibility["direction"] == direction].sort_values("rank")
-        ax.barh(ranked["feature"][::-1], ranked["cumulative_s"][::-1], color="tab:red")
+        ranked = ranked_features(cumulative_susceptibility, direction)
+        susceptible = is_susceptible(ranked)
+        labels = [f if s else f"{f} (not susceptible)" for f, s in zip(ranked["feature"], susceptible, strict=True)]
+        colours = ["tab:red" if s else "lightgrey" for s in susceptible]
+        ax.barh(labels[::-1], ranked["cumulative_s"].to_numpy()[::-1], color=colours[::-1])
+        ax.tick_params(axis="y", labelsize=7)
         ax.set_xlabel("cumulative S_j = Σ_t GMP·GPP")
-        ax.set_title(direction)
+        ax.set_title(f"{direction} ({int(susceptible.sum())} of {len(ranked)} features susceptible)")
     fig.tight_layout()
     return fig
 

@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ehr_adversarial.attack import (
+    SUSCEPTIBLE_TOLERANCE,
     AttackConfig,
     cumulative_ranking,
     direction_of,
@@ -196,8 +197,10 @@ def _summary(records: pd.DataFrame, model: nn.Module, feature_spec: Mapping[str,
     }
 
 
-def susceptibility_tables(records: pd.DataFrame, deltas: TensorBundle) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """GMP, GAP, GPP, S, GANZP, sensitivity per direction/feature/hour of the best δ, and the S_j ranking."""
+def susceptibility_tables(records: pd.DataFrame, deltas: TensorBundle, attack: Mapping[str, Any] | None = None
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GMP, GAP, GPP, S, GANZP, sensitivity per direction/feature/hour of the best δ, and the S_j ranking
+    (features with S_j below `attack.susceptible_tolerance` are not susceptible and have no rank)."""
     if not np.array_equal(records["record_id"].to_numpy(), deltas["record_id"]):
         raise ValueError("attack records and δ tensors list different records; they come from different runs.")
     table = susceptibility_table(deltas["delta_best"], deltas["label"], records["success"].to_numpy(),
@@ -206,7 +209,8 @@ def susceptibility_tables(records: pd.DataFrame, deltas: TensorBundle) -> tuple[
         # A model the attack cannot flip (e.g. a near-constant one on a tiny cohort) is a finding, not a
         # crash: the tables are empty and the figures and report say so.
         logger.warning("no attack succeeded: there is no perturbation to measure susceptibility on")
-    return table, cumulative_ranking(table)
+    tolerance = float((attack or {}).get("susceptible_tolerance", SUSCEPTIBLE_TOLERANCE))
+    return table, cumulative_ranking(table, tolerance)
 
 
 def clinical_perturbations(records: pd.DataFrame, deltas: TensorBundle, model_input_test: TensorBundle,

@@ -49,3 +49,5 @@ class AttackSettings(_Block):
     observed_only: bool = False
     stall_tol: float = Field(1e-7, ge=0)
     chunk_size: int = Field(512, ge=1)
+    # S_j below this is "not susceptible" and left out of the rankings (attack.susceptibility).
+    susceptible_tolerance: float = Field(1e-3, ge=0, allow_inf_nan=False)

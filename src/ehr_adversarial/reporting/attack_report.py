@@ -1,11 +1,11 @@
-"""The report of an attacked model: its ranking beside the paper's, the hourly trend, stability over
-attack seeds, and a markdown report; and an overview over all attacked models."""
+"""The report of an attacked model: its S_j ranking with bootstrap CIs beside the paper's, the hourly trend,
+the stability of the map across records and across trained instances of the model, and a markdown report;
+and an overview over all attacked models."""
 
 from __future__ import annotations
 
 import base64
 import io
-import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,9 +15,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from ehr_adversarial.attack import ranking_agreement
-from ehr_adversarial.attack.run import run_attack, select_records, susceptibility_tables
-from ehr_adversarial.features.bundle import TensorBundle
+from ehr_adversarial.attack import (
+    SUSCEPTIBLE_TOLERANCE,
+    rank_susceptible,
+    ranking_agreement,
+    susceptible_scores,
+)
 from ehr_adversarial.glossary import glossary
 from ehr_adversarial.reporting.markdown import markdown_table
 
@@ -26,80 +29,11 @@ from .plots import plot_attack_report
 logger = logging.getLogger(__name__)
 
 # Columns of the tables, fixed so that an attack without a single success still gives (empty) tables.
-STABILITY_COLUMNS = ["direction", "seed_a", "seed_b", "n_features", "spearman", "kendall", "top_k", "top_k_overlap",
-                     "shared_records"]
 TREND_COLUMNS = ["direction", "spearman", "p_value", "early_mean", "late_mean", "late_over_early", "peak_hour",
                  "window_hours", "rises"]
 PAPER_COLUMNS = ["direction", "paper_feature", "feature", "paper_position", "paper_cumulative_s", "our_rank",
-                 "our_rank_among_paper_features", "n_paper_features", "n_features", "our_cumulative_s", "agrees"]
-
-
-def _check_seeds(reporting: Mapping[str, Any], seed: int) -> list[int]:
-    seeds = [int(s) for s in reporting.get("stability_seeds") or []]
-    if not seeds:
-        raise ValueError("reporting.stability_seeds is empty; give at least one attack seed besides params:seed.")
-    if seed in seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"reporting.stability_seeds {seeds} must be distinct and differ from params:seed ({seed}).")
-    return seeds
-
-
-def attack_with_seeds(
-    model,
-    model_input_test: TensorBundle,
-    feature_spec: dict[str, Any],
-    attack: dict[str, Any],
-    reporting: dict[str, Any],
-    seed: int,
-    device: str,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The attack repeated with each of `reporting.stability_seeds`: their S_j rankings and records.
-
-    The attack itself is deterministic (δ starts at 0); a seed changes which correctly classified
-    records are drawn, so the rankings show how much the susceptible locations depend on the sample.
-    """
-    rankings, records = [], []
-    for extra_seed in _check_seeds(reporting, seed):
-        selection = select_records(model, model_input_test, feature_spec, attack, extra_seed, device)
-        attacked, deltas, _ = run_attack(model, model_input_test, selection, feature_spec, attack, extra_seed, device)
-        _, ranking = susceptibility_tables(attacked, deltas)
-        rankings.append(ranking.assign(seed=extra_seed))
-        records.append(attacked[["record_id", "direction", "success"]].assign(seed=extra_seed))
-    return pd.concat(rankings, ignore_index=True), pd.concat(records, ignore_index=True)
-
-
-def ranking_stability(
-    cumulative_susceptibility: pd.DataFrame,
-    attack_records: pd.DataFrame,
-    seed_rankings: pd.DataFrame,
-    seed_records: pd.DataFrame,
-    reporting: dict[str, Any],
-    seed: int,
-) -> pd.DataFrame:
-    """Agreement of the cumulative S_j rankings of every pair of attack seeds, per direction.
-
-    Columns: direction, seed_a, seed_b, n_features, spearman, kendall, top_k, top_k_overlap (how many
-    of one seed's k most susceptible features are among the other's, see `ranking_agreement`),
-    shared_records (Jaccard index of the successful records attacked).
-    """
-    k = int(reporting.get("top_k", 5))
-    rankings = pd.concat([cumulative_susceptibility.assign(seed=seed), seed_rankings], ignore_index=True)
-    records = pd.concat([attack_records[["record_id", "direction", "success"]].assign(seed=seed), seed_records],
-                        ignore_index=True)
-    rows = []
-    for direction, frame in rankings.groupby("direction", sort=True):
-        scores = frame.pivot(index="feature", columns="seed", values="cumulative_s")
-        won = records[(records["direction"] == direction) & records["success"]]
-        for seed_a, seed_b in itertools.combinations(sorted(scores.columns), 2):
-            pair = scores[[seed_a, seed_b]].dropna()
-            agreement = ranking_agreement(pair[seed_a], pair[seed_b], k)
-            ids_a = set(won.loc[won["seed"] == seed_a, "record_id"])
-            ids_b = set(won.loc[won["seed"] == seed_b, "record_id"])
-            rows.append({
-                "direction": direction, "seed_a": int(seed_a), "seed_b": int(seed_b),
-                **{key: agreement[key] for key in ("n_features", "spearman", "kendall", "top_k", "top_k_overlap")},
-                "shared_records": len(ids_a & ids_b) / max(len(ids_a | ids_b), 1),
-            })
-    return pd.DataFrame(rows, columns=STABILITY_COLUMNS)
+                 "our_rank_among_paper_features", "n_paper_features", "n_features", "our_cumulative_s", "susceptible",
+                 "agrees"]
 
 
 def hourly_trend(susceptibility: pd.DataFrame, reporting: dict[str, Any]) -> pd.DataFrame:
@@ -134,13 +68,24 @@ def _paper_feature(names: Sequence[str], candidates: Sequence[str]) -> str | Non
     return next((c for c in candidates if c in names), None)
 
 
+def _susceptible(ours: pd.DataFrame) -> pd.Series:
+    """`susceptible` of a cumulative_susceptibility table (indexed by feature); S_j ≥ the default tolerance
+    for a table without the column."""
+    frame = ours.set_index("feature")
+    if "susceptible" in frame:
+        return frame["susceptible"].astype(bool)
+    return frame["cumulative_s"] >= SUSCEPTIBLE_TOLERANCE
+
+
 def paper_comparison(cumulative_susceptibility: pd.DataFrame, reporting: dict[str, Any]) -> pd.DataFrame:
     """Our cumulative S_j ranks of the features the paper's table names, beside the paper's values.
 
-    `reporting.paper_features` maps each of the paper's 19 features to our names (first present wins);
-    our rank is given among all our features and among the paper's features present in ours.
-    Columns: direction, paper_feature, feature, paper_position, paper_cumulative_s, our_rank,
-    our_rank_among_paper_features, n_paper_features, n_features, our_cumulative_s, agrees.
+    `reporting.paper_features` maps each of the paper's 19 features to our names (first present wins); the
+    n_paper_features both define are ranked among themselves (average ranks for ties, a not-susceptible
+    feature counting as S_j = 0, so those tie at the bottom). our_rank is the rank among all our features
+    (NaN when not susceptible). A paper top-3 feature agrees when it is in our top `top_k` of the paper's
+    features, the paper's last when it is in our bottom `top_k`.
+    Columns: PAPER_COLUMNS.
     """
     paper_features: Mapping[str, Sequence[str]] = reporting["paper_features"]
     k = int(reporting.get("top_k", 5))
@@ -150,17 +95,20 @@ def paper_comparison(cumulative_susceptibility: pd.DataFrame, reporting: dict[st
         if ours.empty:
             logger.warning("no successful attack in direction %s; it is left out of the paper comparison", direction)
             continue
-        scores = ours.set_index("feature")["cumulative_s"]
+        scores = ours.set_index("feature")["cumulative_s"].astype(float)
+        susceptible = _susceptible(ours)
+        ranks = (ours.set_index("feature")["rank"].astype(float) if "rank" in ours
+                 else rank_susceptible(scores.where(susceptible, 0.0)))
         mapped = {p: _paper_feature(scores.index, c) for p, c in paper_features.items()}
-        present = scores.loc[[f for f in mapped.values() if f is not None]]
-        among = present.rank(ascending=False, method="min")
+        present = list(dict.fromkeys(f for f in mapped.values() if f is not None))
+        among = scores.where(susceptible, 0.0).loc[present].rank(ascending=False, method="average")
         n_paper = len(present)
         for entry in entries:
             paper_name, position = entry["feature"], str(entry["position"])
             if paper_name not in paper_features:
                 raise ValueError(f"reporting.paper_ranking names {paper_name!r}, which reporting.paper_features lacks.")
             feature = mapped[paper_name]
-            rank = int(among[feature]) if feature is not None else None
+            rank = float(among[feature]) if feature is not None else None
             if rank is None:
                 agrees = None
             elif position == "last":
@@ -170,15 +118,17 @@ def paper_comparison(cumulative_susceptibility: pd.DataFrame, reporting: dict[st
             rows.append({
                 "direction": direction, "paper_feature": paper_name, "feature": feature,
                 "paper_position": position, "paper_cumulative_s": float(entry["cumulative_s"]),
-                "our_rank": int(ours.set_index("feature").loc[feature, "rank"]) if feature else None,
+                "our_rank": float(ranks[feature]) if feature else None,
                 "our_rank_among_paper_features": rank, "n_paper_features": n_paper,
                 "n_features": len(scores), "our_cumulative_s": float(scores[feature]) if feature else None,
+                "susceptible": bool(susceptible[feature]) if feature else None,
                 "agrees": agrees,
             })
     table = pd.DataFrame(rows, columns=PAPER_COLUMNS)
-    for column in ("our_rank", "our_rank_among_paper_features"):
-        table[column] = table[column].astype("Int64")
-    table["agrees"] = table["agrees"].astype("boolean")
+    for column in ("our_rank", "our_rank_among_paper_features", "our_cumulative_s"):
+        table[column] = table[column].astype("float64")
+    for column in ("susceptible", "agrees"):
+        table[column] = table[column].astype("boolean")
     return table
 
 
@@ -212,18 +162,39 @@ def _attack_section(summary: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _paper_section(comparison: pd.DataFrame, ranking: pd.DataFrame, top_k: int) -> list[str]:
+def _number(value: float) -> str:
+    """A rank: 3, 4.5 (average ranks of ties), other fractions to one decimal; "–" when missing."""
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value:g}" if float(value) * 2 == round(float(value) * 2) else f"{value:.1f}"
+
+
+def _interval(low: float, high: float, spec: str = ".3g") -> str:
+    if pd.isna(low) or pd.isna(high):
+        return "–"
+    return f"[{format(low, spec)}, {format(high, spec)}]"
+
+
+def _paper_section(comparison: pd.DataFrame, ranking: pd.DataFrame, top_k: int, tolerance: float,
+                   n_defined: int) -> list[str]:
     lines = []
     for direction, frame in comparison.groupby("direction", sort=True):
-        ours = ranking[ranking["direction"] == direction].sort_values("rank")
+        ours = ranking[(ranking["direction"] == direction) & ranking["rank"].notna()].sort_values("rank")
+        n_paper = int(frame["n_paper_features"].iloc[0])
         lines += [f"### {direction}", "",
-                  "Our top features: " + ", ".join(f"{r.feature} ({r.cumulative_s:.2f})"
-                                                  for r in ours.head(top_k).itertuples()) + ".", ""]
+                  "Our top features: " + (", ".join(f"{r.feature} ({r.cumulative_s:.3g})"
+                                                   for r in ours.head(top_k).itertuples()) or "none") + ".", "",
+                  f"{n_paper} of the paper's {n_defined} features are in our feature set (n_paper_features); "
+                  "our ranks among them are average ranks, and a feature "
+                  f"that is not susceptible (S_j < {tolerance:g}) counts as S_j = 0, tied at the bottom.", ""]
         shown = frame[["paper_feature", "paper_position", "paper_cumulative_s", "feature", "our_rank",
-                       "our_rank_among_paper_features", "our_cumulative_s", "agrees"]].rename(columns={
+                       "our_rank_among_paper_features", "our_cumulative_s", "susceptible", "agrees"]].copy()
+        for column in ("our_rank", "our_rank_among_paper_features"):
+            shown[column] = shown[column].map(_number)
+        shown = shown.rename(columns={
             "paper_feature": "paper's feature", "paper_position": "paper's position",
             "paper_cumulative_s": "paper's S_j", "feature": "ours", "our_rank": "our rank (all)",
-            "our_rank_among_paper_features": f"our rank (of {int(frame['n_paper_features'].iloc[0])} paper features)",
+            "our_rank_among_paper_features": f"our rank (of {n_paper} paper features)",
             "our_cumulative_s": "our S_j"})
         lines += [markdown_table(shown), ""]
         for row in frame.itertuples():
@@ -232,11 +203,136 @@ def _paper_section(comparison: pd.DataFrame, ranking: pd.DataFrame, top_k: int) 
                 continue
             where = "top" if row.paper_position != "last" else "bottom"
             verdict = "agrees" if row.agrees else "differs"
-            lines.append(f"- {row.paper_feature} (paper: {row.paper_position}): ours ranks "
-                         f"{row.our_rank_among_paper_features} of {row.n_paper_features} → {verdict} "
+            place = f"ranks {_number(row.our_rank_among_paper_features)} of {row.n_paper_features}"
+            if not row.susceptible:
+                place = f"is not susceptible (tied at the bottom: {_number(row.our_rank_among_paper_features)} " \
+                        f"of {row.n_paper_features})"
+            lines.append(f"- {row.paper_feature} (paper: {row.paper_position}): ours {place} → {verdict} "
                          f"(criterion: in our {where} {top_k}).")
         lines.append("")
     return lines
+
+
+def _ranking_section(intervals: pd.DataFrame, tolerance: float, confidence: float) -> list[str]:
+    level = f"{100 * confidence:g} %"
+    lines = ["## Cumulative susceptibility S_j", "",
+             f"S_j = Σ_t S(j, t) per feature with its {level} CI, and its rank with a CI: a percentile bootstrap over "
+             "the successful records of the direction (records drawn with replacement). S_j rests on a maximum "
+             "(GMP), and a resample lacks some records, so resampled S_j lean low: the interval shows the spread "
+             "over records, it is not bias-corrected, and the point may lie near or above its upper end. Ranks are "
+             f"over the susceptible features only (1 = most susceptible; ties share the average rank); a feature "
+             f"with S_j < {tolerance:g} is not susceptible and has no rank. In the rank CI a resample where a "
+             "feature falls below the tolerance places it below every susceptible one. \"Susceptible in resamples\" "
+             "is the share of resamples where S_j ≥ the tolerance.", ""]
+    for direction, frame in intervals.groupby("direction", sort=True):
+        ranked = frame[frame["susceptible"].astype(bool)].sort_values(["rank", "feature"])
+        lines += [f"### {direction} ({int(frame['n_records'].iloc[0])} successful records)", ""]
+        if len(ranked):
+            table = pd.DataFrame({
+                "rank": ranked["rank"].map(_number),
+                f"rank {level} CI": [f"{_number(lo)}–{_number(hi)}" if pd.notna(lo) else "–"
+                                     for lo, hi in zip(ranked["rank_ci_low"], ranked["rank_ci_high"], strict=True)],
+                "feature": ranked["feature"],
+                "S_j": ranked["cumulative_s"].map(lambda v: f"{v:.3g}"),
+                f"S_j {level} CI": [_interval(lo, hi) for lo, hi in
+                                    zip(ranked["ci_low"], ranked["ci_high"], strict=True)],
+                "susceptible in resamples": ranked["share_susceptible"].map(
+                    lambda v: "–" if pd.isna(v) else f"{100 * v:.0f} %"),
+            })
+            lines += [markdown_table(table), ""]
+        else:
+            lines += ["No feature is susceptible.", ""]
+        rest = frame[~frame["susceptible"].astype(bool)].sort_values("feature")
+        if len(rest):
+            lines += [f"Not susceptible (S_j < {tolerance:g}), not ranked: " + ", ".join(rest["feature"]) + ".", ""]
+        else:
+            lines += [f"Every feature is susceptible (S_j ≥ {tolerance:g}).", ""]
+    return lines
+
+
+def _meets(rho: float, overlap: float, target: float, top_k_target: int) -> str:
+    """"met" when ρ ≥ target and the top-k overlap ≥ its target (a rounding error short counts as met)."""
+    ok = pd.notna(rho) and rho >= target - 1e-9 and pd.notna(overlap) and overlap >= top_k_target - 1e-9
+    return "met" if ok else "**not met**"
+
+
+def _record_stability_section(stability: pd.DataFrame, reporting: Mapping[str, Any], tolerance: float) -> list[str]:
+    target = float(reporting.get("stability_target", 0.8))
+    k = int(stability["top_k"].iloc[0]) if len(stability) else int(reporting.get("top_k", 5))
+    k_target = min(int(reporting.get("stability_top_k_target", 4)), k)  # k is smaller with fewer features
+    lines = ["## Stability across records", "",
+             f"The successful records of each direction are split at random into two disjoint halves "
+             f"({int(reporting.get('split_half_repeats', 50))} times), and the S_j of one half is compared with the "
+             f"other's: Spearman ρ, and how many of the {k} most susceptible features of one half are among the other's "
+             f"(S_j < {tolerance:g} counts as 0). Each half has half the records, so two samples of the full size "
+             f"would typically agree better. Target: median ρ ≥ {target:g} and mean top-{k} overlap ≥ "
+             f"{k_target}/{k}.", ""]
+    if stability.empty:
+        return lines + ["No direction has successful records to split.", ""]
+    table = pd.DataFrame({
+        "direction": stability["direction"], "successful records": stability["n_records"],
+        "records per half": stability["n_per_half"], "splits": stability["n_splits"],
+        "median ρ": stability["spearman_median"],
+        "ρ 5th–95th percentile": [_interval(lo, hi, ".3f") for lo, hi in
+                                  zip(stability["spearman_low"], stability["spearman_high"], strict=True)],
+        f"mean top-{k} overlap": stability["top_k_overlap_mean"],
+        f"least top-{k} overlap": [_number(v) for v in stability["top_k_overlap_min"]],
+    })
+    lines += [markdown_table(table), ""]
+    minimum = int(reporting.get("min_records_per_half", 25))
+    for row in stability.itertuples():
+        if not bool(row.enough_records):
+            lines.append(f"- {row.direction}: too few successful records ({row.n_records}, {row.n_per_half} per half "
+                         f"< {minimum}) for a split-half coefficient.")
+            continue
+        lines.append(f"- {row.direction}: median ρ {row.spearman_median:.3f}, mean top-{k} overlap "
+                     f"{row.top_k_overlap_mean:.1f}/{k} → target "
+                     f"{_meets(row.spearman_median, row.top_k_overlap_mean, target, k_target)}.")
+    return lines + [""]
+
+
+def _instance_section(ranking: pd.DataFrame, instance_rankings: pd.DataFrame, instance_stability: pd.DataFrame,
+                      reporting: Mapping[str, Any], tolerance: float) -> list[str]:
+    lines = ["## Stability across model instances", ""]
+    if instance_rankings.empty:
+        return lines + ["One trained instance: set `training.<source>.<model>.n_instances` ≥ 3 to measure how far "
+                        "the map depends on the training seed.", ""]
+    target = float(reporting.get("stability_target", 0.8))
+    k = int(instance_stability["top_k"].iloc[0]) if len(instance_stability) else int(reporting.get("top_k", 5))
+    k_target = min(int(reporting.get("stability_top_k_target", 4)), k)  # k is smaller with fewer features
+    n_instances = instance_rankings["instance"].nunique()
+    lines += [f"The served model averages the logits of {n_instances} instances trained alike from different seeds. "
+              "Each instance is attacked alone, on the same records: a class-balanced draw from the attack's "
+              "selection among the records every instance classifies correctly. Per pair of instances: Spearman ρ "
+              f"and Kendall τ of S_j, and the overlap of their top {k} (S_j < {tolerance:g} counts as 0). Target: "
+              f"ρ ≥ {target:g} and top-{k} overlap ≥ {k_target}/{k} for every pair.", ""]
+    attacked = (instance_rankings.groupby(["direction", "instance"], sort=True)
+                .agg(**{"records attacked": ("n_attacked", "first"), "successful records": ("n_records", "first"),
+                        "success": ("success_rate", "first"), "susceptible features": ("susceptible", "sum")})
+                .reset_index())
+    lines += [markdown_table(attacked), ""]
+    if len(instance_stability):
+        lines += [markdown_table(instance_stability.drop(columns=["n_features"], errors="ignore")), ""]
+        for direction, frame in instance_stability.groupby("direction", sort=True):
+            rho, overlap = frame["spearman"].min(), frame["top_k_overlap"].min()
+            lines.append(f"- {direction}: lowest ρ {rho:.3f}, least top-{k} overlap {int(overlap)}/{k} → target "
+                         f"{_meets(rho, overlap, target, k_target)}.")
+        lines.append("")
+    lines += ["The mean map (S_j averaged over the instances) beside the served model's S_j (its own attack, on all "
+              "of the attack's records):", ""]
+    for direction, frame in instance_rankings.groupby("direction", sort=True):
+        mean_map = frame.groupby("feature")["cumulative_s"].mean()
+        served = ranking[ranking["direction"] == direction].set_index("feature")["cumulative_s"]
+        if served.empty:
+            lines.append(f"- {direction}: the served model has no successful attack here.")
+            continue
+        shared = served.index.intersection(mean_map.index)
+        agreement = ranking_agreement(susceptible_scores(served.loc[shared], tolerance),
+                                      susceptible_scores(mean_map.loc[shared], tolerance), k)
+        lines.append(f"- {direction}: Spearman ρ {agreement['spearman']:.3f}, top-{agreement['top_k']} overlap "
+                     f"{agreement['top_k_overlap']}/{agreement['top_k']} (served: {', '.join(agreement['top_a'])}; "
+                     f"mean map: {', '.join(agreement['top_b'])}).")
+    return lines + [""]
 
 
 def attack_report(
@@ -246,18 +342,24 @@ def attack_report(
     susceptibility: pd.DataFrame,
     paper_table: pd.DataFrame,
     trend: pd.DataFrame,
-    stability: pd.DataFrame,
-    seed_rankings: pd.DataFrame,
+    ranking_intervals: pd.DataFrame,
+    hourly_intervals: pd.DataFrame,
+    record_stability: pd.DataFrame,
+    instance_rankings: pd.DataFrame,
+    instance_stability: pd.DataFrame,
+    attack: dict[str, Any],
     reporting: dict[str, Any],
 ) -> tuple[Figure, str]:
-    """The report's figure and a markdown report of one model's attack: results, ranking beside the
-    paper's, hourly trend, stability across seeds, and the figure embedded.
+    """The report's figure and a markdown report of one model's attack: results, the S_j ranking with its
+    CIs, the ranking beside the paper's, the hourly trend, the stability across records and across trained
+    instances, and the figure embedded.
 
     One node makes both because a saved figure cannot be loaded back (MatplotlibDataset saves only).
     """
-    report_figure = plot_attack_report(cumulative_susceptibility, susceptibility, paper_table, trend, seed_rankings)
+    report_figure = plot_attack_report(cumulative_susceptibility, ranking_intervals, hourly_intervals, paper_table,
+                                       trend, instance_rankings)
     k = int(reporting.get("top_k", 5))
-    target = float(reporting.get("stability_target", 0.9))
+    tolerance = float(attack.get("susceptible_tolerance", SUSCEPTIBLE_TOLERANCE))
     success_target = float(reporting.get("success_target", 0.99))
     test = model_metrics["test"]
     model = attack_summary["architecture"]
@@ -280,31 +382,36 @@ def attack_report(
                   "hourly trend and no stability to measure. Raise `attack.max_iterations` or the λ range, or "
                   "look at the model: a near-constant model has (almost) no gradient to follow.", ""]
         return report_figure, "\n".join(lines)
+    lines += _ranking_section(ranking_intervals, tolerance, float(reporting.get("confidence", 0.95)))
     lines += ["## Cumulative susceptibility beside the paper (Sun et al. 2018)", "",
               "The paper's table (MIMIC-III, its LSTM) is known to us only by its first three features and its "
               "last one per direction (Sun et al., KDD 2018); we place each of them in our ranking.", "",
-              *_paper_section(paper_table, cumulative_susceptibility, k)]
+              *_paper_section(paper_table, cumulative_susceptibility, k, tolerance,
+                             len(reporting.get("paper_features", {})))]
     agree = paper_table["agrees"].dropna()
     lines += [f"In all, {int(agree.sum())} of {len(agree)} of the paper's named positions agree with ours.", ""]
     lines += ["## Does susceptibility rise at later hours?", "",
-              "Spearman correlation of the hour with Σ_j S(j, t), and the mean of Σ_j S over the first and the last "
-              f"{int(trend['window_hours'].iloc[0])} hours.", "",
+              "Spearman correlation of the hour with S_t = Σ_j S(j, t), and the mean of S_t over the first and the "
+              f"last {int(trend['window_hours'].iloc[0])} hours. The figure's middle panel shows S_t with its "
+              "bootstrap CI over records (a band).", "",
               markdown_table(trend.drop(columns="window_hours"), ".3g"), ""]
     for row in trend.itertuples():
         claim = "rises at later hours, as the paper reports" if row.rises else "does not rise at later hours"
+        peak = hourly_intervals[(hourly_intervals["direction"] == row.direction)
+                                & (hourly_intervals["hour"] == row.peak_hour)]
+        at_peak = ""
+        if len(peak):
+            p = peak.iloc[0]
+            at_peak = f"; S_t at the peak hour {row.peak_hour}: {p['s_t']:.3g} {_interval(p['ci_low'], p['ci_high'])}"
         lines.append(f"- {row.direction}: susceptibility {claim} (ρ = {row.spearman:.2f}, p = {row.p_value:.2g}, "
-                     f"late/early = {row.late_over_early:.2f}).")
-    lines += ["", "## Stability across attack seeds", "",
-              "Each seed draws its own sample of correctly classified records (the attack itself is deterministic). "
-              f"Target: Spearman ρ of cumulative S_j ≥ {target} for every pair of seeds.", "",
-              markdown_table(stability), ""]
-    worst = stability.groupby("direction")["spearman"].min()
-    for direction, rho in worst.items():
-        status = "met" if rho >= target else "**not met**"
-        lines.append(f"- {direction}: lowest ρ {rho:.3f} → target {status}.")
-    lines += ["", "## Figure", "",
-              "Left: cumulative S_j (paper-named features marked with the paper's position); middle: Σ_j S(j, t) "
-              "over hours; right: S_j of each further seed against the first seed's.", "",
+                     f"late/early = {row.late_over_early:.2f}{at_peak}).")
+    lines += ["", *_record_stability_section(record_stability, reporting, tolerance)]
+    lines += _instance_section(cumulative_susceptibility, instance_rankings, instance_stability, reporting, tolerance)
+    lines += ["## Figure", "",
+              "Left: cumulative S_j with its bootstrap CI (paper-named features red with the paper's position, "
+              "not-susceptible features grey); middle: S_t = Σ_j S(j, t) over hours with its CI band; right: each "
+              "trained instance's S_j against the served model's (points on the diagonal = the instances agree; "
+              "empty for a single instance).", "",
               f"![attack report figure](data:image/png;base64,{_figure_png(report_figure)})", "",
               "Heatmaps of S, GPP and GMP, norm histograms and S over hours are the attack pipeline's figures "
               "(`attack` datasets of this model in data/08_reporting).", ""]
@@ -314,22 +421,28 @@ def attack_report(
 def reports_overview(models: Sequence[str], **sections: Any) -> str:
     """One table over the attacked `models` of a source: success, L1, paper agreement, trend, stability.
 
-    `sections` holds per model `<model>__summary`, `<model>__paper`, `<model>__trend`, `<model>__stability`.
+    `sections` holds per model `<model>__summary`, `<model>__paper`, `<model>__trend`, `<model>__records`
+    (split-half stability) and `<model>__instances` (instance stability, empty for a single instance).
     """
     rows = []
     for model in sorted(models):
         summary, paper = sections[f"{model}__summary"], sections[f"{model}__paper"]
-        trend, stability = sections[f"{model}__trend"], sections[f"{model}__stability"]
+        trend, records = sections[f"{model}__trend"], sections[f"{model}__records"]
+        instances = sections[f"{model}__instances"]
         for direction, s in summary["by_direction"].items():
             agree = paper.loc[paper["direction"] == direction, "agrees"].dropna()
             t = trend[trend["direction"] == direction]
+            halves = records.loc[records["direction"] == direction, "spearman_median"]
+            pairs = instances.loc[instances["direction"] == direction, "spearman"] if len(instances) else pd.Series(dtype=float)
             rows.append({
                 "model": model, "direction": direction, "records": s["records"], "success": s["success_rate"],
                 "mean L1": s["mean_l1_best"], "mean L0": s["mean_l0_best"],
                 "paper positions agreeing": f"{int(agree.sum())}/{len(agree)}",
                 "hour trend ρ": float(t["spearman"].iloc[0]) if len(t) else float("nan"),
-                "min seed ρ": float(stability.loc[stability["direction"] == direction, "spearman"].min()),
+                "split-half ρ (median)": float(halves.iloc[0]) if len(halves) else float("nan"),
+                "instance ρ (min)": float(pairs.astype(float).min()) if len(pairs) else float("nan"),
             })
     return "\n".join(["# Attack reports overview", "", markdown_table(pd.DataFrame(rows)), "",
-                      "Each model's own report (`reporting.<model>.report`) explains the columns.", "",
+                      "Each model's own report (`reporting.<model>.report`) explains the columns; \"–\" is a number "
+                      "not measured (too few records per half, or a model of one trained instance).", "",
                       *glossary(sorted(models)), ""])

@@ -25,8 +25,13 @@ class PaperRankingEntry(_Block):
 class ReportingSettings(_Block):
     """`reporting.<source>` (reporting.attack_report; defaults are its own)."""
 
-    stability_seeds: list[int] | None = None
-    stability_target: float = Field(0.9, ge=-1, le=1)
+    stability_target: float = Field(0.8, ge=-1, le=1)
+    stability_top_k_target: int = Field(4, ge=0)
+    n_bootstrap: int = Field(200, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    split_half_repeats: int = Field(50, ge=1)
+    min_records_per_half: int = Field(25, ge=2)
+    instance_records: int = Field(300, ge=2)
     success_target: float = Field(0.99, ge=0, le=1)
     top_k: int = Field(5, ge=1)
     trend_window_hours: int = Field(12, ge=1)
@@ -34,6 +39,12 @@ class ReportingSettings(_Block):
     min_positives: int = Field(50, ge=0)
     paper_features: dict[str, list[str]]
     paper_ranking: dict[Literal[tuple(DIRECTIONS.values())], list[PaperRankingEntry]]
+
+    @model_validator(mode="after")
+    def _top_k_target_fits(self) -> ReportingSettings:
+        if self.stability_top_k_target > self.top_k:
+            raise ValueError(f"stability_top_k_target ({self.stability_top_k_target}) exceeds top_k ({self.top_k})")
+        return self
 
     @model_validator(mode="after")
     def _ranked_features_are_mapped(self) -> ReportingSettings:

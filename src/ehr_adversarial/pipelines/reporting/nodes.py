@@ -2,12 +2,15 @@
 
 from ehr_adversarial.reporting.attack_report import (
     attack_report,
-    attack_with_seeds,
     hourly_trend,
     paper_comparison,
-    ranking_stability,
     reports_overview,
 )
+from ehr_adversarial.reporting.stability import (
+    attack_instances,
+    record_stability,
+    susceptibility_intervals,
+)
 
-__all__ = ["attack_report", "attack_with_seeds", "hourly_trend", "paper_comparison", "ranking_stability",
-           "reports_overview"]
+__all__ = ["attack_instances", "attack_report", "hourly_trend", "paper_comparison", "record_stability",
+           "reports_overview", "susceptibility_intervals"]

@@ -1,10 +1,12 @@
 """Reporting pipeline, namespace `reporting`: one nested pipeline per attacked model (`reporting.<model>`)
 and `reporting.overview` over all of them.
 
-Per model it reads the attack's outputs (`attack.<model>.summary`, `.records`, `.susceptibility`,
-`.cumulative_susceptibility`), the trained model and its test metrics, repeats the attack with further
-seeds for the stability check, and writes `reporting.<model>.paper_comparison`, `.hourly_trend`,
-`.seed_rankings`, `.seed_stability`, `.report_figure` and `.report` (markdown with the figure inside).
+Per model it reads the attack's outputs (`attack.<model>.summary`, `.selection`, `.records`, `.deltas`,
+`.susceptibility`, `.cumulative_susceptibility`), the trained model and its test metrics, and writes
+`reporting.<model>.ranking_intervals` and `.hourly_intervals` (bootstrap CIs of S_j, its rank and S_t),
+`.record_stability` (split-half agreement), `.instance_rankings` and `.instance_stability` (each trained
+instance of the model attacked alone; empty for a single instance), `.paper_comparison`, `.hourly_trend`,
+`.report_figure` and `.report` (markdown with the figure inside).
 Settings: `reporting.<source>` (conf/base/parameters_reporting.yml); see docs/attack.md, "The report".
 """
 
@@ -21,22 +23,24 @@ from . import nodes
 
 def model_report_pipeline() -> Pipeline:
     """The report of one attacked model (free inputs: model, metrics, model_input_test, feature_spec and
-    the attack's summary, records, susceptibility, cumulative_susceptibility)."""
+    the attack's summary, selection, records, deltas, susceptibility, cumulative_susceptibility)."""
     return Pipeline([
-        node(nodes.attack_with_seeds,
-             ["model", "model_input_test", "feature_spec", "params:attack", "params:reporting", "params:seed",
-              "params:device"],
-             ["seed_rankings", "seed_records"], name="attack_with_seeds"),
-        node(nodes.ranking_stability,
-             ["cumulative_susceptibility", "records", "seed_rankings", "seed_records", "params:reporting",
-              "params:seed"],
-             "seed_stability", name="ranking_stability"),
+        node(nodes.susceptibility_intervals,
+             ["records", "deltas", "params:attack", "params:reporting", "params:seed"],
+             ["ranking_intervals", "hourly_intervals"], name="susceptibility_intervals"),
+        node(nodes.record_stability, ["records", "deltas", "params:attack", "params:reporting", "params:seed"],
+             "record_stability", name="record_stability"),
+        node(nodes.attack_instances,
+             ["model", "model_input_test", "selection", "feature_spec", "params:attack", "params:reporting",
+              "params:seed", "params:device"],
+             ["instance_rankings", "instance_stability"], name="attack_instances"),
         node(nodes.hourly_trend, ["susceptibility", "params:reporting"], "hourly_trend", name="hourly_trend"),
         node(nodes.paper_comparison, ["cumulative_susceptibility", "params:reporting"], "paper_comparison",
              name="paper_comparison"),
         node(nodes.attack_report,
              ["summary", "metrics", "cumulative_susceptibility", "susceptibility", "paper_comparison",
-              "hourly_trend", "seed_stability", "seed_rankings", "params:reporting"],
+              "hourly_trend", "ranking_intervals", "hourly_intervals", "record_stability", "instance_rankings",
+              "instance_stability", "params:attack", "params:reporting"],
              ["report_figure", "report"], name="attack_report"),
     ])
 
@@ -46,7 +50,7 @@ def create_pipeline(source: str, models: Mapping[str, str]) -> Pipeline:
     parts = []
     for model, feature_set in models.items():
         attack = {name: f"attack.{model}.{name}"
-                  for name in ("summary", "records", "susceptibility", "cumulative_susceptibility")}
+                  for name in ("summary", "selection", "records", "deltas", "susceptibility", "cumulative_susceptibility")}
         parts.append(pipeline(
             model_report_pipeline(),
             namespace=f"reporting.{model}",
@@ -60,7 +64,8 @@ def create_pipeline(source: str, models: Mapping[str, str]) -> Pipeline:
                 for model in models
                 for part, stage, dataset in (("summary", "attack", "summary"), ("paper", "reporting", "paper_comparison"),
                                              ("trend", "reporting", "hourly_trend"),
-                                             ("stability", "reporting", "seed_stability"))}
+                                             ("records", "reporting", "record_stability"),
+                                             ("instances", "reporting", "instance_stability"))}
     overview = node(bound(nodes.reports_overview, models=tuple(models)), sections, "reporting.overview",
                     name="reports_overview", namespace="reporting")
     return sum(parts, Pipeline([overview]))
