@@ -217,6 +217,25 @@ def test_attack_and_reporting_pipelines_in_memory(trained, n_instances):
         assert set(out["instance_rankings"]["instance"]) == {0, 1} and sorted(pairs["direction"]) == directions
         assert pairs["spearman"].to_numpy() == pytest.approx(1.0)
     assert set(out["hourly_trend"]["direction"]) == set(directions)
+    modes = out["attack_modes"]
+    assert sorted(modes["mode"].unique()) == ["first", "measurements", "refined"]
+    assert sorted(modes["direction"].unique()) == directions
+    headline = modes[modes["mode"] == "refined"]
+    assert headline["spearman_vs_headline"].dropna().to_numpy() == pytest.approx(1.0)
+    assert (headline["top_k_overlap_vs_headline"] == headline["top_k"]).all()
+    for column in ("imputed_share", "at_bound_share", "success_rate"):
+        assert modes[column].dropna().between(0, 1).all(), column
+    # the first successful δ is never smaller than the refined one (refinement only shrinks it)
+    l1 = modes.pivot(index="direction", columns="mode", values="mean_l1")
+    assert (l1["first"] >= l1["refined"] - 1e-9).all()
+    profile = out["time_profile"]
+    assert len(profile) == 48 * len(directions)
+    np.testing.assert_allclose(profile.groupby("direction")["gradient_share"].sum(), 1.0, rtol=1e-6)
+    selected = out["selection"]
+    measured = test["mask"][selected["row"].to_numpy()].mean(axis=2)
+    np.testing.assert_allclose(profile.groupby("hour")["measured_share"].mean().to_numpy()[:1],
+                               [measured[:, 0][selected["label"].to_numpy() == 0].mean() / 2
+                                + measured[:, 0][selected["label"].to_numpy() == 1].mean() / 2], rtol=1e-6)
 
     report = out["report"]
     assert report.startswith("# Adversarial susceptibility of `lstm_sun2018` (sun2018 features)")
@@ -224,7 +243,8 @@ def test_attack_and_reporting_pipelines_in_memory(trained, n_instances):
     # the paper's features are absent from f0..f3: the report says so instead of inventing ranks
     assert report.count("not in this feature set, cannot compare") == 8
     for section in ("## Cumulative susceptibility S_j", "percentile bootstrap", "## Stability across records",
-                    "## Stability across model instances"):
+                    "## Stability across model instances", "## Why susceptibility sits where it does in time",
+                    "## Other choices of δ"):
         assert section in report
     single = "One trained instance: set `training.<source>.<model>.n_instances` ≥ 3"
     assert (single in report) == (n_instances == 1)
@@ -288,7 +308,12 @@ def test_an_attack_without_success_gives_empty_tables_figures_and_a_report_that_
     metrics = {"test": {m: {"value": 0.5, "ci_low": 0.2, "ci_high": 0.8} for m in ("auroc", "auprc")},
                "n_test": 19, "n_test_positive": 5}
     empty = pd.DataFrame(columns=INSTANCE_RANKING_COLUMNS), pd.DataFrame(columns=INSTANCE_COLUMNS)
+    from ehr_adversarial.attack.susceptibility import BOOTSTRAP_HOUR_COLUMNS
+    from ehr_adversarial.attack.time_profile import TIME_PROFILE_COLUMNS
+    from ehr_adversarial.reporting.attack_modes import MODE_COLUMNS
+
+    no_modes = pd.DataFrame(columns=MODE_COLUMNS), pd.DataFrame(columns=[*BOOTSTRAP_HOUR_COLUMNS, "mode"])
     figure, report = attack_report(summary, metrics, ranking, table, paper, trend, intervals, hours, halves, *empty,
-                                   ATTACK, REPORTING)
+                                   *no_modes, pd.DataFrame(columns=TIME_PROFILE_COLUMNS), ATTACK, REPORTING)
     assert "no attack succeeded" in figure.axes[0].texts[0].get_text()
     assert "## No successful attack" in report and "Success target ≥ 99 %: **not met**" in report

@@ -47,7 +47,15 @@ class AttackSettings(_Block):
     refine: bool = False
     refine_steps: int = Field(10, ge=1)
     observed_only: bool = False
+    forward_fill: bool = False
     stall_tol: float = Field(1e-7, ge=0)
     chunk_size: int = Field(512, ge=1)
     # S_j below this is "not susceptible" and left out of the rankings (attack.susceptibility).
     susceptible_tolerance: float = Field(1e-3, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _forward_fill_moves_measurements(self) -> AttackSettings:
+        if self.forward_fill and not self.observed_only:
+            raise ValueError("forward_fill needs observed_only: true (it moves measured cells and the hours filled "
+                             "from them)")
+        return self

@@ -32,6 +32,7 @@ class ReportingSettings(_Block):
     split_half_repeats: int = Field(50, ge=1)
     min_records_per_half: int = Field(25, ge=2)
     instance_records: int = Field(300, ge=2)
+    mode_records: int = Field(300, ge=2)
     success_target: float = Field(0.99, ge=0, le=1)
     top_k: int = Field(5, ge=1)
     trend_window_hours: int = Field(12, ge=1)

@@ -1,5 +1,7 @@
 """Nodes of the reporting stage: the library's report functions (ehr_adversarial.reporting)."""
 
+from ehr_adversarial.attack.time_profile import time_profile
+from ehr_adversarial.reporting.attack_modes import compare_attack_modes
 from ehr_adversarial.reporting.attack_report import (
     attack_report,
     hourly_trend,
@@ -12,5 +14,5 @@ from ehr_adversarial.reporting.stability import (
     susceptibility_intervals,
 )
 
-__all__ = ["attack_instances", "attack_report", "hourly_trend", "paper_comparison", "record_stability",
-           "reports_overview", "susceptibility_intervals"]
+__all__ = ["attack_instances", "attack_report", "compare_attack_modes", "hourly_trend", "paper_comparison",
+           "record_stability", "reports_overview", "susceptibility_intervals", "time_profile"]
