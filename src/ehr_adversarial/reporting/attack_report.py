@@ -163,10 +163,10 @@ def _attack_section(summary: Mapping[str, Any]) -> list[str]:
 
 
 def _number(value: float) -> str:
-    """A rank: 3, 4.5 (average ranks of ties), other fractions to one decimal; "–" when missing."""
+    """A rank: 3, 4.5 (average ranks of ties), other fractions (percentiles) to one decimal; "–" when missing."""
     if value is None or pd.isna(value):
         return "–"
-    return f"{value:g}" if float(value) * 2 == round(float(value) * 2) else f"{value:.1f}"
+    return f"{round(float(value), 1):g}"
 
 
 def _interval(low: float, high: float, spec: str = ".3g") -> str:
@@ -466,8 +466,11 @@ def _time_profile_section(profile: pd.DataFrame, hourly_intervals: pd.DataFrame,
         optimiser_part = (f"and the attack concentrates it further: those hours hold {100 * last_s:.0f} % of S_t"
                           if last_s > last_g + 0.1 else f"and S_t follows it ({100 * last_s:.0f} % there)")
         if shares["S_t (first δ)"]:
-            optimiser_part += (f"; the first successful δ puts {100 * shares['S_t (first δ)'][-1]:.0f} % there, so the "
-                               "refinement's pruning to the largest cells sharpens the profile")
+            first_last = shares["S_t (first δ)"][-1]
+            optimiser_part += (f"; the first successful δ puts {100 * first_last:.0f} % there, so the refinement's "
+                               "pruning to the largest cells sharpens the profile" if last_s > first_last + 0.05 else
+                               f"; the first successful δ puts {100 * first_last:.0f} % there as well, so the "
+                               "concentration comes from the gradient steps, not the refinement")
         spread = float(measured.max() - measured.min())
         imputation_part = (f"The share of measured cells is flat over the window ({100 * measured.min():.0f}–"
                            f"{100 * measured.max():.0f} %), so imputation does not explain the profile."
