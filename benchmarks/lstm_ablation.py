@@ -1,6 +1,7 @@
 """Which additions make the LSTM of Sun et al. (2018) competent on its own `sun2018` inputs, chosen by CV only.
 
-Every variant is the project's `lstm_sun2018` training block with some hyperparameters changed; each is scored by
+Every variant is the project's `lstm_sun2018` training block with some settings changed (the model's inputs and
+read-out, then the training of `lstm_pooled`: learning rate, width, dropout, weight decay); each is scored by
 k-fold CV on the train split (set-a without the validation records, the folds of `features.splits`), the same
 protocol the training stage uses for model selection. The yardstick is `gbm_sun2018` (gradient boosting on
 per-record summaries of the same tensors) scored on the same folds. The test split (set-b) is never read.
@@ -25,15 +26,22 @@ import yaml
 
 from ehr_adversarial.datasets.tensors import TensorBundleDataset
 from ehr_adversarial.training import select_estimator_config, select_torch_config
+from ehr_adversarial.training.selection import merge_config
 
 ROOT = Path(__file__).resolve().parents[1]
+POOLED = {"hyperparameters": {"use_static": True, "readout": "pooled"}}
+# variant → overrides of the lstm_sun2018 block (merged key by key)
 VARIANTS: dict[str, dict] = {
     "paper (x, last state)": {},
-    "+ mask, delta": {"use_mask": True, "use_delta": True},
-    "+ mask, delta, static": {"use_mask": True, "use_delta": True, "use_static": True},
-    "+ mask, delta, static, pooled read-out": {"use_mask": True, "use_delta": True, "use_static": True,
-                                               "readout": "pooled"},
-    "+ static, pooled read-out": {"use_static": True, "readout": "pooled"},
+    "+ mask, delta": {"hyperparameters": {"use_mask": True, "use_delta": True}},
+    "+ mask, delta, static": {"hyperparameters": {"use_mask": True, "use_delta": True, "use_static": True}},
+    "+ mask, delta, static, pooled read-out": {"hyperparameters": {"use_mask": True, "use_delta": True,
+                                                                   "use_static": True, "readout": "pooled"}},
+    "+ static, pooled read-out": POOLED,
+    "pooled, lr 3e-3": merge_config(POOLED, {"optimizer": {"lr": 0.003}}),
+    "pooled, hidden 64": merge_config(POOLED, {"hyperparameters": {"hidden_size": 64}}),
+    "pooled, dropout 0.3": merge_config(POOLED, {"hyperparameters": {"dropout": 0.3}}),
+    "pooled, weight decay 1e-3": merge_config(POOLED, {"optimizer": {"weight_decay": 0.001}}),
 }
 
 
@@ -67,8 +75,7 @@ def main() -> None:
     rows.append({"model": "gbm_sun2018 (yardstick)", "auroc": cv["auroc"].mean(), "auprc": cv["auprc"].mean(),
                  "seconds": time.perf_counter() - start})
     for name in args.variants:
-        block = copy.deepcopy(blocks["lstm_sun2018"])
-        block["hyperparameters"] = {**block["hyperparameters"], **VARIANTS[name]}
+        block = merge_config(copy.deepcopy(blocks["lstm_sun2018"]), VARIANTS[name])
         block["cv"] = {"max_folds": args.folds, "max_epochs": args.epochs, "grid": [{}]}
         start = time.perf_counter()
         cv, _ = select_torch_config(train, splits, spec, block, seed, "cpu")
