@@ -99,6 +99,7 @@ class _TorchTraining(_Block):
     amp: bool = False
     n_threads: int = Field(1, ge=1)
     n_instances: int = Field(1, ge=1)
+    calibration: Literal["platt", "none"] = "none"
 
 
 class _LstmSun2018Core(_TorchTraining):

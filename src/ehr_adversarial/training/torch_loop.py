@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 from torch import nn
@@ -102,10 +103,26 @@ def predict_logits(model: nn.Module, tensors: Tensors, batch_size: int, amp: boo
     return torch.cat(out)
 
 
-def death_probability(logits: torch.Tensor, shift: float) -> np.ndarray:
-    """P(death) from 2 logits, with the class-weight prior shift removed."""
+def death_probability(logits: torch.Tensor, shift: float, calibration: Mapping[str, Any] | None = None) -> np.ndarray:
+    """P(death) from 2 logits, with the class-weight prior shift removed and, when given, the Platt calibration
+    (`fit_calibration`) applied to the log-odds."""
     log_odds = (logits[:, 1] - logits[:, 0]).double() - shift
+    if calibration:
+        log_odds = float(calibration["slope"]) * log_odds + float(calibration["intercept"])
     return torch.sigmoid(log_odds).cpu().numpy()
+
+
+def fit_calibration(logits: torch.Tensor, y: np.ndarray, shift: float) -> dict[str, Any] | None:
+    """Platt scaling: P(death) = σ(a·s + b) on the prior-shifted log-odds s, a and b by maximum likelihood on
+    held-out predictions (a monotone map: rankings, AUROC and the attack's decision stay as they were). None
+    when the fit would reverse or flatten the ranking (a ≤ 0: no usable signal)."""
+    score = ((logits[:, 1] - logits[:, 0]).double() - shift).cpu().numpy().reshape(-1, 1)
+    fitted = LogisticRegression(C=1e6, max_iter=1000).fit(score, np.asarray(y))
+    slope, intercept = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
+    if not slope > 0:
+        logger.warning("Platt calibration skipped: the held-out log-odds give slope %.3g", slope)
+        return None
+    return {"method": "platt", "slope": slope, "intercept": intercept, "n": int(score.shape[0])}
 
 
 def _scores(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:

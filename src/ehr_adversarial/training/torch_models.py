@@ -26,6 +26,7 @@ from ehr_adversarial.training.selection import (
 )
 from ehr_adversarial.training.torch_loop import (
     death_probability,
+    fit_calibration,
     limited_threads,
     predict_logits,
     subset,
@@ -103,7 +104,9 @@ def train_torch_model(
 
     With `n_instances` K > 1, K instances are trained alike from seeds seed, seed + 1, …, each with its
     own early stopping, and returned as one `InstanceEnsemble` (mean of their logits); the history
-    then has an `instance` column. Instance 0 is the model a single-instance run trains.
+    then has an `instance` column. Instance 0 is the model a single-instance run trains. With
+    `calibration: platt` the model's probabilities are Platt-scaled on the validation split
+    (`model.config["calibration"]`).
     """
     check_model_input(model_input_train, feature_spec, "model_input_train")
     check_model_input(model_input_validation, feature_spec, "model_input_validation")
@@ -121,12 +124,21 @@ def train_torch_model(
         histories.append(history.assign(instance=k))
     # train_model put the class weights' prior shift and the batch size on each member's config.
     if n_instances == 1:
-        return members[0], histories[0].drop(columns="instance")
-    model = InstanceEnsemble(members)
-    model.config = {**members[0].config, "n_instances": n_instances}
-    for member in members:
-        member.config["n_instances"] = 1
-    return model.eval(), pd.concat(histories, ignore_index=True)
+        model, history = members[0], histories[0].drop(columns="instance")
+    else:
+        model = InstanceEnsemble(members).eval()
+        model.config = {**members[0].config, "n_instances": n_instances}
+        for member in members:
+            member.config["n_instances"] = 1
+        history = pd.concat(histories, ignore_index=True)
+    if selected_config.get("calibration", "none") == "platt":
+        # on the validation split, as the decision threshold (the test split never enters)
+        logits = predict_logits(model.to(torch_device), validation, int(model.config["batch_size"]))
+        calibration = fit_calibration(logits, model_input_validation["y"], model.config["probability_shift"])
+        if calibration is not None:
+            model.config["calibration"] = {**calibration, "fitted_on": "validation"}
+        model = model.cpu()
+    return model, history
 
 
 def predict_torch_model(
@@ -144,5 +156,5 @@ def predict_torch_model(
     with limited_threads(DEFAULT_THREADS):
         logits = predict_logits(model, to_tensors(model_input, torch_device),
                                 model.config.get("batch_size", 256))
-    prob = death_probability(logits, model.config["probability_shift"])
+    prob = death_probability(logits, model.config["probability_shift"], model.config.get("calibration"))
     return prediction_frame(model_input, prob, split)
