@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import Tensor, nn
+
+from ehr_adversarial.torch_utils import input_gradient_mode
 
 log = logging.getLogger(__name__)
 
@@ -170,37 +171,6 @@ def logit_margin(logits: Tensor, label: Tensor) -> Tensor:
     true = logits.gather(1, label[:, None]).squeeze(1)
     others = logits.scatter(1, label[:, None], float("-inf"))
     return true - others.amax(1)
-
-
-@contextmanager
-def input_gradient_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Deterministic logits with gradients w.r.t. the input only; restores the model afterwards.
-
-    Everything is in eval mode (dropout off, batch norm on running statistics), except recurrent
-    layers: cuDNN computes an RNN backward only in training mode, so RNN modules are put in
-    train mode with their inter-layer dropout set to 0 (identical output to eval mode).
-    Parameters stop requiring gradients, which spares the weight gradients in backward.
-    """
-    training = {module: module.training for module in model.modules()}
-    requires_grad = {param: param.requires_grad for param in model.parameters()}
-    rnn_dropout = {}
-    model.eval()
-    for module in model.modules():
-        if isinstance(module, nn.RNNBase):
-            rnn_dropout[module] = module.dropout
-            module.dropout = 0.0
-            module.train()
-    for param in requires_grad:
-        param.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for module, was_training in training.items():
-            module.training = was_training
-        for module, dropout in rnn_dropout.items():
-            module.dropout = dropout
-        for param, flag in requires_grad.items():
-            param.requires_grad_(flag)
 
 
 @dataclass

@@ -14,9 +14,9 @@ A config with `n_instances` K > 1 describes K instances of the architecture, tra
 different seeds, combined into one model by `InstanceEnsemble` (mean of the members' logits).
 
 Gradients w.r.t. the inputs (the attack) need eval-mode logits; with cuDNN an RNN's
-backward runs only in train mode, so use `ehr_adversarial.attack.input_gradient_mode`,
-which keeps everything in eval mode except the LSTMs (train mode, dropout 0: the same
-output).
+backward runs only in train mode, so use `ehr_adversarial.torch_utils.input_gradient_mode`
+(re-exported by `ehr_adversarial.attack`), which keeps everything in eval mode except the LSTMs
+(train mode, dropout 0: the same output).
 """
 
 from __future__ import annotations

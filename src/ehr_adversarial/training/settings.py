@@ -86,6 +86,17 @@ class TorchCV(_Block, Generic[Entry]):
     grid: list[Entry] | None = None
 
 
+class AdversarialTrainingSettings(_Block):
+    """`adversarial` of a torch block: train on x + δ, δ from sparse L1 PGD on the logit margin with
+    ‖δ‖₁ ≤ l1_budget per record (training.adversarial); absent or null = plain training."""
+
+    l1_budget: float = Field(gt=0)
+    steps: int = Field(5, ge=1, le=100)
+    weight: float = Field(0.5, gt=0, le=1)
+    top_k: int = Field(10, ge=1)
+    step_size: float | None = Field(None, gt=0)
+
+
 class _TorchTraining(_Block):
     """Settings every torch model block shares (training.torch_loop.fit, training.torch_models)."""
 
@@ -100,6 +111,7 @@ class _TorchTraining(_Block):
     n_threads: int = Field(1, ge=1)
     n_instances: int = Field(1, ge=1)
     calibration: Literal["platt", "none"] = "none"
+    adversarial: AdversarialTrainingSettings | None = None
 
 
 class _LstmSun2018Core(_TorchTraining):

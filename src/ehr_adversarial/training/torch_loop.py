@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ehr_adversarial.models import build_model, model_inputs
 from ehr_adversarial.torch_utils import seed_everything
+from ehr_adversarial.training.adversarial import adversarial_batch, adversarial_loss_weight
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,9 @@ def fit(
     """Train with Adam on class-weighted cross-entropy; keep the epoch best on `monitor_set`.
 
     `config` keys: batch_size, max_epochs, patience, monitor (auprc | auroc | loss),
-    class_weight, amp, optimizer {lr, betas, weight_decay}, grad_clip.
+    class_weight, amp, optimizer {lr, betas, weight_decay}, grad_clip, and optionally adversarial
+    {l1_budget, steps, weight, top_k, step_size}: each batch's loss is then (1 − weight)·loss(x) +
+    weight·loss(x + δ), δ from a few steps of sparse L1 PGD (training.adversarial).
     Returns the model with the best epoch's weights (in eval mode) and the history.
     """
     device = train["y"].device
@@ -161,6 +164,8 @@ def fit(
     batch_size = int(config["batch_size"])
     n = train["y"].shape[0]
     y_monitor = monitor_set["y"].cpu().numpy()
+    adversarial = config.get("adversarial")
+    adversarial_weight = adversarial_loss_weight(config)
 
     best_score, best_epoch, best_state, history = -math.inf, -1, None, []
     epochs = tqdm(range(int(config["max_epochs"])), desc=description, unit="epoch", leave=False, disable=None)
@@ -170,9 +175,15 @@ def fit(
         total = 0.0
         for start in range(0, n, batch_size):
             batch = {k: v[order[start : start + batch_size]] for k, v in train.items()}
+            # adversarial training: δ crafted in fp32 before the batch's forward passes (no random numbers drawn)
+            perturbed = adversarial_batch(model, batch, adversarial) if adversarial_weight > 0 else None
             with _autocast(device, amp):
                 logits = model(*model_inputs(model, batch))
                 loss = F.cross_entropy(logits.float(), batch["y"], weight=loss_weight)
+                if perturbed is not None:
+                    adversarial_logits = model(*model_inputs(model, perturbed))
+                    adversarial_loss = F.cross_entropy(adversarial_logits.float(), batch["y"], weight=loss_weight)
+                    loss = (1.0 - adversarial_weight) * loss + adversarial_weight * adversarial_loss
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.get("grad_clip"):
