@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ehr_adversarial.synthetic_evaluation import fidelity
+from ehr_adversarial.synthetic_evaluation import fidelity, quality
 from ehr_adversarial.synthetic_evaluation.flat_view import align_columns, flat_view, to_matrix
 
 
@@ -251,3 +251,212 @@ def test_discriminator_auc_identical_same_distribution_and_shifted():
     rng = np.random.default_rng(16)
     decorrelated = real.apply(lambda column: rng.permutation(column.to_numpy()))
     assert fidelity.discriminator_auc(real, decorrelated)["auc"] > 0.8
+
+
+def _lattice_table(n: int, seed: int) -> pd.DataFrame:
+    """Like real EHR columns: a continuous one, a 13-level score (GCS-like, a third at the top level),
+    a binary flag and a continuous one with a 30 % point mass at its median (a gap fill)."""
+    rng = np.random.default_rng(seed)
+    level = np.where(rng.random(n) < 0.33, 12, rng.integers(0, 13, n)) / 12.0
+    filled = np.where(rng.random(n) < 0.3, 0.5, rng.random(n))
+    return pd.DataFrame({"value": rng.normal(size=n), "score": level, "flag": (rng.random(n) < 0.3).astype(float),
+                         "filled": filled})
+
+
+def test_per_column_detector_sees_a_lattice_replaced_by_jitter_where_the_rank_test_does_not():
+    real = _lattice_table(1500, seed=40)
+    synthetic = _lattice_table(1500, seed=41)
+    synthetic["score"] += np.random.default_rng(42).normal(scale=0.01, size=1500)  # same ranks, off the lattice
+    report = fidelity.per_column_detectors(real, synthetic, top=None, seed=3)
+    by_column = {row["column"]: row for row in report["columns"]}
+    assert report["columns"][0]["column"] == "score" and by_column["score"]["auc"] > 0.9
+    assert by_column["score"]["mann_whitney_auc"] < 0.55  # the rank test does not flag it ...
+    rank_test = {row["column"]: row["auc"] for row in fidelity.separating_columns(real, synthetic)}
+    assert rank_test["score"] < 0.55  # ... nor does separating_columns
+    assert by_column["score"]["real_mode_share"] > 0.3 and by_column["score"]["synthetic_share_at_real_mode"] == 0.0
+    assert by_column["score"]["real_distinct"] == 13 and by_column["score"]["synthetic_distinct"] > 1000
+    for column in ("value", "flag", "filled"):
+        assert by_column[column]["auc"] < 0.6, column
+    # the point mass of a gap fill, spread out: found the same way
+    spread = _lattice_table(1500, seed=41)
+    at_fill = spread["filled"] == 0.5
+    spread.loc[at_fill, "filled"] = 0.5 + np.random.default_rng(43).normal(scale=0.01, size=int(at_fill.sum()))
+    top = fidelity.per_column_detectors(real, spread, top=1, seed=3)["columns"][0]
+    # a perfect detector: 0.3 + 0.7 · 0.3 + 0.7² / 2 = 0.755 (the rest of both sides look alike)
+    assert top["column"] == "filled" and top["auc"] > 0.7 and top["mann_whitney_auc"] < 0.55
+
+
+def test_every_detector_family_scores_about_one_half_on_real_against_real():
+    table = _lattice_table(3000, seed=44).assign(b=lambda t: t["value"] + 0.5 * np.random.default_rng(45).normal(size=3000))
+    first, second = table.iloc[:1500], table.iloc[1500:]
+    result = fidelity.detector_aucs(first, second, n_splits=5, seed=1)
+    assert set(result["families"]) == set(fidelity.DETECTOR_FAMILIES) and result["n_per_side"] == 1500
+    # the AUC of 1500 vs 1500 records has a standard error of about 0.01; 5 folds average it
+    for family, scores in result["families"].items():
+        assert scores["auc"] == pytest.approx(0.5, abs=0.05), family
+    columns = fidelity.per_column_detectors(first, second, top=None, seed=1)["columns"]
+    assert max(row["auc"] for row in columns) < 0.56
+    # seeded: the same call gives the same numbers
+    assert fidelity.detector_aucs(first, second, n_splits=5, seed=1) == result
+
+
+def test_every_detector_family_finds_a_shift_and_the_per_column_detector_names_the_column():
+    real = _correlated_table(1500, seed=14)
+    shifted = _correlated_table(1500, seed=15)
+    shifted["c"] = shifted["c"] + 1.0
+    result = fidelity.detector_aucs(real, shifted, seed=2)
+    for family, scores in result["families"].items():
+        assert scores["auc"] > 0.7, family
+    columns = fidelity.per_column_detectors(real, shifted, top=2, seed=2)["columns"]
+    assert columns[0]["column"] == "c" and columns[0]["auc"] > 0.7 and columns[1]["auc"] < 0.6
+    assert columns[0]["synthetic_median"] > columns[0]["real_median"]
+
+
+def test_discriminator_report_has_every_family_the_floor_and_the_giveaway_columns():
+    real, holdout = _lattice_table(600, seed=46), _lattice_table(300, seed=47)
+    synthetic = _lattice_table(600, seed=48).assign(flag=lambda t: t["flag"] + 0.001)  # a binary column off {0, 1}
+    report = fidelity.discriminator_report(real, synthetic, holdout, families=("logistic_regression", "gbm"),
+                                           n_splits=3, per_column_top=2, seed=5)
+    assert list(report["families"]) == ["logistic_regression", "gbm"]
+    assert report["auc"] == report["families"]["logistic_regression"]["auc"] and report["n_per_side"] == 600
+    assert report["floor"]["n_per_side"] == 300 and set(report["floor"]["families"]) == {"logistic_regression", "gbm"}
+    assert report["floor"]["families"]["gbm"]["auc"] == pytest.approx(0.5, abs=0.08)
+    assert report["families"]["gbm"]["auc"] > 0.95  # a GBM sees the flag off its two values
+    assert report["per_column"]["columns"][0]["column"] == "flag" and len(report["per_column"]["columns"]) == 2
+    assert fidelity.discriminator_report(real, synthetic, n_splits=3, seed=5)["floor"] is None
+    with pytest.raises(ValueError, match="detector families"):
+        fidelity.detector_aucs(real, synthetic, families=("svm",))
+    with pytest.raises(ValueError, match="only in real"):
+        fidelity.discriminator_report(real, synthetic, holdout.drop(columns="flag"))
+
+
+# ------------------------------------------------------------------------------ sample-level (quality.py)
+def _synthcity_reference() -> tuple[dict[str, np.ndarray], dict]:
+    """The seeded fixture of tests/data/synthcity_reference.py and synthcity's values on it."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    spec = importlib.util.spec_from_file_location("synthcity_reference", data / "synthcity_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.fixture(), json.loads((data / "synthcity_reference.json").read_text())
+
+
+def _gaussian_table(n: int, seed: int, shift: float = 0.0, columns: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(n, columns)) + shift, columns=[f"v{j}" for j in range(columns)])
+
+
+def test_prdc_and_alpha_precision_match_synthcity():
+    data, reference = _synthcity_reference()
+    result = quality.prdc(data["real"], data["synthetic"], k=5)
+    for metric in ("precision", "recall", "density", "coverage"):
+        assert result[metric] == pytest.approx(reference["prdc"][metric], abs=1e-12), metric
+    alpha = quality.alpha_precision_beta_recall_authenticity(data["real"], data["synthetic"])
+    expected = reference["alpha_precision"]
+    assert alpha["delta_precision_alpha"] == pytest.approx(expected["delta_precision_alpha"], abs=1e-12)
+    assert alpha["delta_recall_beta"] == pytest.approx(expected["delta_coverage_beta"], abs=1e-12)
+    np.testing.assert_allclose(alpha["precision_curve"], expected["precision_curve"], atol=1e-12)
+    np.testing.assert_allclose(alpha["recall_curve"], expected["recall_curve"], atol=1e-12)
+    # Authenticity differs by definition: synthcity compares real record i's distance to its nearest
+    # synthetic record j with the nearest-real distance of *real record j*; its number is that rule.
+    real, synthetic = data["real"], data["synthetic"]
+    pairwise = np.linalg.norm(real[:, None, :] - real[None, :, :], axis=-1)
+    np.fill_diagonal(pairwise, np.inf)
+    real_to_real = pairwise.min(axis=1)
+    to_synthetic = np.linalg.norm(real[:, None, :] - synthetic[None, :, :], axis=-1)
+    synthcity_rule = real_to_real[to_synthetic.argmin(axis=1)] < to_synthetic.min(axis=1)
+    assert synthcity_rule.mean() == pytest.approx(expected["authenticity"], abs=1e-12)
+    # the paper's rule, per synthetic record: its 30 near-copies of real records are not authentic
+    paper_rule = to_synthetic.min(axis=0) > real_to_real[to_synthetic.argmin(axis=0)]
+    assert not paper_rule[:30].any()
+    assert alpha["authenticity"] == pytest.approx(paper_rule.mean(), abs=1e-12)
+
+
+def test_sample_level_metrics_identical_tables():
+    real = _gaussian_table(800, seed=21)
+    result = quality.prdc(real, real.copy(), k=5)
+    # each real ball holds its own copy and k − 1 further records strictly inside: density exactly 1
+    assert (result["precision"], result["recall"], result["density"], result["coverage"]) == (1.0, 1.0, 1.0, 1.0)
+    alpha = quality.alpha_precision_beta_recall_authenticity(real, real.copy())
+    assert alpha["authenticity"] == 0.0  # every synthetic record is a copy
+    assert alpha["delta_precision_alpha"] > 0.99 and alpha["delta_recall_beta"] > 0.99
+
+
+def test_sample_level_metrics_disjoint_clouds():
+    real, far = _gaussian_table(500, seed=22), _gaussian_table(500, seed=23, shift=50.0)
+    result = quality.prdc(real, far)
+    assert (result["precision"], result["recall"], result["density"], result["coverage"]) == (0.0, 0.0, 0.0, 0.0)
+    alpha = quality.alpha_precision_beta_recall_authenticity(real, far)
+    assert alpha["delta_precision_alpha"] == pytest.approx(0.0, abs=1e-12)
+    assert alpha["delta_recall_beta"] == pytest.approx(0.0, abs=1e-12)
+    assert alpha["authenticity"] == 1.0
+
+
+def test_sample_level_metrics_same_distribution_and_mode_collapse():
+    real, fresh = _gaussian_table(1500, seed=24), _gaussian_table(1500, seed=25)
+    result = quality.prdc(real, fresh)
+    assert min(result["precision"], result["recall"], result["coverage"]) > 0.9
+    assert result["density"] == pytest.approx(1.0, abs=0.1)
+    alpha = quality.alpha_precision_beta_recall_authenticity(real, fresh)
+    assert alpha["delta_precision_alpha"] > 0.95
+    # a fresh record lands inside its nearest real record's 1-NN ball about half the time
+    assert alpha["authenticity"] == pytest.approx(0.5, abs=0.05)
+    assert alpha["delta_recall_beta"] == pytest.approx(0.5, abs=0.1)
+    # every synthetic record near one of 5 real ones: precise, but covering almost nothing
+    rng = np.random.default_rng(26)
+    collapsed = pd.DataFrame(np.repeat(real.iloc[:5].to_numpy(), 300, axis=0) + 0.01 * rng.normal(size=(1500, 5)),
+                             columns=real.columns)
+    result = quality.prdc(real, collapsed)
+    # (coverage: the balls of the 5 records and of their real neighbours, whose balls reach them)
+    assert result["precision"] == 1.0 and result["coverage"] < 0.05 and result["recall"] < 0.01
+    # ... and piled up in a few real balls: density far above 1
+    assert result["density"] > 1.0
+    assert quality.alpha_precision_beta_recall_authenticity(real, collapsed)["delta_recall_beta"] < 0.05
+
+
+def test_column_distances_identical_shifted_and_binary():
+    real = _gaussian_table(1000, seed=27).assign(flag=(np.arange(1000) % 5 == 0).astype(float))
+    same = quality.column_distances(real, real)
+    assert same["variable"].tolist() == real.columns.tolist()
+    assert (same["wasserstein"] == 0).all() and (same["jensen_shannon"] == 0).all()
+    shifted = real.assign(v1=real["v1"] + real["v1"].std(ddof=0), v2=real["v2"] + 100.0,
+                          flag=(np.arange(1000) % 2 == 0).astype(float))
+    table = quality.column_distances(real, shifted).set_index("variable")
+    # the same values moved by one standard deviation: W1 = 1 SD
+    assert table.loc["v1", "wasserstein"] == pytest.approx(1.0, rel=1e-9)
+    # synthetic values beyond the real range fall in their own bin: disjoint histograms
+    assert table.loc["v2", "jensen_shannon"] == pytest.approx(1.0)
+    assert table.loc["v0", "wasserstein"] == 0.0
+    # a 0/1 column: two bins, prevalence 0.2 vs 0.5; JS distance by hand (base 2)
+    p, q = np.array([0.8, 0.2]), np.array([0.5, 0.5])
+    m = (p + q) / 2
+    expected = np.sqrt(0.5 * (p * np.log2(p / m)).sum() + 0.5 * (q * np.log2(q / m)).sum())
+    assert table.loc["flag", "jensen_shannon"] == pytest.approx(expected, rel=1e-9)
+    summary = quality.summarise_column_distances(table.reset_index(), top=2)
+    assert list(summary["jensen_shannon"]["worst"]) == ["v2", "v1"]
+    assert summary["wasserstein"]["max"] == pytest.approx(100.0 / real["v2"].std(ddof=0))
+
+
+def test_standardise_and_equal_size_samples():
+    real = _gaussian_table(400, seed=28, shift=3.0).assign(constant=2.0)
+    (z,) = quality.standardise(real, real)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(z.std(axis=0)[:-1], 1.0)
+    assert (z[:, -1] == 0.0).all()  # a constant column is only centred
+    a, b = quality.equal_size_samples(real, real.iloc[:150], max_records=100, seed=1)
+    assert len(a) == len(b) == 100 and a.index.is_unique
+    a, b = quality.equal_size_samples(real, real.iloc[:150], max_records=None)
+    assert len(a) == len(b) == 150
+
+
+def test_quality_metrics_refuse_mismatched_columns():
+    real = _correlated_table(100, seed=1)
+    other = real.rename(columns={"b": "HR.mean"})
+    for metric in (quality.prdc, quality.alpha_precision_beta_recall_authenticity, quality.column_distances):
+        with pytest.raises(ValueError, match=r"only in real \(1\): \['b'\]"):
+            metric(real, other)
+    with pytest.raises(ValueError, match="same width"):
+        quality.prdc(np.zeros((10, 3)), np.zeros((10, 2)))

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.spatial.distance import cdist
+from sklearn.metrics import roc_auc_score
 
 from ehr_adversarial.synthetic_evaluation import privacy
 
@@ -174,3 +175,68 @@ def test_privacy_metrics_on_real_physionet_records(physionet_records):
         # on non-members only population structure helps (gender from height/weight, lactate
         # from other labs): better than chance, far from the copied members' 1.0
         assert 0.55 < copy_inference[target]["auc_non_members"] < 0.8
+
+
+# ------------------------------------------------------------------------------ identifiability, DOMIAS
+def _synthcity_reference() -> tuple[dict[str, np.ndarray], dict]:
+    """The seeded fixture of tests/data/synthcity_reference.py and synthcity's values on it."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    spec = importlib.util.spec_from_file_location("synthcity_reference", data / "synthcity_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.fixture(), json.loads((data / "synthcity_reference.json").read_text())
+
+
+def test_identifiability_and_domias_kde_match_synthcity():
+    data, reference = _synthcity_reference()
+    real, synthetic = (pd.DataFrame(data[name]) for name in ("real", "synthetic"))
+    assert privacy.identifiability_score(real, synthetic) == pytest.approx(reference["identifiability"]["score"], abs=1e-12)
+    candidates = np.concatenate([data["members"], data["non_members"]])
+    is_member = np.r_[np.ones(150), np.zeros(150)]
+    scores = privacy.domias_scores(data["synthetic_3d"], data["reference"], candidates, density="kde")
+    assert roc_auc_score(is_member, scores) == pytest.approx(reference["domias_kde"]["aucroc"], abs=1e-12)
+
+
+def test_identifiability_copy_and_independent():
+    train, holdout = _table(1200, seed=18), _table(600, seed=19)
+    copied = privacy.identifiability(train.copy(), train, holdout)
+    assert copied["score"] == 1.0
+    # 600 of the 1200 copies: exactly the patients whose copy was drawn are identified
+    assert copied["score_at_holdout_size"] == 0.5
+    fresh = privacy.identifiability(_table(1200, seed=20), train, holdout)
+    # as many independent records as training ones: the closer one about half the time
+    assert fresh["score"] == pytest.approx(0.5, abs=0.05)
+    # at equal reference sizes, fresh synthetic records identify as many patients as unseen real ones
+    assert fresh["score_at_holdout_size"] == pytest.approx(fresh["holdout_baseline"], abs=0.05)
+    assert copied["holdout_baseline"] == fresh["holdout_baseline"] < 0.5
+    assert (fresh["n_train"], fresh["n_synthetic"], fresh["n_reference"]) == (1200, 1200, 600)
+
+
+@pytest.mark.parametrize(("density", "n_neighbors", "pca_components", "copy_auc_above"),
+                         [("knn", 1, None, 0.99), ("kde", 1, None, 0.65), ("kde", 1, 3, 0.52)])
+def test_domias_copy_noise_and_independent(density, n_neighbors, pca_components, copy_auc_above):
+    train, holdout = _table(1500, seed=21), _table(1000, seed=22)
+    settings = {"density": density, "n_neighbors": n_neighbors, "pca_components": pca_components}
+    independent = privacy.domias_membership_inference(_table(1500, seed=23), train, holdout, **settings)
+    assert independent["auc"] == pytest.approx(0.5, abs=0.05)
+    assert (independent["n_members"], independent["n_non_members"], independent["n_reference"]) == (500, 500, 500)
+    copied = privacy.domias_membership_inference(train.copy(), train, holdout, **settings)["auc"]
+    # a Gaussian KDE with Scott's bandwidth smooths copies out (more so in fewer PCA components):
+    # weaker than the 1-NN density, for which the copy of a member has density ratio +∞
+    assert copied > copy_auc_above
+    if density == "knn":
+        assert copied == 1.0
+        noisy = train + np.random.default_rng(24).normal(scale=0.01, size=train.shape)
+        assert privacy.domias_membership_inference(noisy, train, holdout, **settings)["auc"] > 0.95
+
+
+def test_domias_refuses_an_unknown_density_and_a_tiny_holdout():
+    train = _table(50, seed=25)
+    with pytest.raises(ValueError, match="unknown density 'bnaf'"):
+        privacy.domias_membership_inference(train, train, _table(50, seed=26), density="bnaf")
+    with pytest.raises(ValueError, match="it has 3 record"):
+        privacy.domias_membership_inference(train, train, _table(3, seed=27))

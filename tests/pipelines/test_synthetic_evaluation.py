@@ -42,7 +42,8 @@ def evaluation_pipeline(source: str, generators: dict[str, str] | None = None):
 def _quick_settings() -> dict:
     """The project's settings, shrunk so the test runs in about a minute on 2 CPU cores."""
     settings = copy.deepcopy(project_parameters()["synthetic_evaluation"][SOURCE])
-    settings["fidelity"].update(discriminator_folds=3, discriminator_max_records=1000, mmd_max_records=1000)
+    settings["fidelity"].update(discriminator_folds=3, discriminator_max_records=1000, mmd_max_records=1000,
+                                per_column_folds=2, per_column_max_records=500, per_column_max_iter=20)
     settings["utility"]["n_bootstrap"] = 200
     settings["utility"]["flat_models"]["gradient_boosting"]["max_iter"] = 60
     settings["utility"]["sequence_model"].update(max_epochs=2, hyperparameters={"hidden_size": 16})
@@ -68,11 +69,11 @@ def test_each_generator_has_its_namespace_and_trtr_runs_once_per_feature_set():
         f"synthetic_evaluation.{g}" for g in generators} | {f"synthetic_evaluation.{fs}" for fs in set(generators.values())}
     assert sum(n.name.endswith("train_on_real_test_on_real") for n in pipe.nodes) == len(set(generators.values()))
     for n in pipe.nodes:
-        # the real test split only feeds predictions; the holdout only the privacy metrics
+        # the real test split only feeds predictions; the holdout only the privacy metrics and the detectors' floor
         if any(i.endswith("model_input_test") for i in n.inputs):
             assert n.name.endswith(("train_on_synthetic_test_on_real", "train_on_real_test_on_real")), n.name
         if any(i.endswith("model_input_validation") for i in n.inputs):
-            assert n.name.endswith("evaluate_privacy"), n.name
+            assert n.name.endswith(("evaluate_privacy", "evaluate_fidelity")), n.name
         if n.namespace == "synthetic_evaluation.full":
             assert not any(i.endswith(".synthetic") for i in n.inputs)
     for g, fs in generators.items():
@@ -178,7 +179,14 @@ def test_a_copying_generator_is_caught(stand_in_run):
     # each side is subsampled to 1000 records, so only some copies meet their twin: ≈ 0.5
     assert fid["discriminator"]["auc"] == pytest.approx(0.5, abs=0.03) and abs(fid["mmd"]["mmd2"]) < 1e-3
     assert fid["autocorrelation"]["mean_abs_diff"] == 0.0
+    # every synthetic record is a copy: no authentic record; PRDC of identical tables
+    assert fid["alpha_precision"]["authenticity"] == 0.0
+    assert fid["alpha_precision"]["n_real"] == fid["prdc"]["n_synthetic"] == 1600
+    assert (fid["prdc"]["precision"], fid["prdc"]["recall"], fid["prdc"]["coverage"]) == (1.0, 1.0, 1.0)
+    assert fid["prdc"]["density"] == pytest.approx(1.0, abs=0.01)
+    assert fid["column_distances"]["wasserstein"]["max"] == 0.0 and fid["column_distances"]["jensen_shannon"]["max"] == 0.0
     assert priv["membership_inference"]["auc"] > 0.99
+    assert priv["domias"]["auc"] > 0.99 and priv["identifiability"]["score"] == 1.0
     assert priv["exact_match_rate"] == 1.0 and priv["dcr_synthetic_to_train"]["median"] == 0.0
     assert (priv["n_train"], priv["n_holdout"]) == (1600, 800)
     assert priv["exact_match_rate_holdout_baseline"] == 0.0 and priv["dcr_holdout_to_train"]["median"] > 0
@@ -195,7 +203,17 @@ def test_a_perfect_sampler_looks_like_the_population(stand_in_run):
     util = stand_in_run.load("synthetic_evaluation.sampler.utility_metrics")
     assert fid["pearson_r"]["means"] > 0.99
     assert fid["discriminator"]["auc"] == pytest.approx(0.5, abs=0.06)
+    # unseen real records: every detector family near 0.5, as on its floor (real validation vs real train)
+    floor = fid["discriminator"]["floor"]
+    assert set(fid["discriminator"]["families"]) == set(floor["families"]) == {"gbm", "logistic_regression", "mlp"}
+    assert floor["n_per_side"] == 800 and fid["discriminator"]["n_per_side"] == 1000
+    for family in floor["families"]:
+        assert fid["discriminator"]["families"][family]["auc"] == pytest.approx(0.5, abs=0.07), family
+        assert floor["families"][family]["auc"] == pytest.approx(0.5, abs=0.07), family
+    assert fid["discriminator"]["per_column"]["max_auc"] < 0.65  # the top of 225 one-column detectors on 500 vs 500
     assert priv["membership_inference"]["auc"] == pytest.approx(0.5, abs=0.05)
+    assert priv["domias"]["auc"] == pytest.approx(0.5, abs=0.07)  # 400 members vs 400 non-members
+    assert priv["identifiability"]["score_at_holdout_size"] == pytest.approx(priv["identifiability"]["holdout_baseline"], abs=0.05)
     assert priv["exact_match_rate"] == 0.0
     assert priv["dcr_median_ratio_to_baseline"] == pytest.approx(1.0, abs=0.1)
     assert priv["share_closer_to_train"] == pytest.approx(0.5, abs=0.05)
@@ -210,10 +228,19 @@ def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(st
     # 0, yet membership inference still wins and DCR/NNDR sit far below the real baseline
     assert noised["exact_match_rate"] == 0.0
     assert noised["membership_inference"]["auc"] > 0.95
+    assert noised["domias"]["auc"] > 0.95 and noised["identifiability"]["score"] == 1.0
     assert noised["dcr_median_ratio_to_baseline"] < 0.5
     assert noised["nndr_synthetic_to_train"]["median"] < 0.5 < noised["nndr_holdout_to_train"]["median"]
     fid = stand_in_run.load("synthetic_evaluation.noised.fidelity_metrics")
+    sampler = stand_in_run.load("synthetic_evaluation.sampler.fidelity_metrics")
+    # most noised copies still sit inside their original's nearest-neighbour ball; unseen real records do not
+    assert fid["alpha_precision"]["authenticity"] < sampler["alpha_precision"]["authenticity"] - 0.3
+    assert fid["column_distances"]["wasserstein"]["mean"] > 3 * sampler["column_distances"]["wasserstein"]["mean"]
     assert fid["discriminator"]["auc"] > 0.9 and fid["ks"]["mean"] > 0.1
+    # Gaussian noise takes binary statics off {0, 1}: a one-column detector sees it, a rank test hardly
+    top = fid["discriminator"]["per_column"]["columns"][0]
+    assert top["auc"] > 0.95 and top["real_mode_share"] > 0.3 and top["synthetic_share_at_real_mode"] < 0.05
+    assert any(g["mann_whitney_auc"] < 0.6 and g["auc"] > 0.9 for g in fid["discriminator"]["per_column"]["columns"])
     assert fid["autocorrelation"]["mean_abs_diff_per_lag"][0] > 0.1  # white noise breaks hour-to-hour ACF
     mia = {g: stand_in_run.load(f"synthetic_evaluation.{g}.privacy_metrics")["membership_inference"]["auc"] for g in STAND_INS}
 
@@ -224,6 +251,13 @@ def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(st
     for generator in STAND_INS:
         assert f"| {generator} |" in report
     assert "membership-inference AUC ≤ 0.55" in report
+    assert {"alpha_precision", "prdc_coverage", "domias_auc", "identifiability", "jensen_shannon_mean"} <= set(table.columns)
+    assert "| DOMIAS AUC |" in report and "## Sample-level fidelity" in report
+    assert {f"detector_{f}_{k}" for f in ("gbm", "logistic_regression", "mlp") for k in ("auc", "floor")} <= set(table.columns)
+    assert "| GBM AUC | logreg AUC | MLP AUC | floor: real holdout vs train (GBM / logreg / MLP) |" in report
+    assert "## What gives each generator away" in report and f"- **noised**: {fid['discriminator']['per_column']['columns'][0]['column']} " in report
+    variables = stand_in_run.load("synthetic_evaluation.noised.variable_statistics")
+    assert {"wasserstein", "jensen_shannon"} <= set(variables.columns) and variables["jensen_shannon"].notna().all()
     variables = stand_in_run.load("synthetic_evaluation.copier.variable_statistics")
     assert len(variables) == 8 + 6 * 36 + 1  # statics, 6 summaries × 36 features, label
     for g in STAND_INS:

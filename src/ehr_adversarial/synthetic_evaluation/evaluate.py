@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ehr_adversarial.reporting.markdown import format_cell
 from ehr_adversarial.synthesis.stages import build_code_matrix
-from ehr_adversarial.synthetic_evaluation import fidelity, privacy, utility
+from ehr_adversarial.synthetic_evaluation import fidelity, privacy, quality, utility
 from ehr_adversarial.synthetic_evaluation.flat_view import LABEL, align_columns, flat_view
 
 from . import plots
@@ -78,20 +78,54 @@ def _mean_columns(columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c.startswith(("static.", "code.")) or c.endswith(".mean") or c == LABEL]
 
 
+def _sample_level_fidelity(real: pd.DataFrame, synth: pd.DataFrame, settings: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """α-precision / β-recall / authenticity and PRDC on equal-sized, seeded subsamples of both
+    tables, z-scored by the (whole) real train table's columns."""
+    real_sample, synth_sample = quality.equal_size_samples(real, synth, settings.get("quality_max_records", 5000), seed)
+    real_z, synth_z = quality.standardise(real, real_sample, synth_sample)
+    return {
+        "alpha_precision": quality.alpha_precision_beta_recall_authenticity(real_z, synth_z),
+        "prdc": quality.prdc(real_z, synth_z, k=settings.get("prdc_k", 5)),
+    }
+
+
+def _discriminator(
+    real: pd.DataFrame, synth: pd.DataFrame, real_holdout: Mapping[str, np.ndarray] | None,
+    feature_spec: Mapping[str, Any], params: Mapping[str, Any], seed: int,
+) -> dict[str, Any]:
+    """fidelity.discriminator_report with the `fidelity` settings; the holdout's flat view gives the floor."""
+    settings = params["fidelity"]
+    holdout = None
+    if real_holdout is not None:
+        holdout = align_columns(real, _flat(real_holdout, feature_spec, params), "holdout")
+    return fidelity.discriminator_report(
+        real, synth, holdout,
+        families=settings.get("discriminator_families", fidelity.DETECTOR_FAMILIES),
+        n_splits=settings["discriminator_folds"], max_records=settings["discriminator_max_records"],
+        per_column_top=settings.get("giveaway_columns", 10), per_column_folds=settings.get("per_column_folds", 3),
+        per_column_max_records=settings.get("per_column_max_records", 2000),
+        per_column_max_iter=settings.get("per_column_max_iter", 30), seed=seed,
+    )
+
+
 def evaluate_fidelity(
     synthetic: Mapping[str, np.ndarray],
     real_train: Mapping[str, np.ndarray],
     feature_spec: Mapping[str, Any],
     params: Mapping[str, Any],
     seed: int,
+    real_holdout: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Fidelity of the synthetic bundle against the real training split: metrics and the
-    per-variable table (means, stds, NaN rates, KS)."""
+    per-variable table (means, stds, NaN rates, KS). `real_holdout` (real records the generator
+    never saw) gives the detectors' noise floor: the same detectors on real holdout vs real train."""
     _check_bundles(synthetic, real_train, feature_spec)
     real, synth = _flat(real_train, feature_spec, params), _flat(synthetic, feature_spec, params)
     synth = align_columns(real, synth)
     settings = params["fidelity"]
     table = fidelity.variable_statistics(real, synth)
+    column_distances = quality.column_distances(real, synth, n_bins=settings.get("column_bins", 20))
+    table = table.merge(column_distances, on="variable", how="left", validate="one_to_one")
     means = _mean_columns(real.columns)
     missing_rate = table[table["variable"].str.endswith(".missing_rate")]
     metrics: dict[str, Any] = {
@@ -107,15 +141,21 @@ def evaluate_fidelity(
         if len(missing_rate) else None,
         "correlation_distance": fidelity.correlation_distance(real, synth),
         "mmd": fidelity.mmd_rbf(real, synth, max_records=settings["mmd_max_records"], seed=seed),
-        "discriminator": fidelity.discriminator_auc(
-            real, synth, n_splits=settings["discriminator_folds"], max_records=settings["discriminator_max_records"], seed=seed
-        ),
+        "discriminator": _discriminator(real, synth, real_holdout, feature_spec, params, seed),
         "separating_columns": fidelity.separating_columns(real, synth, top=settings.get("separating_columns", 10)),
     }
     codes = [c for c in real.columns if c.startswith("code.")]
     if codes:
         metrics["pearson_r"]["codes"] = fidelity.dimension_wise_pearson(real[codes], synth[codes])
         metrics["nonzero_code_columns"] = {"real": int((real[codes].sum() > 0).sum()), "synthetic": int((synth[codes].sum() > 0).sum()), "of": len(codes)}
+    metrics.update(_sample_level_fidelity(real, synth, settings, seed))
+    metrics["column_distances"] = quality.summarise_column_distances(column_distances)
+    logger.info(
+        "fidelity: α-precision %.3f, β-recall %.3f, authenticity %.3f; PRDC %.3f / %.3f / %.3f / %.3f",
+        metrics["alpha_precision"]["delta_precision_alpha"], metrics["alpha_precision"]["delta_recall_beta"],
+        metrics["alpha_precision"]["authenticity"],
+        *(metrics["prdc"][m] for m in ("precision", "recall", "density", "coverage")),
+    )
     if "X" in synthetic:
         metrics["autocorrelation"] = fidelity.autocorrelation_difference(
             real_train["X"], synthetic["X"], settings["acf_lags"], feature_spec["feature_names"]
@@ -203,10 +243,13 @@ def evaluate_privacy(
     if skipped:
         logger.warning("attribute inference: target(s) %s are not in this feature set; skipped", skipped)
     summary["attribute_inference"] = privacy.attribute_inference(synth, train, holdout, targets, settings["n_neighbors"], seed)
+    domias = {"density": "knn", "n_neighbors": 1, "pca_components": None, **settings.get("domias", {})}
+    summary["domias"] = privacy.domias_membership_inference(synth, train, holdout, seed=seed, **domias)
+    summary["identifiability"] = privacy.identifiability(synth, train, holdout, seed)
     logger.info(
-        "privacy: MIA AUC %.3f, exact matches %.3f, DCR median %.3f (baseline %.3f)",
-        summary["membership_inference"]["auc"], summary["exact_match_rate"],
-        summary["dcr_synthetic_to_train"]["median"], summary["dcr_holdout_to_train"]["median"],
+        "privacy: MIA AUC %.3f, DOMIAS AUC %.3f, identifiability %.3f, exact matches %.3f, DCR median %.3f (baseline %.3f)",
+        summary["membership_inference"]["auc"], summary["domias"]["auc"], summary["identifiability"]["score"],
+        summary["exact_match_rate"], summary["dcr_synthetic_to_train"]["median"], summary["dcr_holdout_to_train"]["median"],
     )
     return summary, distances
 
@@ -240,6 +283,27 @@ def plot_dcr_histogram(distances: pd.DataFrame, privacy_metrics: Mapping[str, An
 # ---------------------------------------------------------------- comparison
 
 
+DETECTOR_LABELS = {"gbm": "GBM", "logistic_regression": "logreg", "mlp": "MLP"}
+
+
+def _detector_columns(discriminator: Mapping[str, Any]) -> dict[str, Any]:
+    """Comparison-table cells of fidelity.discriminator_report: per detector family its AUC and its
+    floor (real holdout vs real train), the top giveaway column and the list of giveaway columns."""
+    floor = (discriminator.get("floor") or {}).get("families", {})
+    row: dict[str, Any] = {}
+    for family, scores in discriminator.get("families", {}).items():
+        row[f"detector_{family}_auc"] = scores["auc"]
+        row[f"detector_{family}_floor"] = floor.get(family, {}).get("auc")
+    giveaways = (discriminator.get("per_column") or {}).get("columns", [])
+    row["top_giveaway_column"] = giveaways[0]["column"] if giveaways else None
+    row["top_giveaway_auc"] = giveaways[0]["auc"] if giveaways else None
+    row["giveaway_columns"] = "; ".join(
+        f"{g['column']} {format_cell(g['auc'])} (rank test {format_cell(g['mann_whitney_auc'])}; real mode share "
+        f"{format_cell(g['real_mode_share'])}, synthetic {format_cell(g['synthetic_share_at_real_mode'])})"
+        for g in giveaways)
+    return row
+
+
 def _comparison_row(generator: str, fid: Mapping[str, Any], util: Mapping[str, Any], priv: Mapping[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "generator": generator,
@@ -255,6 +319,17 @@ def _comparison_row(generator: str, fid: Mapping[str, Any], util: Mapping[str, A
         "most_separating_column": fid["separating_columns"][0]["column"] if fid.get("separating_columns") else None,
         "most_separating_auc": fid["separating_columns"][0]["auc"] if fid.get("separating_columns") else None,
     }
+    row.update(_detector_columns(fid["discriminator"]))
+    row.update(
+        {
+            "alpha_precision": fid["alpha_precision"]["delta_precision_alpha"],
+            "beta_recall": fid["alpha_precision"]["delta_recall_beta"],
+            "authenticity": fid["alpha_precision"]["authenticity"],
+            **{f"prdc_{m}": fid["prdc"][m] for m in ("precision", "recall", "density", "coverage")},
+            "wasserstein_mean": fid["column_distances"]["wasserstein"]["mean"],
+            "jensen_shannon_mean": fid["column_distances"]["jensen_shannon"]["mean"],
+        }
+    )
     for model, scores in util["models"].items():
         for metric in ("auroc", "auprc"):
             row[f"{model}_trtr_{metric}"] = scores["trtr"][metric]["value"]
@@ -273,6 +348,10 @@ def _comparison_row(generator: str, fid: Mapping[str, Any], util: Mapping[str, A
             "nndr_median_baseline": priv["nndr_holdout_to_train"]["median"],
             "exact_match_rate": priv["exact_match_rate"],
             "distinct_nearest_share": priv["distinct_nearest_share"],
+            "domias_auc": priv["domias"]["auc"],
+            "identifiability": priv["identifiability"]["score"],
+            "identifiability_at_holdout_size": priv["identifiability"]["score_at_holdout_size"],
+            "identifiability_holdout_baseline": priv["identifiability"]["holdout_baseline"],
         }
     )
     for target, scores in priv["attribute_inference"].items():
@@ -304,6 +383,19 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
          lambda row, t=target: f"{format_cell(row[f'attribute_{t}_auc_members'])} / {format_cell(row[f'attribute_{t}_auc_non_members'])}")
         for target in attribute_targets
     ]
+    families = [c.removeprefix("detector_").removesuffix("_auc") for c in table.columns
+                if c.startswith("detector_") and c.endswith("_auc")]
+    detector_columns: list[tuple[str, Any]] = [
+        (f"{DETECTOR_LABELS.get(f, f)} AUC", f"detector_{f}_auc") for f in families
+    ] + [(f"floor: real holdout vs train ({' / '.join(DETECTOR_LABELS.get(f, f) for f in families)})",
+          lambda row: " / ".join(format_cell(row.get(f"detector_{f}_floor")) for f in families)),
+         ("top giveaway column (per-column AUC)",
+          lambda row: f"{format_cell(row.get('top_giveaway_column'))} ({format_cell(row.get('top_giveaway_auc'))})")]
+    giveaway_lines = ["## What gives each generator away", "",
+                      "Per-column detectors (gradient boosting on one column alone), highest AUC first; the rank test "
+                      "is the Mann–Whitney AUC of the same column, the shares are those of the most common real value.", ""]
+    for _, row in table.iterrows():
+        giveaway_lines.append(f"- **{row['generator']}**: {row.get('giveaway_columns') or '—'}")
     lines = [
         "# Synthetic data: generators compared",
         "",
@@ -317,13 +409,26 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
             ("ACF mean |Δ|", "acf_mean_abs_diff"), ("discriminator AUC", "discriminator_auc"),
             ("most separating column (AUC)",
              lambda row: f"{format_cell(row.get('most_separating_column'))} ({format_cell(row.get('most_separating_auc'))})")]),
+        *(block("Detection (real train vs synthetic; the floor is real holdout vs real train, 0.5 ideal)", detector_columns)
+          if families else []),
+        *(giveaway_lines + [""] if "giveaway_columns" in table.columns else []),
+        *block("Sample-level fidelity (synthetic vs real train, z-scored by the real train columns)", [
+            ("α-precision", "alpha_precision"), ("β-recall", "beta_recall"), ("authenticity", "authenticity"),
+            ("PRDC precision", "prdc_precision"), ("PRDC recall", "prdc_recall"), ("PRDC density", "prdc_density"),
+            ("PRDC coverage", "prdc_coverage"), ("mean Wasserstein (SD)", "wasserstein_mean"),
+            ("mean Jensen–Shannon", "jensen_shannon_mean")]),
         *block("Utility (real held-out test split)", utility_columns),
         *block("Privacy (holdout = real records the generator never saw)", [
             ("MIA AUC", "mia_auc"), ("DCR median syn→train", "dcr_median_synthetic_to_train"),
             ("DCR median holdout→train (baseline)", "dcr_median_holdout_to_train"), ("DCR ratio", "dcr_ratio_to_baseline"),
             ("share closer to train", "share_closer_to_train"), ("NNDR median", "nndr_median"),
             ("NNDR baseline", "nndr_median_baseline"), ("exact matches", "exact_match_rate"),
-            ("distinct nearest records", "distinct_nearest_share"), *attribute_columns]),
+            ("distinct nearest records", "distinct_nearest_share"), ("DOMIAS AUC", "domias_auc"),
+            ("identifiability", "identifiability"),
+            ("identifiability at holdout size / holdout baseline",
+             lambda row: f"{format_cell(row.get('identifiability_at_holdout_size'))} / "
+                         f"{format_cell(row.get('identifiability_holdout_baseline'))}"),
+            *attribute_columns]),
     ]
     return "\n".join(lines) + "\n"
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
@@ -225,3 +226,119 @@ def attribute_inference(
             for name in ("members", "non_members")
         } | {"threshold": threshold}
     return results
+
+
+# ------------------------------------------------------------------------------ identifiability
+def identifiability_score(real: pd.DataFrame, synthetic: pd.DataFrame) -> float:
+    """Share of real records that some synthetic record identifies (Yoon et al. 2020, ADS-GAN):
+    record i counts when its nearest synthetic record lies closer than its nearest other real
+    record (r̂_i < r_i). Unweighted Euclidean distances on the flat view (the paper weighs each
+    column by its inverse entropy; synthcity ≤ 0.2.12 computes those weights and then sets them to 1).
+
+    The score depends on the sizes: with as many independent synthetic records as real ones it
+    is about ½ (a fresh record is the closer one half the time), so read it beside
+    `identifiability`'s holdout baseline.
+    """
+    synthetic = align_columns(real, synthetic)
+    real_values = to_matrix(real, real)
+    to_real = nearest_distances(None, real_values)[:, 0]
+    to_synthetic = nearest_distances(real_values, to_matrix(synthetic, real))[:, 0]
+    return float((to_synthetic < to_real).mean())
+
+
+def identifiability(synthetic: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame, seed: int = 0) -> dict[str, float]:
+    """The identifiability score of the training records against all synthetic records; and at
+    equal reference sizes, against as many synthetic records as the holdout has and against the
+    holdout itself (the baseline: what unseen real patients give away, 0 being out of reach)."""
+    holdout = align_columns(train, holdout, "holdout")
+    synthetic = align_columns(train, synthetic)
+    rng = np.random.default_rng(seed)
+    size = min(len(synthetic), len(holdout))
+    return {
+        "score": identifiability_score(train, synthetic),
+        "score_at_holdout_size": identifiability_score(train, synthetic.iloc[rng.permutation(len(synthetic))[:size]]),
+        "holdout_baseline": identifiability_score(train, holdout.iloc[rng.permutation(len(holdout))[:size]]),
+        "n_train": len(train),
+        "n_synthetic": len(synthetic),
+        "n_reference": size,
+    }
+
+
+# ------------------------------------------------------------------------------ DOMIAS
+DENSITIES = ("knn", "kde")
+
+
+def domias_scores(
+    synthetic: np.ndarray,
+    reference: np.ndarray,
+    candidates: np.ndarray,
+    density: str = "knn",
+    n_neighbors: int = 1,
+    pca_components: int | None = None,
+) -> np.ndarray:
+    """log p_synthetic(x) − log p_reference(x) for each candidate record x (van Breugel et al. 2023):
+    high where the synthetic data is denser than the real population, i.e. where the generator
+    overfitted. Both densities are estimated the same way:
+
+    - "knn": the k-nearest-neighbour estimate p(x) ∝ 1 / (n r_k(x)^d), r_k(x) the distance to the
+      n_neighbors-th nearest record; the score is d (log r_k,reference(x) − log r_k,synthetic(x))
+      + log(n_reference / n_synthetic). A candidate that is a record of the synthetic set scores +inf.
+    - "kde": scipy's Gaussian KDE (Scott's bandwidth, full covariance), as synthcity's
+      DomiasMIA_KDE; with pca_components, in the first components of a PCA fitted on the
+      reference (a Gaussian KDE in hundreds of dimensions is degenerate).
+    """
+    if density not in DENSITIES:
+        raise ValueError(f"unknown density {density!r}; choose from {list(DENSITIES)}")
+    if density == "kde":
+        if pca_components is not None:
+            from sklearn.decomposition import PCA
+
+            pca = PCA(n_components=min(pca_components, reference.shape[1], len(reference) - 1)).fit(reference)
+            synthetic, reference, candidates = (pca.transform(v) for v in (synthetic, reference, candidates))
+        with np.errstate(divide="ignore"):
+            return (np.log(stats.gaussian_kde(synthetic.T)(candidates.T))
+                    - np.log(stats.gaussian_kde(reference.T)(candidates.T)))
+    k, d = n_neighbors, synthetic.shape[1]
+    r_synthetic = nearest_distances(candidates, synthetic, k=k)[:, k - 1]
+    r_reference = nearest_distances(candidates, reference, k=k)[:, k - 1]
+    with np.errstate(divide="ignore"):
+        return d * (np.log(r_reference) - np.log(r_synthetic)) + np.log(len(reference) / len(synthetic))
+
+
+def domias_membership_inference(
+    synthetic: pd.DataFrame,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    density: str = "knn",
+    n_neighbors: int = 1,
+    pca_components: int | None = None,
+    seed: int = 0,
+) -> dict[str, float | int | str]:
+    """AUROC of the DOMIAS attack: members (training records) score a higher density ratio
+    p_synthetic / p_reference (`domias_scores`) than non-members.
+
+    The holdout is split at random into two halves: the reference set the attacker estimates
+    the real population's density from, and the non-members; members are training records
+    subsampled to the non-members' number. 0.5 is ideal; a copier gives ≈ 1.0. Unlike the
+    distance attack (membership_inference_auc) it discounts records that lie close to the
+    synthetic data only because they sit in a dense region of the population.
+    """
+    holdout = align_columns(train, holdout, "holdout")
+    if len(holdout) < 4:
+        raise ValueError(f"DOMIAS splits the holdout into reference and non-members; it has {len(holdout)} record(s)")
+    rng = np.random.default_rng(seed)
+    holdout_values = to_matrix(holdout, train)[rng.permutation(len(holdout))]
+    reference, non_members = holdout_values[: len(holdout) // 2], holdout_values[len(holdout) // 2 :]
+    members = _subsample(to_matrix(train, train), len(non_members), rng)
+    candidates = np.concatenate([members, non_members])
+    is_member = np.r_[np.ones(len(members), dtype=int), np.zeros(len(non_members), dtype=int)]
+    score = domias_scores(to_matrix(synthetic, train), reference, candidates, density, n_neighbors, pca_components)
+    # ±inf (a candidate copied into the synthetic data, or outside both supports) ranks as the extreme
+    score = np.nan_to_num(score, nan=0.0, posinf=np.finfo(np.float64).max, neginf=-np.finfo(np.float64).max)
+    return {
+        "auc": float(roc_auc_score(is_member, score)),
+        "density": density,
+        "n_members": len(members),
+        "n_non_members": len(non_members),
+        "n_reference": len(reference),
+    }

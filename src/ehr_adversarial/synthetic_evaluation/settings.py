@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ehr_adversarial.synthetic_evaluation.fidelity import DETECTOR_FAMILIES
 from ehr_adversarial.synthetic_evaluation.flat_view import SUMMARY_STATS
 from ehr_adversarial.training.settings import (
     DssmTraining,
@@ -26,7 +27,18 @@ class FidelitySettings(_Block):
     mmd_max_records: PositiveInt
     discriminator_folds: int = Field(ge=2)
     discriminator_max_records: PositiveInt
+    # detector families (synthetic_evaluation.fidelity.DETECTOR_FAMILIES), the first one is `discriminator.auc`
+    discriminator_families: list[Literal[DETECTOR_FAMILIES]] = Field(default_factory=lambda: list(DETECTOR_FAMILIES), min_length=1)
+    # per-column detectors: one GBM per flat-view column on its own (fidelity.per_column_detectors)
+    per_column_folds: int = Field(3, ge=2)
+    per_column_max_records: PositiveInt = 2000
+    per_column_max_iter: PositiveInt = 30
+    giveaway_columns: PositiveInt = 10
     separating_columns: PositiveInt = 10
+    # α-precision / β-recall / authenticity and PRDC (synthetic_evaluation.quality)
+    quality_max_records: PositiveInt = 5000
+    prdc_k: PositiveInt = 5
+    column_bins: int = Field(20, ge=2)
 
 
 class GradientBoostingHyperparameters(_Block):
@@ -74,9 +86,18 @@ class UtilitySettings(_Block):
     sequence_model: Annotated[LstmSun2018SequenceModel | DssmSequenceModel, Field(discriminator="architecture")] | None = None
 
 
+class DomiasSettings(_Block):
+    """`privacy.domias`: the density estimator of the DOMIAS attack (privacy.domias_scores)."""
+
+    density: Literal["knn", "kde"] = "knn"
+    n_neighbors: PositiveInt = 1
+    pca_components: PositiveInt | None = None
+
+
 class PrivacySettings(_Block):
     attribute_targets: list[str]
     n_neighbors: PositiveInt
+    domias: DomiasSettings = DomiasSettings()
 
 
 class FigureSettings(_Block):

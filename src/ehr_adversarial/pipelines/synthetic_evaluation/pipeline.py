@@ -5,7 +5,8 @@ Per generator it reads `synthesis.<generator>.synthetic` and the real bundles of
 (`features.<feature_set>.model_input_{train,validation,test}`, `.feature_spec`; on sources with diagnoses,
 for generators that write ICD-9 codes, the same bundles with their code matrices,
 `synthetic_evaluation.<feature_set>_codes.model_input_*`):
-- fidelity against the real train split (what the generator learnt from);
+- fidelity against the real train split (what the generator learnt from), with the detectors' noise floor
+  (the same detectors on the real validation split against the real train split);
 - utility: TSTR (train on synthetic) vs TRTR (train on real train), both tested on the real test split;
   TRTR is computed once per real input (`synthetic_evaluation.<feature_set>.trtr_predictions`);
 - privacy against the real validation split as holdout: records of the train split's population that the
@@ -33,7 +34,8 @@ def generator_pipeline(generator: str) -> Pipeline:
     Free inputs: synthetic, model_input_train/_validation/_test, feature_spec, trtr_predictions and the
     parameters."""
     return Pipeline([
-        node(nodes.evaluate_fidelity, ["synthetic", "model_input_train", "feature_spec", SETTINGS, "params:seed"],
+        node(nodes.evaluate_fidelity,
+             ["synthetic", "model_input_train", "feature_spec", SETTINGS, "params:seed", "model_input_validation"],
              ["fidelity_metrics", "variable_statistics"], name="evaluate_fidelity"),
         node(nodes.predict_mortality,
              ["synthetic", "model_input_test", "feature_spec", SETTINGS, "params:seed", "params:device"],
