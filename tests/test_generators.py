@@ -507,6 +507,175 @@ def test_residual_noise_is_stationary_ar1_with_the_given_std_and_autocorrelation
         np.testing.assert_allclose(corr, [0.0, 0.95**lag], atol=0.02)
 
 
+def _tiny_kmimic(features: int = 3) -> tuple[dict, dict, nn.Module, nn.Module, nn.Module]:
+    bundle = _random_bundle(n=32, features=features)
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["kmimic"], steps=2)
+    params["temporal_vae"].update(hidden=8, latent_dim=8)
+    params["static_vae"].update(hidden=8, latent_dim=4)
+    params["latent_gan"].update(hidden=16, noise_dim=4)
+    static_vae = kmimic.fit_static_vae(bundle["static"], params["static_vae"], "cpu", 0)
+    temporal_vae = kmimic.fit_temporal_vae(bundle["X"], bundle["mask"], params["temporal_vae"], "cpu", 0)
+    gan = kmimic.fit_latent_gan(static_vae, temporal_vae, bundle["static"], bundle["X"], bundle["mask"], bundle["y"],
+                                params["latent_gan"], "cpu", 0)
+    return bundle, params, static_vae, temporal_vae, gan
+
+
+def test_kmimic_sampling_is_seeded_and_draws_from_the_deterministic_decoders():
+    bundle, params, static_vae, temporal_vae, gan = _tiny_kmimic()
+    fill, ids = np.full(3, 0.5, np.float32), bundle["record_id"]
+
+    def sample(seed: int, n: int = 64, **change) -> dict:
+        return kmimic.sample_kmimic(static_vae, temporal_vae, gan, n, params | {"sample_batch_size": 16, **change}, "cpu", seed, fill, ids)
+
+    first, again, other = sample(7), sample(7), sample(8)
+    for key in ("X", "mask", "static", "y"):
+        np.testing.assert_array_equal(first[key], again[key])  # a fixed seed: the same records
+    assert not np.array_equal(first["X"], other["X"]) and not np.array_equal(first["mask"], other["mask"])
+    # the decoders return the likelihood's parameters, deterministically: the same latent, the same output
+    z = torch.randn(5, 8)
+    with torch.no_grad():
+        (v1, m1), (v2, m2) = temporal_vae.decode(z), temporal_vae.decode(z)
+        assert torch.equal(v1, v2) and torch.equal(m1, m2) and torch.equal(static_vae.decode(z[:, :4]), static_vae.decode(z[:, :4]))
+        # every record from one latent: the generator's output layer outputs 0, i.e. the latent mean
+        gan.net[-1].weight.zero_()
+        gan.net[-1].bias.zero_()
+        latent = gan.latent_mean[None]
+        split = gan.config["static_latent_dim"]
+        values, mask_logits = temporal_vae.decode(latent[:, split:])
+        values, rate = values[0].numpy(), torch.sigmoid(mask_logits[0]).numpy()
+        static_logits = static_vae.decode(latent[:, :split])[0].numpy()
+    mean = sample(3, n=2000, value_noise="none")
+    observed = mean["mask"]
+    # value_noise none: every observed value is the decoded mean itself ...
+    np.testing.assert_allclose(mean["X"][observed], np.broadcast_to(values, mean["X"].shape)[observed], atol=1e-6)
+    # ... yet the masks and the binary static are draws: they differ between records, at the decoded rates
+    assert len({row.tobytes() for row in mean["mask"]}) > 1900
+    np.testing.assert_allclose(mean["mask"].mean(axis=0), rate, atol=0.05)
+    assert mean["static"][:, 0].mean() == pytest.approx(1 / (1 + np.exp(-static_logits[0])), abs=0.04)
+    # value_noise residual_ar1 (the default): values are draws around the mean, so two records from one latent differ
+    noisy = sample(3, n=2000)
+    both = noisy["mask"][0] & noisy["mask"][1]
+    assert both.any() and not np.allclose(noisy["X"][0][both], noisy["X"][1][both])
+    assert np.abs(noisy["X"][noisy["mask"]] - np.broadcast_to(values, noisy["X"].shape)[noisy["mask"]]).mean() > 0.01
+
+
+def test_kmimic_gan_learns_posterior_draws_not_posterior_means():
+    bundle, params, static_vae, temporal_vae, _ = _tiny_kmimic()
+    torch.manual_seed(0)
+    first = kmimic.encode_latents(static_vae, temporal_vae, bundle["static"], bundle["X"], bundle["mask"], 16, torch.device("cpu"))
+    second = kmimic.encode_latents(static_vae, temporal_vae, bundle["static"], bundle["X"], bundle["mask"], 16, torch.device("cpu"))
+    with torch.no_grad():
+        mu_static, _ = static_vae.encode(torch.as_tensor(bundle["static"]))
+        mu_temporal, _ = temporal_vae.encode(torch.as_tensor(bundle["X"]), torch.as_tensor(bundle["mask"], dtype=torch.float32))
+    means = torch.cat((mu_static, mu_temporal), dim=1)
+    assert first.shape == means.shape and not torch.allclose(first, second)
+    assert (first - means).abs().mean() > 0.1  # z = μ + σ·ε with σ ≈ 1 after two training steps
+
+
+# ---------------------------------------------------------------------------------- lattice
+
+
+def _lattice_bundles(n: int = 400, seed: int = 0) -> tuple[dict, dict]:
+    """A real-like train bundle (feature 0: a 13-level score; 1: continuous with point masses at 0 (10 %)
+    and at the gap fill 0.5 (30 %); 2: continuous; 3: 1 whenever observed) and a continuous synthetic one."""
+    rng = np.random.default_rng(seed)
+    hours, features = 48, 4
+    mask = rng.random((n, hours, features)) < 0.3
+    x = rng.random((n, hours, features)).astype(np.float32)
+    x[:, :, 0] = (rng.integers(0, 13, (n, hours)) / 12).astype(np.float32)
+    u = rng.random((n, hours))
+    x[:, :, 1] = np.where(u < 0.1, 0.0, np.where(u < 0.4, 0.5, x[:, :, 1])).astype(np.float32)
+    x[:, :, 3] = 1.0
+    fill = np.array([0.5, 0.5, 0.5, 0.0], np.float32)
+    X, delta = impute_like_features(x, mask, fill)
+    static = np.c_[rng.random(n) < 0.4, rng.integers(30, 90, n) / 60.0, np.where(rng.random(n) < 0.45, 0.55, rng.random(n))]
+    train = {"X": X, "mask": mask, "delta": delta, "static": static.astype(np.float32), "y": (rng.random(n) < 0.2).astype(np.int64),
+             "record_id": np.arange(n, dtype=np.int64)}
+    smask = rng.random((n, hours, features)) < 0.3
+    sX, sdelta = impute_like_features(rng.random((n, hours, features)).astype(np.float32), smask, fill)
+    synthetic = {"X": sX, "mask": smask, "delta": sdelta, "static": rng.random((n, 3)).astype(np.float32),
+                 "y": train["y"][::-1].copy(), "record_id": np.arange(n, dtype=np.int64) + SYNTHETIC_ID_START}
+    return train, synthetic
+
+
+def test_lattice_learns_levels_point_masses_or_nothing():
+    from ehr_adversarial.synthesis import lattice
+
+    train, _ = _lattice_bundles()
+    fitted = lattice.fit_lattice(train, **lattice.DEFAULTS)
+    assert fitted["X"][0] == {"levels": [float(np.float32(k / 12)) for k in range(13)]}
+    assert fitted["X"][1]["point_masses"] == [0.5, 0.0] and fitted["X"][1]["shares"] == pytest.approx([0.3, 0.1], abs=0.02)
+    assert fitted["X"][2] == {} and fitted["X"][3] == {"levels": [1.0]}
+    assert fitted["static"][0] == {"levels": [0.0, 1.0]}
+    ages = np.asarray(fitted["static"][1]["levels"], np.float32)  # the commonest of 60 ages that hold 99 % of records
+    assert len(ages) <= 60 and np.isin(train["static"][:, 1], ages).mean() >= 0.99
+    assert list(fitted["static"][2]) == ["point_masses", "shares"]
+    # `coverage`: the few levels must hold that share of the cells; `max_levels`: at most that many
+    assert "levels" not in lattice.fit_column(np.r_[np.zeros(98), np.linspace(0.1, 1, 2)], coverage=1.0, max_levels=2)
+    assert lattice.fit_column(np.r_[np.zeros(99), 0.3], coverage=0.99, max_levels=1) == {"levels": [0.0]}
+    assert lattice.lattice_settings(True) == lattice.DEFAULTS and lattice.lattice_settings(False) is None
+    assert lattice.lattice_settings({"max_levels": 20})["max_levels"] == 20
+    with pytest.raises(ValueError, match="unknown lattice setting"):
+        lattice.lattice_settings({"levels": 20})
+
+
+def test_lattice_snaps_lattice_features_imposes_point_masses_and_leaves_the_rest():
+    from ehr_adversarial.synthesis import lattice
+
+    train, synthetic = _lattice_bundles()
+    fill = np.array([0.5, 0.5, 0.5, 0.0], np.float32)
+    before = copy.deepcopy(synthetic)
+    snapped = lattice.snap_like_train(synthetic, train, fill, lattice.DEFAULTS)
+    for key in before:  # not in place unless asked
+        np.testing.assert_array_equal(synthetic[key], before[key])
+    X, mask = snapped["X"], snapped["mask"]
+    levels = np.unique(train["X"][:, :, 0][train["mask"][:, :, 0]])
+    assert np.isin(X[:, :, 0][mask[:, :, 0]], levels).all() and (X[:, :, 3][mask[:, :, 3]] == 1.0).all()
+    # the nearest level: no observed value moved by more than half a level's spacing
+    assert np.abs(X[:, :, 0] - before["X"][:, :, 0])[mask[:, :, 0]].max() <= 1 / 24 + 1e-6
+    # a feature with neither stays as it was, everywhere
+    np.testing.assert_array_equal(X[:, :, 2], before["X"][:, :, 2])
+    # point masses: the training share of the generated observed cells, taken from the nearest ones
+    real1, synth1, old1 = train["X"][:, :, 1][train["mask"][:, :, 1]], X[:, :, 1][mask[:, :, 1]], before["X"][:, :, 1][mask[:, :, 1]]
+    for mass in (0.0, 0.5):
+        assert np.mean(synth1 == mass) == pytest.approx(np.mean(real1 == mass), abs=0.002)
+    moved = synth1 != old1
+    assert (synth1[moved] == 0.5).sum() + (synth1[moved] == 0.0).sum() == moved.sum()
+    to_fill = synth1 == 0.5
+    assert np.abs(old1[to_fill] - 0.5).max() <= np.abs(old1[~to_fill & ~(synth1 == 0.0)] - 0.5).min()
+    np.testing.assert_array_equal(synth1[~moved], old1[~moved])
+    # unobserved hours are re-imputed from the snapped values; mask, delta, labels untouched
+    again, delta = impute_like_features(X, mask, fill)
+    np.testing.assert_array_equal(again, X)
+    np.testing.assert_array_equal(delta, before["delta"])
+    for key in ("mask", "delta", "y", "record_id"):
+        np.testing.assert_array_equal(snapped[key], before[key])
+    # statics: binary and level columns on their lattice, the point mass at its share
+    assert set(np.unique(snapped["static"][:, 0])) <= {0.0, 1.0}
+    assert np.isin(snapped["static"][:, 1], np.unique(train["static"][:, 1])).all()
+    assert np.mean(snapped["static"][:, 2] == np.float32(0.55)) == pytest.approx(np.mean(train["static"][:, 2] == np.float32(0.55)), abs=0.003)
+    # in place: the bundle's own arrays, the same result
+    in_place = lattice.snap_like_train(synthetic, train, fill, lattice.DEFAULTS, in_place=True)
+    assert in_place["X"] is synthetic["X"]
+    np.testing.assert_array_equal(in_place["X"], X)
+    with pytest.raises(ValueError, match="another feature set"):
+        lattice.apply_lattice({**before, "X": before["X"][:, :, :3], "mask": before["mask"][:, :, :3]},
+                              lattice.fit_lattice(train), fill[:3])
+
+
+def test_every_generator_stage_snaps_unless_the_lattice_is_off():
+    from ehr_adversarial.synthesis import stages
+
+    train, synthetic = _lattice_bundles()
+    names = [f"f{j}" for j in range(4)]
+    spec = {"feature_names": names, "scaler": {n: {"fill": f, "p05": 0.0, "p95": 1.0} for n, f in zip(names, [0.5, 0.5, 0.5, 0.0], strict=True)}}
+    off = stages.snap_to_train_lattice(copy.deepcopy(synthetic), train, spec, {"lattice": False})
+    np.testing.assert_array_equal(off["X"], synthetic["X"])
+    on = stages.snap_to_train_lattice(copy.deepcopy(synthetic), train, spec, {})  # on by default
+    assert np.isin(on["X"][:, :, 0][on["mask"][:, :, 0]], np.unique(train["X"][:, :, 0][train["mask"][:, :, 0]])).all()
+    assert not np.array_equal(on["X"], synthetic["X"])
+
+
 # ---------------------------------------------------------------------------------- real data
 
 

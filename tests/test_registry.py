@@ -105,6 +105,7 @@ def test_registry_list_names_every_stage_of_every_source(project: Path):
               if line.startswith("- ")}
     expected = {"__default__", *STAGES, "synthetic"}
     expected |= {f"{source}.{name}" for source in STUDIES for name in (*STAGES, "synthetic")} | set(STUDIES)
+    expected |= {f"{source}.ehrdiff_codes" for source, study in STUDIES.items() if study.ehrdiff_codes}
     assert listed == expected
 
 

@@ -6,7 +6,9 @@ Registered names:
   attack → reporting;
 - `<stage>` (`ingestion`, `features`, ..., `synthetic_attack`) and `synthetic` (synthesis → synthetic_evaluation
   → synthetic_attack): the default source's;
-- `<source>`, `<source>.<stage>`, `<source>.synthetic`: the same for every source.
+- `<source>`, `<source>.<stage>`, `<source>.synthetic`: the same for every source;
+- `<source>.ehrdiff_codes`: EHRDiff on the patient x ICD-9 code matrix alone (ingestion up to the diagnoses,
+  then `synthesis.ehrdiff_codes`), for the sources with diagnoses (`Study.ehrdiff_codes`).
 
 The run environment chooses the data source (`source` in conf/<env>/globals.yml), and the project's session
 (`ehr_adversarial.session.StudySession`) runs plain names on it: `kedro run --env mimic3_demo --pipelines
@@ -47,6 +49,8 @@ class Study:
     real_baseline_seeds: tuple[int, ...]  # the same recipe on the real training split, once per seed
     # Generators that also learn the training records' ICD-9 category matrix; only sources with diagnoses.
     code_generators: frozenset[str] = frozenset()
+    # EHRDiff on the patient x ICD-9 code matrix alone (`<source>.ehrdiff_codes`); only sources with diagnoses.
+    ehrdiff_codes: bool = False
 
     def __post_init__(self) -> None:
         problems = [f"unknown generator {g!r} (known: {', '.join(synthesis.GENERATORS)})"
@@ -93,6 +97,7 @@ STUDIES: dict[str, Study] = {
         real_baseline_seeds=(1, 2, 3),
         # MIMIC-III has ICD-9 diagnoses; EHRDiff models the code matrix jointly, SynEHRgy writes code tokens.
         code_generators=frozenset({"ehrdiff", "synehrgy"}),
+        ehrdiff_codes=True,
     ),
 }
 DEFAULT_SOURCE = "physionet2012"
@@ -100,6 +105,8 @@ STAGES = ("ingestion", "features", "training", "attack", "reporting", "synthesis
           "synthetic_attack")
 MAIN_STUDY = ("ingestion", "features", "training", "attack", "reporting")
 SYNTHETIC_STUDY = ("synthesis", "synthetic_evaluation", "synthetic_attack")
+# Pipelines of their own beside the stages, for the sources whose Study enables them.
+STANDALONE = ("ehrdiff_codes",)
 
 
 def retrained_models(study: Study) -> list[RetrainedModel]:
@@ -152,6 +159,10 @@ def register_pipelines() -> dict[str, Pipeline]:
             # on purpose; Kedro warns about every such dotted name.
             warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
             stages = stage_pipelines(source, study)
+            if study.ehrdiff_codes:  # the ingestion steps up to the diagnoses, then the binary-code EHRDiff
+                registry[f"{source}.ehrdiff_codes"] = Pipeline(
+                    stages["ingestion"].to_outputs("ingestion.diagnoses") + synthesis.create_codes_pipeline(source),
+                    tags=source)
         registry |= {f"{source}.{stage}": pipe for stage, pipe in stages.items()}
         registry[source] = sum((stages[stage] for stage in MAIN_STUDY), Pipeline([]))
         registry[f"{source}.synthetic"] = sum((stages[stage] for stage in SYNTHETIC_STUDY), Pipeline([]))

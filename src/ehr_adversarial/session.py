@@ -20,9 +20,9 @@ from kedro.pipeline import Pipeline
 
 from ehr_adversarial.hooks import saved_file
 from ehr_adversarial.parameters import check_parameters
-from ehr_adversarial.pipeline_registry import DEFAULT_SOURCE, STAGES, STUDIES
+from ehr_adversarial.pipeline_registry import DEFAULT_SOURCE, STAGES, STANDALONE, STUDIES
 
-PLAIN_NAMES = frozenset({*STAGES, "synthetic"})
+PLAIN_NAMES = frozenset({*STAGES, "synthetic", *STANDALONE})
 
 
 def source_pipeline_name(name: str, source: str) -> str:

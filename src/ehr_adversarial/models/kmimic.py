@@ -4,12 +4,18 @@
 2. TemporalVAE: a bidirectional-LSTM encoder over the hourly sequence [x, mask] (48, 2F) into a
    256-dimensional latent; an LSTM decoder reads the latent at every step and emits the values
    (sigmoid, in [0, 1]) and the mask logits.
-3. LatentGenerator / LatentCritic: a WGAN-GP conditioned on the outcome y ∈ {0, 1}, trained on the
-   concatenated posterior means [μ_static, μ_temporal] (standardised). The gradient penalty is
-   λ·(‖∇_ẑ C(ẑ, y)‖₂ − 1)² at random interpolates ẑ.
+3. LatentGenerator / LatentCritic: a WGAN-GP conditioned on the outcome y ∈ {0, 1}, trained on
+   one posterior draw per training record from each encoder, z = μ + σ·ε, concatenated
+   [z_static, z_temporal] and standardised (synthesis.kmimic.encode_latents). The gradient
+   penalty is λ·(‖∇_ẑ C(ẑ, y)‖₂ − 1)² at random interpolates ẑ.
 
-Sampling: z ~ N(0, I) and y → G(z, y) → split → the two decoders. The modules know nothing about
-Kedro; the training loops live in ehr_adversarial.synthesis.kmimic.
+The decoders are deterministic in their latent: they return the parameters of each column's
+likelihood, not a draw from it: the temporal decoder the values' means (sigmoid, [0, 1]) and the
+mask logits, the static decoder the continuous columns' means and the binary columns' logits.
+Sampling (synthesis.kmimic.sample_kmimic) is z ~ N(0, I) and y → G(z, y) → split → the two
+decoders → a draw: Bernoulli masks and binary statics, and (value_noise) Gaussian noise around the
+value means. The modules know nothing about Kedro; the training loops live in
+ehr_adversarial.synthesis.kmimic.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class StaticVAE(nn.Module):
         return self.to_mu(h), self.to_logvar(h)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Deterministic in z: continuous columns' means and binary columns' logits (B, S)."""
         return self.decoder(z)
 
     def forward(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -84,7 +91,8 @@ class TemporalVAE(nn.Module):
         return self.to_mu(h), self.to_logvar(h)
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Values in [0, 1] (B, T, F) and mask logits (B, T, F)."""
+        """The likelihood's parameters at latent z, deterministic: the values' means in [0, 1] (B, T, F)
+        and the mask logits (B, T, F). Sampling draws from them (synthesis.kmimic.sample_kmimic)."""
         steps = self.step_embedding.weight[None].expand(z.shape[0], -1, -1)
         h, _ = self.decoder(torch.cat((z[:, None, :].expand(-1, self.n_steps, -1), steps), dim=-1))
         return torch.sigmoid(self.to_values(h)), self.to_mask(h)

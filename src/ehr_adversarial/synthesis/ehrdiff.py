@@ -7,12 +7,13 @@ their σ_data is `sigma_data_binary` and samples are rounded; the others are con
 number (EHRDiff: 0.14 for its sparse MIMIC code matrix) or "auto": the pooled standard deviation of
 that kind's training columns.
 
-The label is either a column of the vector (`label: column`, one model learns the joint
-distribution, EHRDiff's MIMIC setting) or a condition (`label: condition`, EHRDiff's CinC
-variant): the vector has no y column, the denoiser takes y as an input, trained with y dropped
-for `label_dropout` of the records so that one model is also the unconditional one; sampling
-draws y from the training label rates and denoises with classifier-free guidance `guidance`
-(0 = the conditional model alone).
+The label is either a column of the vector (`label: column`, one unconditional model learns the
+joint distribution, as EHRDiff's released CinC and MIMIC configurations model their vectors) or a
+condition (`label: condition`, the project's default): the vector has no y column, the denoiser
+takes y as an input, trained with y dropped for `label_dropout` of the records so that one model
+is also the unconditional one; sampling draws y from the training label rates and denoises with
+classifier-free guidance `guidance` (0 = the conditional model alone). EHRDiff's code supports
+such guidance (`use_cfg`, `n_classes`, `guid_scale`), but its released configurations leave it off.
 """
 
 from __future__ import annotations

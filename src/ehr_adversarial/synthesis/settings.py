@@ -7,8 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from ehr_adversarial.synthesis.binary_codes import CODE_COLUMNS, ROW_KEYS
 from ehr_adversarial.synthesis.ehrdiff import LABEL_MODES, TIME_BASES
 from ehr_adversarial.synthesis.kmimic import VALUE_NOISE
+from ehr_adversarial.synthesis.lattice import DEFAULTS as LATTICE_DEFAULTS
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -29,6 +31,21 @@ class _Sampling(_Block):
     max_in_memory_mb: float = Field(gt=0)
 
 
+class LatticeSettings(_Block):
+    """`lattice` as a mapping: the thresholds of synthesis.lattice (true = these defaults)."""
+
+    max_levels: PositiveInt = LATTICE_DEFAULTS["max_levels"]
+    coverage: Probability = LATTICE_DEFAULTS["coverage"]
+    point_mass_share: Probability = LATTICE_DEFAULTS["point_mass_share"]
+
+
+class _Lattice(_Block):
+    """Snap generated values to the train split's value lattices and point masses (synthesis.lattice):
+    true (default thresholds), false, or a mapping of thresholds."""
+
+    lattice: Annotated[bool, Field(strict=True)] | LatticeSettings = True
+
+
 class TemporalDenoiser(_Block):
     d_model: PositiveInt
     n_layers: PositiveInt
@@ -46,7 +63,7 @@ class EhrdiffSampler(_Block):
     rho: float = Field(gt=0)
 
 
-class EhrdiffSettings(_Sampling):
+class EhrdiffSettings(_Sampling, _Lattice):
     """`synthesis.<source>.ehrdiff` (synthesis.ehrdiff)."""
 
     denoiser: Literal["mlp", "temporal"] = "mlp"
@@ -77,6 +94,29 @@ class EhrdiffSettings(_Sampling):
         return self
 
 
+class CodeMatrixSettings(_Block):
+    """`synthesis.<source>.ehrdiff_codes.matrix` (synthesis.binary_codes.build_code_matrix)."""
+
+    rows: Literal[tuple(ROW_KEYS)] = "patients"
+    codes: Literal[tuple(CODE_COLUMNS)] = "3digit"
+    top_n: PositiveInt | None = None
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+class EhrdiffCodesSettings(EhrdiffSettings):
+    """`synthesis.<source>.ehrdiff_codes`: EHRDiff on the binary code matrix alone
+    (synthesis.binary_codes): the MLP denoiser on a vector of codes, no label, no time axis."""
+
+    matrix: CodeMatrixSettings
+    mmd_max_records: PositiveInt | None = 5000
+
+    @model_validator(mode="after")
+    def _codes_only(self) -> EhrdiffCodesSettings:
+        if self.denoiser != "mlp" or self.time_basis != "hours" or self.label != "column":
+            raise ValueError("a code matrix has no hours and no label: use denoiser mlp, time_basis hours, label column")
+        return self
+
+
 class TokenizerSettings(_Block):
     """`synthesis.<source>.synehrgy.tokenizer`: keyword arguments of RecordTokenizer.fit."""
 
@@ -91,7 +131,7 @@ class TokenizerSettings(_Block):
     on_unknown: Literal["error", "unk"] = "error"
 
 
-class SynehrgySettings(_Sampling):
+class SynehrgySettings(_Sampling, _Lattice):
     """`synthesis.<source>.synehrgy` (synthesis.synehrgy, models.gpt)."""
 
     tokenizer: TokenizerSettings = TokenizerSettings()
@@ -139,7 +179,7 @@ class LatentGanSettings(_Block):
     max_steps: PositiveInt
 
 
-class KmimicSettings(_Sampling):
+class KmimicSettings(_Sampling, _Lattice):
     """`synthesis.<source>.kmimic` (synthesis.kmimic)."""
 
     value_noise: Literal[VALUE_NOISE] = "none"
@@ -154,3 +194,4 @@ class SynthesisSettings(_Block):
     ehrdiff: EhrdiffSettings | None = None
     synehrgy: SynehrgySettings | None = None
     kmimic: KmimicSettings | None = None
+    ehrdiff_codes: EhrdiffCodesSettings | None = None

@@ -4,6 +4,10 @@ Every generator reads only training records (`model_input_train`, or the `train`
 `splits` for the long tables SynEHRgy tokenises) and writes the contract's synthetic bundle.
 `splits` also gives every real record id, so synthetic ids never collide with one, and
 `feature_spec` gives the gap fill with which generated tensors are re-imputed.
+
+Every generator's tensors pass through `snap_to_train_lattice` last: with `lattice` on (the
+default), generated values take the discrete structure of the real train split's values
+(per-feature lattices and point masses, synthesis.lattice).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import pandas as pd
 from torch import nn
 
 from ehr_adversarial.features.model_input import build_hourly_cells, build_model_input
-from ehr_adversarial.synthesis import ehrdiff, kmimic, synehrgy
+from ehr_adversarial.synthesis import ehrdiff, kmimic, lattice, synehrgy
 from ehr_adversarial.synthesis.common import SYNTHETIC_GROUP, scaled_fill
 from ehr_adversarial.synthesis.tokenizer import RecordTokenizer, TokenCorpus
 
@@ -37,6 +41,23 @@ def _n_samples(generator: dict[str, Any], n_train: int) -> int:
 
 def _train_ids(splits: pd.DataFrame) -> np.ndarray:
     return splits.loc[splits["split"] == "train", "record_id"].to_numpy(np.int64)
+
+
+def snap_to_train_lattice(
+    synthetic: Bundle, model_input_train: Bundle, feature_spec: dict[str, Any], generator: dict[str, Any]
+) -> Bundle:
+    """The post-processing every generator's synthetic bundle passes through: X (observed cells, then
+    re-imputed) and static snapped onto the value lattices and point masses of the real train split
+    (synthesis.lattice), unless the generator's `lattice` setting is false. Writes into the bundle's arrays."""
+    settings = lattice.lattice_settings(generator.get("lattice", True))
+    if settings is None:
+        return synthetic
+    fitted = lattice.fit_lattice(model_input_train, **settings)
+    kinds = {kind: sum("levels" in c for c in columns) for kind, columns in fitted.items()}
+    masses = {kind: sum("point_masses" in c for c in columns) for kind, columns in fitted.items()}
+    logger.info("lattice: snapping to %s lattice column(s) and imposing point masses on %s (time series / static)",
+                "/".join(str(kinds.get(k, 0)) for k in ("X", "static")), "/".join(str(masses.get(k, 0)) for k in ("X", "static")))
+    return lattice.apply_lattice(synthetic, fitted, scaled_fill(feature_spec), in_place=True)
 
 
 # ------------------------------------------------------------------------------ codes (MIMIC-III)
@@ -82,11 +103,13 @@ def train_ehrdiff_with_codes(
 
 
 def sample_ehrdiff(
-    model: nn.Module, splits: pd.DataFrame, feature_spec: dict[str, Any], generator: dict[str, Any], seed: int, device: str
+    model: nn.Module, splits: pd.DataFrame, feature_spec: dict[str, Any], model_input_train: Bundle,
+    generator: dict[str, Any], seed: int, device: str,
 ) -> Bundle:
-    """Synthetic records from a trained EHRDiff."""
+    """Synthetic records from a trained EHRDiff, snapped to the train split's lattices."""
     n = _n_samples(generator, model.config["n_train_records"])
-    return ehrdiff.sample_ehrdiff(model, n, generator, device, seed, scaled_fill(feature_spec), splits["record_id"].to_numpy())
+    synthetic = ehrdiff.sample_ehrdiff(model, n, generator, device, seed, scaled_fill(feature_spec), splits["record_id"].to_numpy())
+    return snap_to_train_lattice(synthetic, model_input_train, feature_spec, generator)
 
 
 # ------------------------------------------------------------------------------ SynEHRgy
@@ -152,8 +175,12 @@ def synthetic_tensors(
     feature_spec: dict[str, Any],
     features: dict[str, Any],
     feature_set: dict[str, Any],
+    model_input_train: Bundle | None = None,
+    generator: dict[str, Any] | None = None,
 ) -> Bundle:
-    """The features pipeline's tensors of the synthetic tables, scaled with the REAL train-split spec.
+    """The features pipeline's tensors of the synthetic tables, scaled with the REAL train-split spec,
+    then snapped to the train split's lattices (`model_input_train`, `generator["lattice"]`; skipped
+    without them).
 
     A small sample may lack a rare variable altogether, which the features pipeline (rightly, for
     real data) rejects as a configuration error; here such a variable is left out of the binning
@@ -177,7 +204,9 @@ def synthetic_tensors(
     values[:, :, [names.index(str(n)) for n in cells["feature_names"]]] = cells["values"]
     cells = {**cells, "values": values, "feature_names": np.asarray(names, dtype=str)}
     bundle, _, _ = build_model_input(cells, synthetic_static, splits, feature_spec)
-    return bundle
+    if model_input_train is None or generator is None:
+        return bundle
+    return snap_to_train_lattice(bundle, model_input_train, feature_spec, generator)
 
 
 def synthetic_tensors_with_codes(
@@ -188,9 +217,12 @@ def synthetic_tensors_with_codes(
     feature_spec: dict[str, Any],
     features: dict[str, Any],
     feature_set: dict[str, Any],
+    model_input_train: Bundle | None = None,
+    generator: dict[str, Any] | None = None,
 ) -> Bundle:
     """synthetic_tensors plus the records' generated ICD-9 categories as a code matrix."""
-    bundle = synthetic_tensors(synthetic_timeseries, synthetic_static, feature_spec, features, feature_set)
+    bundle = synthetic_tensors(synthetic_timeseries, synthetic_static, feature_spec, features, feature_set,
+                               model_input_train, generator)
     code_names = np.asarray(RecordTokenizer.from_dict(tokenizer).codes, dtype=str)
     rows = pd.Index(bundle["record_id"]).get_indexer(synthetic_codes["record_id"])
     cols = pd.Index(code_names).get_indexer(synthetic_codes["code"].astype(str))
@@ -226,12 +258,14 @@ def sample_kmimic(
     latent_gan: nn.Module,
     splits: pd.DataFrame,
     feature_spec: dict[str, Any],
+    model_input_train: Bundle,
     generator: dict[str, Any],
     seed: int,
     device: str,
 ) -> Bundle:
-    """Synthetic records from the three K-MIMIC stages."""
+    """Synthetic records from the three K-MIMIC stages, snapped to the train split's lattices."""
     n = _n_samples(generator, latent_gan.config["n_train_records"])
-    return kmimic.sample_kmimic(
+    synthetic = kmimic.sample_kmimic(
         static_vae, temporal_vae, latent_gan, n, generator, device, seed, scaled_fill(feature_spec), splits["record_id"].to_numpy()
     )
+    return snap_to_train_lattice(synthetic, model_input_train, feature_spec, generator)

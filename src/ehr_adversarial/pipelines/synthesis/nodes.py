@@ -1,6 +1,12 @@
 """Nodes of the synthesis stage: the generators' training, sampling and (de)tokenising steps
 (ehr_adversarial.synthesis.stages)."""
 
+from ehr_adversarial.synthesis.binary_code_metrics import evaluate_codes_node, prevalence_plot_node
+from ehr_adversarial.synthesis.binary_codes import (
+    code_matrix_node,
+    fit_code_ehrdiff,
+    sample_code_ehrdiff,
+)
 from ehr_adversarial.synthesis.stages import (
     build_code_matrix,
     detokenize_synthetic,
@@ -22,6 +28,11 @@ from ehr_adversarial.synthesis.stages import (
 
 __all__ = [
     "build_code_matrix",
+    "code_matrix_node",
+    "evaluate_codes_node",
+    "fit_code_ehrdiff",
+    "prevalence_plot_node",
+    "sample_code_ehrdiff",
     "train_ehrdiff",
     "train_ehrdiff_with_codes",
     "sample_ehrdiff",

@@ -1,7 +1,8 @@
 """Synthesis pipeline, namespace `synthesis`: one nested pipeline per generator (`synthesis.<generator>`).
 
 Each generator learns one feature set (`features.<feature_set>.model_input_train`) and writes
-`synthesis.<generator>.synthetic`, a bundle shaped like model_input (see the synthetic-EHR contract).
+`synthesis.<generator>.synthetic`, a bundle shaped like model_input (see the synthetic-EHR contract), whose values
+are snapped to the train split's value lattices and point masses (`lattice`, synthesis.lattice) as the last step.
 Models are versioned datasets:
 - ehrdiff:  model → synthetic
 - synehrgy: tokenizer + train_tokens → model → synthetic_tokens → synthetic_timeseries /
@@ -10,6 +11,13 @@ Models are versioned datasets:
             models from the catalog) → synthetic
 Sources with diagnoses (MIMIC-III) add `synthesis.code_matrix_train`, the training records' ICD-9
 category matrix, which EHRDiff models jointly with the tensors and SynEHRgy writes as code tokens.
+
+`create_codes_pipeline`: EHRDiff on binary code matrices, namespace `synthesis.ehrdiff_codes` (sources with
+diagnoses), EHRDiff's MIMIC-III setting on its own, apart from the tensor study: `ingestion.diagnoses` →
+code_matrix (patients × ICD-9 3-digit categories, train/holdout split, vocabulary of the train rows) → model →
+synthetic (binary rows) → fidelity (prevalence r, MMD², nearest-neighbour privacy) + prevalence (per code) →
+prevalence_plot. The registry puts the ingestion steps that extract the diagnoses in front
+(`<source>.ehrdiff_codes`).
 """
 
 from __future__ import annotations
@@ -27,13 +35,15 @@ def ehrdiff_pipeline(codes: bool) -> Pipeline:
     train = (node(nodes.train_ehrdiff_with_codes, ["model_input_train", "code_matrix_train", *RUN], "model",
                   name="train_ehrdiff") if codes
              else node(nodes.train_ehrdiff, ["model_input_train", *RUN], "model", name="train_ehrdiff"))
-    sample = node(nodes.sample_ehrdiff, ["model", "splits", "feature_spec", *RUN], "synthetic", name="sample_ehrdiff")
+    sample = node(nodes.sample_ehrdiff, ["model", "splits", "feature_spec", "model_input_train", *RUN], "synthetic",
+                  name="sample_ehrdiff")
     return Pipeline([train, sample])
 
 
 def synehrgy_pipeline(codes: bool) -> Pipeline:
     tables = ["synthetic_timeseries", "synthetic_static", *(["synthetic_codes"] if codes else [])]
-    tensors_inputs = [*tables, *(["tokenizer"] if codes else []), "feature_spec", "params:features", "params:feature_set"]
+    tensors_inputs = [*tables, *(["tokenizer"] if codes else []), "feature_spec", "params:features", "params:feature_set",
+                      "model_input_train", "params:generator"]
     return Pipeline([
         node(nodes.tokenize_train_records_with_codes if codes else nodes.tokenize_train_records,
              ["timeseries", "static", "splits", *(["code_matrix_train"] if codes else []), "params:generator"],
@@ -53,7 +63,8 @@ def kmimic_pipeline(codes: bool) -> Pipeline:
         node(nodes.train_kmimic_temporal_vae, ["model_input_train", *RUN], "temporal_vae", name="train_temporal_vae"),
         node(nodes.train_kmimic_latent_gan, ["static_vae", "temporal_vae", "model_input_train", *RUN], "latent_gan",
              name="train_latent_gan"),
-        node(nodes.sample_kmimic, ["static_vae", "temporal_vae", "latent_gan", "splits", "feature_spec", *RUN],
+        node(nodes.sample_kmimic,
+             ["static_vae", "temporal_vae", "latent_gan", "splits", "feature_spec", "model_input_train", *RUN],
              "synthetic", name="sample_kmimic"),
     ])
 
@@ -92,3 +103,22 @@ def create_pipeline(source: str, generators: Mapping[str, str],
             [f"features.{feature_set}.model_input_train", "ingestion.static", "ingestion.diagnoses"],
             "synthesis.code_matrix_train", name="build_code_matrix", namespace="synthesis")]))
     return sum(parts, Pipeline([]))
+
+
+CODES_NAMESPACE = "synthesis.ehrdiff_codes"
+
+
+def create_codes_pipeline(source: str) -> Pipeline:
+    """The binary-code EHRDiff of `source`, reading `ingestion.diagnoses` and `synthesis.<source>.ehrdiff_codes`."""
+    inner = Pipeline([
+        node(nodes.code_matrix_node, ["diagnoses", "params:generator", "params:seed"], "code_matrix",
+             name="build_code_matrix"),
+        node(nodes.fit_code_ehrdiff, ["code_matrix", *RUN], "model", name="train_ehrdiff"),
+        node(nodes.sample_code_ehrdiff, ["model", "code_matrix", *RUN], "synthetic", name="sample_ehrdiff"),
+        node(nodes.evaluate_codes_node, ["code_matrix", "synthetic", "params:generator", "params:seed"],
+             ["fidelity", "prevalence"], name="evaluate_codes"),
+        node(nodes.prevalence_plot_node, ["prevalence", "fidelity"], "prevalence_plot", name="plot_prevalence"),
+    ])
+    return pipeline(inner, namespace=CODES_NAMESPACE, inputs={"diagnoses": "ingestion.diagnoses"},
+                    parameters={"params:generator": f"params:synthesis.{source}.ehrdiff_codes",
+                                "params:seed": "params:seed", "params:device": "params:device"})
