@@ -365,3 +365,16 @@ def mimic3_duckdb_demo(tmp_path_factory: pytest.TempPathFactory, mimic3_demo_par
 
     database = DuckDBDatabase(str(tmp_path_factory.mktemp("duckdb") / "demo.duckdb"))
     return {"database": database, **run_mimic3_ingestion_nodes(database, mimic3_demo_params)}
+
+
+def synthcity_reference() -> tuple[dict, dict]:
+    """The seeded fixture of tests/data/synthcity_reference.py and synthcity's values on it (the reference for the
+    sample-level fidelity and privacy metrics)."""
+    import importlib.util
+    import json
+
+    data = Path(__file__).parent / "data"
+    spec = importlib.util.spec_from_file_location("synthcity_reference", data / "synthcity_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.fixture(), json.loads((data / "synthcity_reference.json").read_text())

@@ -9,6 +9,7 @@ from scipy import stats
 
 from ehr_adversarial.synthetic_evaluation import fidelity, quality
 from ehr_adversarial.synthetic_evaluation.flat_view import align_columns, flat_view, to_matrix
+from tests.conftest import synthcity_reference
 
 
 def _bundle(n: int, seed: int, shift: float = 0.0) -> dict[str, np.ndarray]:
@@ -331,17 +332,6 @@ def test_discriminator_report_has_every_family_the_floor_and_the_giveaway_column
 
 
 # ------------------------------------------------------------------------------ sample-level (quality.py)
-def _synthcity_reference() -> tuple[dict[str, np.ndarray], dict]:
-    """The seeded fixture of tests/data/synthcity_reference.py and synthcity's values on it."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    data = Path(__file__).parent / "data"
-    spec = importlib.util.spec_from_file_location("synthcity_reference", data / "synthcity_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.fixture(), json.loads((data / "synthcity_reference.json").read_text())
 
 
 def _gaussian_table(n: int, seed: int, shift: float = 0.0, columns: int = 5) -> pd.DataFrame:
@@ -350,7 +340,7 @@ def _gaussian_table(n: int, seed: int, shift: float = 0.0, columns: int = 5) -> 
 
 
 def test_prdc_and_alpha_precision_match_synthcity():
-    data, reference = _synthcity_reference()
+    data, reference = synthcity_reference()
     result = quality.prdc(data["real"], data["synthetic"], k=5)
     for metric in ("precision", "recall", "density", "coverage"):
         assert result[metric] == pytest.approx(reference["prdc"][metric], abs=1e-12), metric

@@ -16,6 +16,7 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import roc_auc_score
 
 from ehr_adversarial.synthetic_evaluation import privacy
+from tests.conftest import synthcity_reference
 
 
 def _table(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
@@ -178,21 +179,10 @@ def test_privacy_metrics_on_real_physionet_records(physionet_records):
 
 
 # ------------------------------------------------------------------------------ identifiability, DOMIAS
-def _synthcity_reference() -> tuple[dict[str, np.ndarray], dict]:
-    """The seeded fixture of tests/data/synthcity_reference.py and synthcity's values on it."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    data = Path(__file__).parent / "data"
-    spec = importlib.util.spec_from_file_location("synthcity_reference", data / "synthcity_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.fixture(), json.loads((data / "synthcity_reference.json").read_text())
 
 
 def test_identifiability_and_domias_kde_match_synthcity():
-    data, reference = _synthcity_reference()
+    data, reference = synthcity_reference()
     real, synthetic = (pd.DataFrame(data[name]) for name in ("real", "synthetic"))
     assert privacy.identifiability_score(real, synthetic) == pytest.approx(reference["identifiability"]["score"], abs=1e-12)
     candidates = np.concatenate([data["members"], data["non_members"]])
