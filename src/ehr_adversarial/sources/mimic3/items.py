@@ -12,7 +12,7 @@ from ehr_adversarial.sources.mimic3.schema import FEATURE_ITEM_TYPES, SOURCE_TAB
 
 def _specimen(parameter: str, table: str, specimen: dict | None) -> dict[str, Any]:
     """The specimen restriction of a feature: {specimen_itemid, specimen_label, specimen}, all
-    None without one. `specimen: {item: {50800: SPECIMEN TYPE}, value: ART}` keeps a LABEVENTS
+    None without one. `specimen: {item: {50800: Specimen Type}, value: ART}` keeps a LABEVENTS
     row only when the specimen recorded at its charttime is ART."""
     if not specimen:
         return {"specimen_itemid": None, "specimen_label": None, "specimen": None}
@@ -24,7 +24,7 @@ def _specimen(parameter: str, table: str, specimen: dict | None) -> dict[str, An
         raise ValueError(f"{where}: only LABEVENTS features have a specimen; {parameter} is read from {table}")
     item, value = specimen.get("item"), specimen.get("value")
     if not isinstance(item, dict) or len(item) != 1:
-        raise ValueError(f"{where}.item is {item!r}; give one itemid with its D_LABITEMS label, e.g. {{50800: SPECIMEN TYPE}}")
+        raise ValueError(f"{where}.item is {item!r}; give one itemid with its D_LABITEMS label, e.g. {{50800: Specimen Type}}")
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{where}.value is {value!r}; give the specimen text, e.g. ART")
     ((itemid, label),) = item.items()

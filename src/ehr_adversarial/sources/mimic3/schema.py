@@ -133,7 +133,7 @@ FEATURE_ITEM_TYPES = {
     "above": "DOUBLE PRECISION",
     "below": "DOUBLE PRECISION",
     "at_most": "DOUBLE PRECISION",
-    # LABEVENTS item naming the specimen of a sample (50800 SPECIMEN TYPE), its expected label,
+    # LABEVENTS item naming the specimen of a sample (50800 Specimen Type), its expected label,
     # and the specimen a row needs at its charttime (ART); NULL: no restriction.
     "specimen_itemid": "INTEGER",
     "specimen_label": "VARCHAR",

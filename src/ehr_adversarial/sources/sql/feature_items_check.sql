@@ -3,7 +3,7 @@
 -- (label, fluid) for LABEVENTS items. The pipeline fails when an item is unknown, is not
 -- charted where it is read from, or its label differs from the expected one (as mimic-code's
 -- pivoted_vital documents its itemids by D_ITEMS label). The specimen item of a feature that
--- has one (PaCO2: 50800 SPECIMEN TYPE) is looked up in D_LABITEMS too.
+-- has one (PaCO2: 50800 Specimen Type) is looked up in D_LABITEMS too.
 -- Temporary table: feature_items (see measurements.sql), with expected_label and specimen_label.
 SELECT
     f.parameter,

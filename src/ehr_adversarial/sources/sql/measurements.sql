@@ -21,7 +21,7 @@
 -- optional): mimic-code's pivoted_vital / pivoted_lab bounds, from the parameters.
 -- Fahrenheit items are range-checked in °F and converted to °C.
 -- Specimen: a LABEVENTS item with a specimen (PaCO2: ART) is kept only when the patient's
--- specimen rows (itemid specimen_itemid, 50800 SPECIMEN TYPE) at the same charttime all say
+-- specimen rows (itemid specimen_itemid, 50800 Specimen Type) at the same charttime all say
 -- that specimen, as mimic-code's blood-gas concepts pair them (one blood-gas sample = one
 -- subject and charttime). No specimen row, or rows that disagree (ART and MIX at one time),
 -- rejects it as wrong_specimen.
