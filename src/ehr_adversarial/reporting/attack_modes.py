@@ -23,6 +23,7 @@ from ehr_adversarial.attack.susceptibility import (
     ranking_agreement,
 )
 from ehr_adversarial.features.bundle import TensorBundle
+from ehr_adversarial.reporting.stability import balanced_subset
 
 MODES = {
     "refined": "every cell, refined δ (headline)",
@@ -32,13 +33,6 @@ MODES = {
 MODE_COLUMNS = ["direction", "mode", "description", "n_records", "success_rate", "mean_l1", "mean_l1_measured", "mean_l0",
                 "imputed_share", "at_bound_share", "spearman_vs_headline", "top_k_overlap_vs_headline", "top_k",
                 "top_features"]
-
-
-def _balanced_subset(selection: pd.DataFrame, n_records: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    per_label = max(1, n_records // 2)
-    chosen = [frame.iloc[np.sort(rng.permutation(len(frame))[:per_label])] for _, frame in selection.groupby("label")]
-    return pd.concat(chosen).sort_index()
 
 
 def _mode_rows(mode: str, delta: np.ndarray, label: np.ndarray, success: np.ndarray, x: np.ndarray,
@@ -77,7 +71,7 @@ def compare_attack_modes(model, model_input_test: TensorBundle, selection: pd.Da
     """The three maps of MODES on the same records (a class-balanced subset of the attack's selection,
     `reporting.mode_records`): a table per direction and mode (MODE_COLUMNS), the S_j and the S_t of each mode."""
     tolerance = float(attack.get("susceptible_tolerance", SUSCEPTIBLE_TOLERANCE))
-    chosen = _balanced_subset(selection, int(reporting.get("mode_records", 300)), seed)
+    chosen = balanced_subset(selection, int(reporting.get("mode_records", 300)), seed)
     position = pd.Series(np.arange(len(records)), index=records["record_id"].to_numpy())
     at = position.loc[chosen["record_id"].to_numpy()].to_numpy()
     rows_in_test = chosen["row"].to_numpy()

@@ -73,7 +73,7 @@ def _margins(member, model_input_test: TensorBundle, rows: np.ndarray, chunk_siz
     return logit_margin(logits, tensors["y"]).cpu().numpy().astype("float64")
 
 
-def _instance_selection(selection: pd.DataFrame, n_records: int, seed: int) -> pd.DataFrame:
+def balanced_subset(selection: pd.DataFrame, n_records: int, seed: int) -> pd.DataFrame:
     """At most n_records of the attack's records, n_records // 2 of each label (fewer where a label has fewer)."""
     rng = np.random.default_rng(seed)
     per_label = max(1, n_records // 2)
@@ -104,7 +104,7 @@ def attack_instances(model, model_input_test: TensorBundle, selection: pd.DataFr
         logger.warning("no record of the attack's selection is classified correctly by all %d instances; "
                        "the instances cannot be compared", len(members))
         return empty
-    chosen = _instance_selection(correct, int(reporting.get("instance_records", 300)), seed)
+    chosen = balanced_subset(correct, int(reporting.get("instance_records", 300)), seed)
     logger.info("attacking %d instances on the same %d records (%d of label 1), correct for every instance",
                 len(members), len(chosen), int(chosen["label"].sum()))
     member_rows = chosen["row"].to_numpy()
