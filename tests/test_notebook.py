@@ -142,7 +142,8 @@ def test_the_notebooks_attack_and_heatmap_agree_with_the_model(executed: dict, c
     flipped = bool(logit_margin(logits, record["y"])[0] < 0)
     assert report["flipped"] == flipped
     assert report["p_adversarial"] == pytest.approx(
-        float(death_probability(logits, model.config["probability_shift"])[0]), rel=1e-5, abs=1e-7)
+        float(death_probability(logits, model.config["probability_shift"], model.config.get("calibration"))[0]),
+        rel=1e-5, abs=1e-7)
     assert report["l0"] == int(np.count_nonzero(delta))
     if flipped:
         assert report["l0"] > 0 and report["p_adversarial"] < report["p_death"]  # 1→0: towards survival
