@@ -15,7 +15,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ehr_adversarial.attack import (
-    SUSCEPTIBLE_TOLERANCE,
     AttackConfig,
     cumulative_ranking,
     direction_of,
@@ -27,6 +26,7 @@ from ehr_adversarial.attack import (
     perturbation_norms,
     susceptibility_table,
 )
+from ehr_adversarial.attack.susceptibility import susceptible_tolerance
 from ehr_adversarial.features.bundle import TensorBundle
 from ehr_adversarial.models import check_model_matches_data
 from ehr_adversarial.torch_utils import resolve_device, seed_everything
@@ -197,20 +197,25 @@ def _summary(records: pd.DataFrame, model: nn.Module, feature_spec: Mapping[str,
     }
 
 
+def attack_outcome(records: pd.DataFrame, deltas: TensorBundle) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The best δ, labels, success flags and feature names of one attack, after checking that its per-record
+    table and its δ tensors list the same records."""
+    if not np.array_equal(records["record_id"].to_numpy(), deltas["record_id"]):
+        raise ValueError("attack records and δ tensors list different records; they come from different runs.")
+    return (deltas["delta_best"], deltas["label"], records["success"].to_numpy(),
+            [str(n) for n in deltas["feature_names"]])
+
+
 def susceptibility_tables(records: pd.DataFrame, deltas: TensorBundle, attack: Mapping[str, Any] | None = None
                           ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """GMP, GAP, GPP, S, GANZP, sensitivity per direction/feature/hour of the best δ, and the S_j ranking
     (features with S_j below `attack.susceptible_tolerance` are not susceptible and have no rank)."""
-    if not np.array_equal(records["record_id"].to_numpy(), deltas["record_id"]):
-        raise ValueError("attack records and δ tensors list different records; they come from different runs.")
-    table = susceptibility_table(deltas["delta_best"], deltas["label"], records["success"].to_numpy(),
-                                 [str(n) for n in deltas["feature_names"]])
+    table = susceptibility_table(*attack_outcome(records, deltas))
     if table.empty:
         # A model the attack cannot flip (e.g. a near-constant one on a tiny cohort) is a finding, not a
         # crash: the tables are empty and the figures and report say so.
         logger.warning("no attack succeeded: there is no perturbation to measure susceptibility on")
-    tolerance = float((attack or {}).get("susceptible_tolerance", SUSCEPTIBLE_TOLERANCE))
-    return table, cumulative_ranking(table, tolerance)
+    return table, cumulative_ranking(table, susceptible_tolerance(attack))
 
 
 def clinical_perturbations(records: pd.DataFrame, deltas: TensorBundle, model_input_test: TensorBundle,

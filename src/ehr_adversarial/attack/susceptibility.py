@@ -20,7 +20,7 @@ rank and S_t a percentile CI over records; `split_half_agreement` compares disjo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,11 @@ def metric_grid(table: pd.DataFrame, direction: str, metric: str) -> pd.DataFram
         raise ValueError(f"no {metric} rows for direction {direction!r} in the susceptibility table.")
     features = list(dict.fromkeys(rows["feature"]))
     return rows.pivot(index="feature", columns="hour", values="value").loc[features]
+
+
+def susceptible_tolerance(attack: Mapping[str, Any] | None) -> float:
+    """`attack.<source>.susceptible_tolerance`, or SUSCEPTIBLE_TOLERANCE when the block does not set it."""
+    return float((attack or {}).get("susceptible_tolerance", SUSCEPTIBLE_TOLERANCE))
 
 
 def rank_susceptible(scores: pd.Series, tolerance: float = SUSCEPTIBLE_TOLERANCE) -> pd.Series:

@@ -17,10 +17,10 @@ import pandas as pd
 from ehr_adversarial.attack.run import run_attack
 from ehr_adversarial.attack.susceptibility import (
     DIRECTIONS,
-    SUSCEPTIBLE_TOLERANCE,
     bootstrap_susceptibility,
     direction_of,
     ranking_agreement,
+    susceptible_tolerance,
 )
 from ehr_adversarial.features.bundle import TensorBundle
 from ehr_adversarial.reporting.stability import balanced_subset
@@ -70,7 +70,7 @@ def compare_attack_modes(model, model_input_test: TensorBundle, selection: pd.Da
                          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The three maps of MODES on the same records (a class-balanced subset of the attack's selection,
     `reporting.mode_records`): a table per direction and mode (MODE_COLUMNS), the S_j and the S_t of each mode."""
-    tolerance = float(attack.get("susceptible_tolerance", SUSCEPTIBLE_TOLERANCE))
+    tolerance = susceptible_tolerance(attack)
     chosen = balanced_subset(selection, int(reporting.get("mode_records", 300)), seed)
     position = pd.Series(np.arange(len(records)), index=records["record_id"].to_numpy())
     at = position.loc[chosen["record_id"].to_numpy()].to_numpy()

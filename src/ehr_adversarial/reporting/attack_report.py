@@ -21,6 +21,7 @@ from ehr_adversarial.attack import (
     ranking_agreement,
     susceptible_scores,
 )
+from ehr_adversarial.attack.susceptibility import susceptible_tolerance
 from ehr_adversarial.glossary import glossary
 from ehr_adversarial.reporting.markdown import markdown_table
 
@@ -362,7 +363,7 @@ def attack_report(
     report_figure = plot_attack_report(cumulative_susceptibility, ranking_intervals, hourly_intervals, paper_table,
                                        trend, instance_rankings)
     k = int(reporting.get("top_k", 5))
-    tolerance = float(attack.get("susceptible_tolerance", SUSCEPTIBLE_TOLERANCE))
+    tolerance = susceptible_tolerance(attack)
     success_target = float(reporting.get("success_target", 0.99))
     test = model_metrics["test"]
     model = model_metrics.get("model") or attack_summary["architecture"]

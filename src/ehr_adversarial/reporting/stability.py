@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from ehr_adversarial.attack import logit_margin, ranking_agreement
-from ehr_adversarial.attack.run import run_attack
+from ehr_adversarial.attack.run import attack_outcome, run_attack
 from ehr_adversarial.attack.susceptibility import (
-    SUSCEPTIBLE_TOLERANCE,
     bootstrap_susceptibility,
     split_half_agreement,
     susceptible_scores,
+    susceptible_tolerance,
 )
 from ehr_adversarial.features.bundle import TensorBundle
 from ehr_adversarial.models import instances
@@ -36,32 +36,21 @@ INSTANCE_COLUMNS = list(INSTANCE_DTYPES)
 INSTANCE_RANKING_COLUMNS = list(INSTANCE_RANKING_DTYPES)
 
 
-def tolerance(attack: dict[str, Any]) -> float:
-    return float(attack.get("susceptible_tolerance", SUSCEPTIBLE_TOLERANCE))
-
-
-def _successful(records: pd.DataFrame, deltas: TensorBundle) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    if not np.array_equal(records["record_id"].to_numpy(), deltas["record_id"]):
-        raise ValueError("attack records and δ tensors list different records; they come from different runs.")
-    return (deltas["delta_best"], deltas["label"], records["success"].to_numpy(),
-            [str(n) for n in deltas["feature_names"]])
-
-
 def susceptibility_intervals(records: pd.DataFrame, deltas: TensorBundle, attack: dict[str, Any],
                              reporting: dict[str, Any], seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """S_j with its rank and S_t, each with a bootstrap CI over the successful records (per direction)."""
-    return bootstrap_susceptibility(*_successful(records, deltas), n_bootstrap=int(reporting.get("n_bootstrap", 200)),
+    return bootstrap_susceptibility(*attack_outcome(records, deltas), n_bootstrap=int(reporting.get("n_bootstrap", 200)),
                                     seed=seed, confidence=float(reporting.get("confidence", 0.95)),
-                                    tolerance=tolerance(attack))
+                                    tolerance=susceptible_tolerance(attack))
 
 
 def record_stability(records: pd.DataFrame, deltas: TensorBundle, attack: dict[str, Any], reporting: dict[str, Any],
                      seed: int) -> pd.DataFrame:
     """Agreement of the S_j rankings of disjoint random halves of the successful records (per direction; S_j
     below `attack.susceptible_tolerance` counts as 0)."""
-    return split_half_agreement(*_successful(records, deltas), n_splits=int(reporting.get("split_half_repeats", 50)),
+    return split_half_agreement(*attack_outcome(records, deltas), n_splits=int(reporting.get("split_half_repeats", 50)),
                                 seed=seed, top_k=int(reporting.get("top_k", 5)),
-                                min_per_half=int(reporting.get("min_records_per_half", 25)), tolerance=tolerance(attack))
+                                min_per_half=int(reporting.get("min_records_per_half", 25)), tolerance=susceptible_tolerance(attack))
 
 
 def _margins(member, model_input_test: TensorBundle, rows: np.ndarray, chunk_size: int, device: str) -> np.ndarray:
@@ -112,7 +101,7 @@ def attack_instances(model, model_input_test: TensorBundle, selection: pd.DataFr
     for k, member in enumerate(members):
         own = chosen.assign(clean_margin=_margins(member, model_input_test, member_rows, chunk_size, device))
         attacked, deltas, _ = run_attack(member, model_input_test, own, feature_spec, attack, seed, device)
-        features, _ = bootstrap_susceptibility(*_successful(attacked, deltas), n_bootstrap=0, tolerance=tolerance(attack))
+        features, _ = bootstrap_susceptibility(*attack_outcome(attacked, deltas), n_bootstrap=0, tolerance=susceptible_tolerance(attack))
         by_direction = attacked.groupby("direction")["success"]
         rankings.append(features.assign(instance=k,
                                         n_attacked=features["direction"].map(by_direction.size()).astype("int64"),
@@ -124,8 +113,8 @@ def attack_instances(model, model_input_test: TensorBundle, selection: pd.DataFr
         scores = frame.pivot(index="feature", columns="instance", values="cumulative_s")
         n_records = frame.groupby("instance")["n_records"].first()
         for a, b in itertools.combinations(sorted(scores.columns), 2):
-            agreement = ranking_agreement(susceptible_scores(scores[a], tolerance(attack)),
-                                          susceptible_scores(scores[b], tolerance(attack)), k_top)
+            agreement = ranking_agreement(susceptible_scores(scores[a], susceptible_tolerance(attack)),
+                                          susceptible_scores(scores[b], susceptible_tolerance(attack)), k_top)
             rows.append({"direction": direction, "instance_a": int(a), "instance_b": int(b),
                          "n_records": int(min(n_records[a], n_records[b])),
                          **{key: agreement[key] for key in ("n_features", "spearman", "kendall", "top_k",
