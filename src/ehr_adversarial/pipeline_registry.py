@@ -51,6 +51,9 @@ class Study:
     code_generators: frozenset[str] = frozenset()
     # EHRDiff on the patient x ICD-9 code matrix alone (`<source>.ehrdiff_codes`); only sources with diagnoses.
     ehrdiff_codes: bool = False
+    # Seed offsets of each generator's repeat runs (`<generator>_rep<k>`, trained and sampled from seed + k and
+    # evaluated alike): with the main run, the seeds that the synthetic headlines' spread and CIs come from.
+    generator_repeats: tuple[int, ...] = (1, 2)
 
     def __post_init__(self) -> None:
         problems = [f"unknown generator {g!r} (known: {', '.join(synthesis.GENERATORS)})"
@@ -65,6 +68,9 @@ class Study:
                      for m in self.synthetic_attack_models if m not in self.torch_models]
         problems += [f"code_generators names {g!r}, which is not one of generators"
                      for g in self.code_generators if g not in self.generators]
+        if len(set(self.generator_repeats)) != len(self.generator_repeats) or 0 in self.generator_repeats:
+            problems.append(f"generator_repeats {self.generator_repeats} must be distinct non-zero seed offsets "
+                            "(offset 0 is the main run)")
         if len(set(self.real_baseline_seeds)) != len(self.real_baseline_seeds):
             problems.append(f"real_baseline_seeds {self.real_baseline_seeds} repeats a seed; each names a dataset")
         if problems:
@@ -73,6 +79,12 @@ class Study:
     @property
     def models(self) -> dict[str, str]:
         return {**self.torch_models, **self.baseline_models}
+
+    @property
+    def generator_runs(self) -> dict[str, tuple[str, int]]:
+        """Every generator run: label → (generator, seed offset); the main runs first (label = generator)."""
+        return ({g: (g, 0) for g in self.generators}
+                | {f"{g}_rep{k}": (g, k) for g in self.generators for k in self.generator_repeats})
 
 
 STUDIES: dict[str, Study] = {
@@ -142,8 +154,10 @@ def stage_pipelines(source: str, study: Study) -> dict[str, Pipeline]:
         "training": training.create_pipeline(source, study.models, study.torch_models),
         "attack": attack.create_pipeline(source, study.torch_models),
         "reporting": reporting.create_pipeline(source, study.torch_models),
-        "synthesis": synthesis.create_pipeline(source, study.generators, study.code_generators),
-        "synthetic_evaluation": synthetic_evaluation.create_pipeline(source, study.generators, study.code_generators),
+        "synthesis": synthesis.create_pipeline(source, study.generators, study.code_generators,
+                                               study.generator_runs),
+        "synthetic_evaluation": synthetic_evaluation.create_pipeline(source, study.generators, study.code_generators,
+                                                                     study.generator_runs),
         "synthetic_attack": synthetic_attack_pipeline(source, study),
     }
     return {stage: Pipeline(pipe, tags=source) for stage, pipe in stages.items()}

@@ -20,10 +20,12 @@ from tests.conftest import project_config, project_parameters, run_after
 ENVIRONMENTS = {"physionet2012": "physionet2012", "mimic3": "mimic3_demo"}  # an environment of each source
 
 
-def synthesis_pipeline(source: str, generators: dict[str, str] | None = None):
-    """The synthesis stage of `source`: every generator of the registry's table, or `generators`."""
+def synthesis_pipeline(source: str, generators: dict[str, str] | None = None, repeats: bool = False):
+    """The synthesis stage of `source`: every generator of the registry's table, or `generators`; with the
+    registry's repeat runs when `repeats` (the runs on real data here train each generator once)."""
     study = STUDIES[source]
-    return create_pipeline(source, study.generators if generators is None else generators, study.code_generators)
+    return create_pipeline(source, study.generators if generators is None else generators, study.code_generators,
+                           study.generator_runs if repeats else None)
 
 
 def _node(pipe, name: str):
@@ -31,13 +33,19 @@ def _node(pipe, name: str):
     return found
 
 
-def test_one_namespace_per_generator_reading_only_the_train_split():
-    pipe = synthesis_pipeline("physionet2012")
-    assert {n.namespace for n in pipe.nodes} == {"synthesis.ehrdiff", "synthesis.synehrgy", "synthesis.kmimic"}
+def test_one_namespace_per_generator_run_reading_only_the_train_split():
+    pipe = synthesis_pipeline("physionet2012", repeats=True)
+    runs = [f"{g}{suffix}" for g in ("ehrdiff", "synehrgy", "kmimic") for suffix in ("", "_rep1", "_rep2")]
+    assert STUDIES["physionet2012"].generator_runs["kmimic_rep2"] == ("kmimic", 2)
+    assert {n.namespace for n in pipe.nodes} == {f"synthesis.{run}" for run in runs}
     inputs = pipe.inputs()
     assert "features.full.model_input_train" in inputs
     assert not any("model_input_validation" in name or "model_input_test" in name for name in pipe.datasets())
-    assert {f"synthesis.{g}.synthetic" for g in ("ehrdiff", "synehrgy", "kmimic")} == pipe.outputs()
+    assert {f"synthesis.{run}.synthetic" for run in runs} == pipe.outputs()
+    # a repeat reads its generator's settings block and the run's one seed, which its nodes offset
+    repeat = _node(pipe, "synthesis.ehrdiff_rep2.train_ehrdiff")
+    assert {"params:synthesis.physionet2012.ehrdiff", "params:seed"} <= set(repeat.inputs)
+    assert repeat.func.__wrapped__ is _node(pipe, "synthesis.ehrdiff.train_ehrdiff").func
     # SynEHRgy's decoded tables are datasets of their own (the features pipeline can read them)
     assert {"synthesis.synehrgy.synthetic_timeseries", "synthesis.synehrgy.synthetic_static"} <= pipe.datasets()
 
@@ -68,6 +76,8 @@ def test_mimic3_generators_share_the_training_code_matrix():
 def test_unknown_generators_are_an_error():
     with pytest.raises(ValueError, match="unknown generator.*gan.*known: ehrdiff, synehrgy, kmimic"):
         synthesis_pipeline("physionet2012", {"gan": "full"})
+    with pytest.raises(ValueError, match="repeats name generator.*kmimic.*not among the generators"):
+        create_pipeline("physionet2012", {"ehrdiff": "full"}, repeats={"kmimic_rep1": ("kmimic", 1)})
 
 
 def test_synthetic_evaluation_reads_the_feature_sets_the_generators_learn():
@@ -75,20 +85,22 @@ def test_synthetic_evaluation_reads_the_feature_sets_the_generators_learn():
         stages = stage_pipelines(source, study)
         synthesised = {name for name in stages["synthesis"].outputs() if name.endswith(".synthetic")}
         evaluated = {name for name in stages["synthetic_evaluation"].inputs() if name.startswith("synthesis.")}
-        assert synthesised == {f"synthesis.{g}.synthetic" for g in study.generators} <= evaluated, source
-        for generator, feature_set in study.generators.items():
-            learnt = {name for node in stages["synthesis"].nodes if node.namespace == f"synthesis.{generator}"
+        assert synthesised == {f"synthesis.{run}.synthetic" for run in study.generator_runs} <= evaluated, source
+        assert len(study.generator_runs) == 3 * len(study.generators)  # every headline over ≥ 3 generator seeds
+        for run, (generator, _) in study.generator_runs.items():
+            feature_set = study.generators[generator]
+            learnt = {name for node in stages["synthesis"].nodes if node.namespace == f"synthesis.{run}"
                       for name in node.inputs if name.startswith("features.") and name.endswith("feature_spec")}
             compared = {name for node in stages["synthetic_evaluation"].nodes
-                        if node.namespace == f"synthetic_evaluation.{generator}"
+                        if node.namespace == f"synthetic_evaluation.{run}"
                         for name in node.inputs if name.startswith("features.") and name.endswith("feature_spec")}
-            assert learnt == compared == {f"features.{feature_set}.feature_spec"}, (source, generator)
+            assert learnt == compared == {f"features.{feature_set}.feature_spec"}, (source, run)
 
 
 def test_every_dataset_has_a_versioned_catalog_entry():
     for source, env in ENVIRONMENTS.items():
         catalog = DataCatalog.from_config(project_config("catalog", env))
-        pipe = synthesis_pipeline(source)
+        pipe = synthesis_pipeline(source, repeats=True)
         produced = {name for name in pipe.datasets() if not name.startswith("params:")} - pipe.inputs()
         for name in produced:
             dataset = catalog.get(name)
@@ -181,6 +193,21 @@ def test_synthesis_on_real_physionet2012(physionet2012_features: DataCatalog):
     train = catalog.load("features.splits").query("split == 'train'")["record_id"]
     assert set(catalog.load("synthesis.synehrgy.train_tokens")["record_id"]) == set(train)
     assert tokenizer["variables"] == sorted(real_ts.loc[real_ts["record_id"].isin(train), "parameter"].unique())
+
+
+@pytest.mark.slow
+def test_a_repeat_run_is_the_generator_trained_and_sampled_from_seed_plus_its_offset(physionet2012_features):
+    parameters = _quick_parameters("physionet2012")
+    parameters["synthesis"]["physionet2012"]["ehrdiff"]["max_steps"] = 5
+    pipe = create_pipeline("physionet2012", {"ehrdiff": "full"}, repeats={"ehrdiff_rep1": ("ehrdiff", 1)})
+    both = run_after(physionet2012_features, pipe, parameters)
+    main, repeat = both.load("synthesis.ehrdiff.synthetic"), both.load("synthesis.ehrdiff_rep1.synthetic")
+    assert not np.array_equal(main["X"], repeat["X"])
+    # the repeat is exactly what a main run from seed + 1 gives
+    shifted = run_after(physionet2012_features, create_pipeline("physionet2012", {"ehrdiff": "full"}),
+                        {**parameters, "seed": parameters["seed"] + 1})
+    for key in ("X", "mask", "static", "y"):
+        np.testing.assert_array_equal(shifted.load("synthesis.ehrdiff.synthetic")[key], repeat[key])
 
 
 @pytest.mark.slow

@@ -31,12 +31,17 @@ from tests.conftest import project_config, project_parameters, run_in_memory
 
 SOURCE = "physionet2012"
 STAND_INS = {"copier": "full", "sampler": "full", "noised": "full"}
+# The sampler again from other unseen records: a second run of one "generator", as a seed repeat is.
+STAND_IN_RUNS = {**{g: (g, 0) for g in STAND_INS}, "sampler_rep1": ("sampler", 1)}
 
 
-def evaluation_pipeline(source: str, generators: dict[str, str] | None = None):
-    """The synthetic-evaluation stage of `source`: the registry's generators, or `generators`."""
+def evaluation_pipeline(source: str, generators: dict[str, str] | None = None,
+                        runs: dict[str, tuple[str, int]] | None = None):
+    """The synthetic-evaluation stage of `source`: the registry's generators and runs, or `generators` (and `runs`)."""
     study = STUDIES[source]
-    return create_pipeline(source, study.generators if generators is None else generators, study.code_generators)
+    if generators is None:
+        return create_pipeline(source, study.generators, study.code_generators, study.generator_runs)
+    return create_pipeline(source, generators, study.code_generators, runs)
 
 
 def _quick_settings() -> dict:
@@ -62,26 +67,29 @@ def _hand_bundle(n: int, n_features: int, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ structure
-def test_each_generator_has_its_namespace_and_trtr_runs_once_per_feature_set():
+def test_each_generator_run_has_its_namespace_and_trtr_runs_once_per_feature_set():
     pipe = evaluation_pipeline(SOURCE)
-    generators = STUDIES[SOURCE].generators
+    generators, runs = STUDIES[SOURCE].generators, STUDIES[SOURCE].generator_runs
     assert {n.namespace for n in pipe.nodes} == {"synthetic_evaluation"} | {
-        f"synthetic_evaluation.{g}" for g in generators} | {f"synthetic_evaluation.{fs}" for fs in set(generators.values())}
+        f"synthetic_evaluation.{run}" for run in runs} | {f"synthetic_evaluation.{fs}" for fs in set(generators.values())}
     assert sum(n.name.endswith("train_on_real_test_on_real") for n in pipe.nodes) == len(set(generators.values()))
+    # three disjoint roles: train, validation (settings; never read here), holdout = the test split
+    assert not any("model_input_validation" in name for name in pipe.datasets())
     for n in pipe.nodes:
-        # the real test split only feeds predictions; the holdout only the privacy metrics and the detectors' floor
         if any(i.endswith("model_input_test") for i in n.inputs):
-            assert n.name.endswith(("train_on_synthetic_test_on_real", "train_on_real_test_on_real")), n.name
-        if any(i.endswith("model_input_validation") for i in n.inputs):
-            assert n.name.endswith(("evaluate_privacy", "evaluate_fidelity")), n.name
+            assert n.name.endswith(("train_on_synthetic_test_on_real", "train_on_real_test_on_real",
+                                    "evaluate_privacy", "evaluate_fidelity")), n.name
         if n.namespace == "synthetic_evaluation.full":
             assert not any(i.endswith(".synthetic") for i in n.inputs)
     for g, fs in generators.items():
         inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == f"synthetic_evaluation.{g}"))
         assert {f"synthesis.{g}.synthetic", f"features.{fs}.model_input_train",
                 f"synthetic_evaluation.{fs}.trtr_predictions"} <= inputs
-    assert {"synthetic_evaluation.comparison", "synthetic_evaluation.comparison_report"} <= pipe.all_outputs()
-    for g in generators:
+    assert {"synthetic_evaluation.comparison", "synthetic_evaluation.seed_summary",
+            "synthetic_evaluation.comparison_report"} <= pipe.all_outputs()
+    compare = next(n for n in pipe.nodes if n.name == "synthetic_evaluation.compare_generators")
+    assert {f"synthetic_evaluation.{run}.tstr_predictions" for run in runs} <= set(compare.inputs)
+    for g in runs:
         assert f"synthetic_evaluation.{g}.dcr_histogram" in pipe.all_outputs()
     with pytest.raises(ValueError, match="no generators to evaluate for physionet2012"):
         evaluation_pipeline(SOURCE, {})
@@ -147,15 +155,15 @@ def stand_in_run(real_bundles) -> DataCatalog:
     noised["static"] = np.clip(noised["static"] + rng.normal(scale=0.05, size=noised["static"].shape), 0, 1).astype(np.float32)
     datasets = {
         "features.full.model_input_train": generator_train,
-        "features.full.model_input_validation": real_bundles["model_input_validation"],
         "features.full.model_input_test": real_bundles["model_input_test"],
         "features.full.feature_spec": real_bundles["feature_spec"],
         "synthesis.copier.synthetic": _records(train, seen, new_ids=True),
         "synthesis.sampler.synthetic": _records(train, unseen, new_ids=True),
+        "synthesis.sampler_rep1.synthetic": _records(train, np.sort(rng.permutation(unseen)[:1200]), new_ids=True),
         "synthesis.noised.synthetic": noised,
     }
     parameters = {"synthetic_evaluation": {SOURCE: _quick_settings()}, "seed": 2012, "device": "cpu"}
-    pipe = evaluation_pipeline(SOURCE, STAND_INS)
+    pipe = evaluation_pipeline(SOURCE, STAND_INS, STAND_IN_RUNS)
     assert pipe.inputs() - {"params:synthetic_evaluation.physionet2012", "params:seed", "params:device"} == set(datasets)
     return run_in_memory(pipe, parameters, datasets)
 
@@ -188,7 +196,7 @@ def test_a_copying_generator_is_caught(stand_in_run):
     assert priv["membership_inference"]["auc"] > 0.99
     assert priv["domias"]["auc"] > 0.99 and priv["identifiability"]["score"] == 1.0
     assert priv["exact_match_rate"] == 1.0 and priv["dcr_synthetic_to_train"]["median"] == 0.0
-    assert (priv["n_train"], priv["n_holdout"]) == (1600, 800)
+    assert (priv["n_train"], priv["n_holdout"]) == (1600, 4000)  # the holdout is the test split (set-b)
     assert priv["exact_match_rate_holdout_baseline"] == 0.0 and priv["dcr_holdout_to_train"]["median"] > 0
     assert priv["attribute_inference"]["static.gender"]["auc_members"] == 1.0
     assert util["n_test"] == 4000 and util["n_test_positive"] == 568
@@ -203,10 +211,10 @@ def test_a_perfect_sampler_looks_like_the_population(stand_in_run):
     util = stand_in_run.load("synthetic_evaluation.sampler.utility_metrics")
     assert fid["pearson_r"]["means"] > 0.99
     assert fid["discriminator"]["auc"] == pytest.approx(0.5, abs=0.06)
-    # unseen real records: every detector family near 0.5, as on its floor (real validation vs real train)
+    # unseen real records: every detector family near 0.5, as on its floor (real holdout vs real train)
     floor = fid["discriminator"]["floor"]
     assert set(fid["discriminator"]["families"]) == set(floor["families"]) == {"gbm", "logistic_regression", "mlp"}
-    assert floor["n_per_side"] == 800 and fid["discriminator"]["n_per_side"] == 1000
+    assert floor["n_per_side"] == fid["discriminator"]["n_per_side"] == 1000
     for family in floor["families"]:
         assert fid["discriminator"]["families"][family]["auc"] == pytest.approx(0.5, abs=0.07), family
         assert floor["families"][family]["auc"] == pytest.approx(0.5, abs=0.07), family
@@ -245,7 +253,8 @@ def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(st
     mia = {g: stand_in_run.load(f"synthetic_evaluation.{g}.privacy_metrics")["membership_inference"]["auc"] for g in STAND_INS}
 
     table = stand_in_run.load("synthetic_evaluation.comparison")
-    assert table["generator"].tolist() == list(STAND_INS)
+    assert table["generator"].tolist() == list(STAND_IN_RUNS)
+    assert table["run_of"].tolist() == [g for g, _ in STAND_IN_RUNS.values()]
     assert table.set_index("generator")["mia_auc"].to_dict() == pytest.approx(mia)
     report = stand_in_run.load("synthetic_evaluation.comparison_report")
     for generator in STAND_INS:
@@ -263,6 +272,32 @@ def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(st
     for g in STAND_INS:
         for figure in ("mean_scatter", "variable_distributions", "dcr_histogram"):
             assert isinstance(stand_in_run.load(f"synthetic_evaluation.{g}.{figure}"), Figure)
+
+
+@pytest.mark.slow
+def test_the_seed_summary_spreads_each_generator_over_its_runs(stand_in_run):
+    summary = stand_in_run.load("synthetic_evaluation.seed_summary").set_index(["generator", "metric"])
+    table = stand_in_run.load("synthetic_evaluation.comparison").set_index("generator")
+    assert set(summary.index.get_level_values("generator")) == set(STAND_INS)
+    assert summary.loc["sampler", "n_runs"].eq(2).all() and summary.loc["copier", "n_runs"].eq(1).all()
+    # one run: its own value, no spread, and the pooled interval is the run's own test bootstrap
+    copier = stand_in_run.load("synthetic_evaluation.copier.utility_metrics")["models"]["logistic_regression"]
+    row = summary.loc[("copier", "logistic_regression TSTR AUROC")]
+    assert (row["mean"], row["sd"]) == (pytest.approx(copier["tstr"]["auroc"]["value"]), 0.0)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(copier["tstr"]["auroc"]["ci_low"]),
+                                               pytest.approx(copier["tstr"]["auroc"]["ci_high"]))
+    # two runs: the mean and range of the two, an interval around both
+    runs = [stand_in_run.load(f"synthetic_evaluation.{run}.utility_metrics")["models"]["logistic_regression"]
+            ["tstr_over_trtr"]["auroc"]["value"] for run in ("sampler", "sampler_rep1")]
+    row = summary.loc[("sampler", "logistic_regression TSTR/TRTR AUROC")]
+    assert (row["mean"], row["min"], row["max"]) == pytest.approx((np.mean(runs), min(runs), max(runs)))
+    assert row["ci_low"] < min(runs) and max(runs) < row["ci_high"]
+    mia = table.loc[["sampler", "sampler_rep1"], "mia_auc"]
+    assert summary.loc[("sampler", "MIA AUC"), "mean"] == pytest.approx(mia.mean())
+    assert summary.loc[("sampler", "MIA AUC"), "sd"] == pytest.approx(mia.std(ddof=1))
+    report = stand_in_run.load("synthetic_evaluation.comparison_report")
+    assert "## Over generator seeds" in report and "### sampler (2 runs)" in report and "| sampler_rep1 |" in report
+    assert report.index("## Over generator seeds") < report.index("## Fidelity")
 
 
 # ------------------------------------------------------------------------------ MIMIC-III codes
@@ -330,7 +365,7 @@ def test_mimic3_demo_copier_with_codes(mimic3_demo_dir, mimic3_features: DataCat
     assert fid["nonzero_code_columns"] == {"real": len(names), "synthetic": len(names), "of": len(names)}
     priv = run.load("synthetic_evaluation.ehrdiff.privacy_metrics")
     assert priv["exact_match_rate"] == 1.0 and priv["membership_inference"]["auc"] > 0.95
-    holdout = run.load("synthetic_evaluation.sun2018_codes.model_input_validation")
+    holdout = run.load("synthetic_evaluation.sun2018_codes.model_input_test")
     assert holdout["code_names"].tolist() == names and holdout["codes"].shape == (len(holdout["y"]), len(names))
     variables = run.load("synthetic_evaluation.ehrdiff.variable_statistics")["variable"].tolist()
     assert sum(v.startswith("code.") for v in variables) == len(names)

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ehr_adversarial.reporting.markdown import format_cell
 from ehr_adversarial.synthesis.stages import build_code_matrix
-from ehr_adversarial.synthetic_evaluation import fidelity, privacy, quality, utility
+from ehr_adversarial.synthetic_evaluation import fidelity, privacy, quality, repeats, utility
 from ehr_adversarial.synthetic_evaluation.flat_view import LABEL, align_columns, flat_view
 
 from . import plots
@@ -360,8 +360,10 @@ def _comparison_row(generator: str, fid: Mapping[str, Any], util: Mapping[str, A
     return row
 
 
-def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Mapping[str, float]) -> str:
-    """The comparison as markdown: one row per generator in three blocks, with the targets."""
+def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Mapping[str, float],
+                        seed_section: str = "") -> str:
+    """The comparison as markdown: the targets, `seed_section` (the spread over generator seeds), then one row
+    per generator run in each block."""
 
     def block(heading: str, columns: Sequence[tuple[str, Any]]) -> list[str]:
         """columns: (label, column name or function of the row)."""
@@ -403,6 +405,8 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
         f"{targets['mia_auc']}; mean/prevalence Pearson r ≥ {targets['pearson_r_means']}; discriminator AUC "
         "as low as possible (0.5 ideal). docs/synthetic_evaluation.md explains every metric.",
         "",
+        *([seed_section, "Below, every run has its own row (`<generator>_rep<k>`: trained and sampled from seed + k).", ""]
+          if seed_section else []),
         *block("Fidelity (synthetic vs real train)", [
             ("records", "n_synthetic"), ("r means", "pearson_r_means"), ("r all", "pearson_r_all"), ("mean KS", "ks_mean"),
             ("corr ‖Δ‖F", "corr_frobenius"), ("corr mean |Δ|", "corr_mean_abs_diff"), ("MMD²", "mmd2"),
@@ -433,12 +437,87 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
     return "\n".join(lines) + "\n"
 
 
-def compare_generators(generators: Sequence[str], params: Mapping[str, Any], **sections: Mapping[str, Any]) -> tuple[pd.DataFrame, str]:
-    """One row per generator from its `<generator>__fidelity/__utility/__privacy` metrics; and markdown."""
-    rows = [
-        _comparison_row(g, sections[f"{g}__fidelity"], sections[f"{g}__utility"], sections[f"{g}__privacy"])
-        for g in generators
-    ]
-    table = pd.DataFrame(rows)
+# Headline metrics summarised over each generator's runs (comparison column → label in the seed summary).
+SEED_SUMMARY_METRICS = {
+    "pearson_r_means": "r means", "ks_mean": "mean KS", "mmd2": "MMD²",
+    "detector_gbm_auc": "detection AUC, GBM", "detector_logistic_regression_auc": "detection AUC, logreg",
+    "detector_mlp_auc": "detection AUC, MLP", "detector_gbm_floor": "detection floor (real holdout), GBM",
+    "alpha_precision": "α-precision", "beta_recall": "β-recall", "authenticity": "authenticity",
+    "prdc_precision": "PRDC precision", "prdc_recall": "PRDC recall", "prdc_density": "PRDC density",
+    "prdc_coverage": "PRDC coverage", "wasserstein_mean": "mean Wasserstein (SD)",
+    "jensen_shannon_mean": "mean Jensen–Shannon", "mia_auc": "MIA AUC", "domias_auc": "DOMIAS AUC",
+    "identifiability": "identifiability", "dcr_ratio_to_baseline": "DCR ratio to baseline",
+    "exact_match_rate": "exact matches",
+}
+
+
+def seed_summary_markdown(summary: pd.DataFrame) -> str:
+    """The seed summary as markdown: per generator, mean ± SD [min, max] over its runs and, for utility, the
+    interval that pools the runs and the test bootstrap."""
+    if summary.empty:
+        return ""
+    lines = ["## Over generator seeds", "",
+             "Each generator trained and sampled from each seed (`<generator>` = seed, `<generator>_rep<k>` = seed + k). "
+             "Utility intervals pool the runs and the bootstrap of the test records (each replicate resamples the test "
+             "records and takes one run); other rows give the runs' range.", ""]
+    for generator, rows in summary.groupby("generator", sort=False):
+        n_runs = int(rows["n_runs"].max())
+        lines += [f"### {generator} ({n_runs} runs)", "", "| metric | mean ± SD | range over runs | 95 % interval (runs + test bootstrap) |",
+                  "|---|---|---|---|"]
+        for _, row in rows.iterrows():
+            interval = (f"[{format_cell(row['ci_low'])}, {format_cell(row['ci_high'])}]"
+                        if pd.notna(row["ci_low"]) else "—")
+            lines.append(f"| {row['metric']} | {format_cell(row['mean'])} ± {format_cell(row['sd'])} | "
+                         f"{format_cell(row['min'])} – {format_cell(row['max'])} | {interval} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _pooled_utility(
+    runs: Mapping[str, tuple[str, int]], real_inputs: Mapping[str, str], models: Sequence[str],
+    params: Mapping[str, Any], seed: int, sections: Mapping[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """generator → model → repeats.pooled_tstr_trtr over the generator's runs."""
+    settings = params["utility"]
+    pooled: dict[str, dict[str, Any]] = {}
+    for generator, key in real_inputs.items():
+        labels = [label for label, (g, _) in runs.items() if g == generator]
+        trtr = sections[f"trtr__{key}"]
+        for label in labels:
+            tstr = sections[f"{label}__tstr"]
+            if not trtr[["record_id", "y_true"]].equals(tstr[["record_id", "y_true"]]):
+                raise ValueError(f"the TSTR predictions of {label} and the TRTR predictions of {key} cover different "
+                                 "test records; re-run the synthetic_evaluation pipeline as a whole")
+        y = trtr["y_true"].to_numpy()
+        pooled[generator] = {
+            model: repeats.pooled_tstr_trtr(
+                y, trtr[model].to_numpy(), [sections[f"{label}__tstr"][model].to_numpy() for label in labels],
+                settings["n_bootstrap"], seed, settings["confidence"])
+            for model in models
+        }
+    return pooled
+
+
+def compare_generators(
+    generators: Sequence[str],
+    params: Mapping[str, Any],
+    seed: int = 0,
+    runs: Mapping[str, tuple[str, int]] | None = None,
+    real_inputs: Mapping[str, str] | None = None,
+    **sections: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """One row per generator run (`generators`: the runs' labels) from its `<label>__fidelity/__utility/__privacy`
+    metrics; the seed summary (per generator of `runs`, label → (generator, seed offset); utility pooled from the
+    `<label>__tstr` and `trtr__<real input>` predictions, `real_inputs`: generator → its real input); and the
+    markdown of both."""
+    runs = dict(runs or {label: (label, 0) for label in generators})
+    table = pd.DataFrame([
+        _comparison_row(label, sections[f"{label}__fidelity"], sections[f"{label}__utility"], sections[f"{label}__privacy"])
+        for label in generators
+    ])
+    table.insert(1, "run_of", [runs[label][0] for label in generators])
+    table.insert(2, "seed_offset", [runs[label][1] for label in generators])
     models = list(sections[f"{generators[0]}__utility"]["models"])
-    return table, comparison_markdown(table, models, params["targets"])
+    pooled = _pooled_utility(runs, real_inputs, models, params, seed, sections) if real_inputs else {}
+    summary = repeats.seed_summary(table, runs, SEED_SUMMARY_METRICS, pooled)
+    return table, summary, comparison_markdown(table, models, params["targets"], seed_summary_markdown(summary))

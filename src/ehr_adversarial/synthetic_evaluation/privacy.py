@@ -80,20 +80,22 @@ def distance_metrics(
     the histograms. Comparisons:
       synthetic→train / holdout→train  same reference (all of train): synthetic records
                                        should lie no closer to train than unseen real ones;
-      synthetic→train_subsample / synthetic→holdout  references of equal size (train
-                                       subsampled to the holdout's size): the share of
-                                       synthetic records closer to train should be ≈ 0.5.
+      synthetic→train_subsample / synthetic→holdout  references of equal size (the larger of
+                                       train and holdout subsampled to the other's size): the
+                                       share of synthetic records closer to train should be ≈ 0.5.
     """
     holdout = align_columns(train, holdout, "holdout")
     train_values, holdout_values = to_matrix(train, train), to_matrix(holdout, train)
     synthetic_values = to_matrix(synthetic, train)
     rng = np.random.default_rng(seed)
-    train_subsample = _subsample(train_values, len(holdout_values), rng)
+    equal_size = min(len(train_values), len(holdout_values))
+    train_subsample = _subsample(train_values, equal_size, rng)
+    holdout_subsample = _subsample(holdout_values, equal_size, rng)
 
     synthetic_to_train, synthetic_nearest = nearest_distances(synthetic_values, train_values, k=2, return_index=True)
     holdout_to_train, holdout_nearest = nearest_distances(holdout_values, train_values, k=2, return_index=True)
     synthetic_to_train_subsample = nearest_distances(synthetic_values, train_subsample)[:, 0]
-    synthetic_to_holdout = nearest_distances(synthetic_values, holdout_values)[:, 0]
+    synthetic_to_holdout = nearest_distances(synthetic_values, holdout_subsample)[:, 0]
 
     closer = synthetic_to_train_subsample < synthetic_to_holdout
     ties = synthetic_to_train_subsample == synthetic_to_holdout

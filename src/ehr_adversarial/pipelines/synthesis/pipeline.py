@@ -11,6 +11,8 @@ Models are versioned datasets:
             models from the catalog) → synthetic
 Sources with diagnoses (MIMIC-III) add `synthesis.code_matrix_train`, the training records' ICD-9
 category matrix, which EHRDiff models jointly with the tensors and SynEHRgy writes as code tokens.
+Each generator also runs again from other seeds (`synthesis.<generator>_rep<k>`: the same settings, seed + k;
+the registry's `generator_repeats`), so that every synthetic headline has a spread over generator seeds.
 
 `create_codes_pipeline`: EHRDiff on binary code matrices, namespace `synthesis.ehrdiff_codes` (sources with
 diagnoses), EHRDiff's MIMIC-III setting on its own, apart from the tensor study: `ingestion.diagnoses` →
@@ -26,21 +28,24 @@ from collections.abc import Collection, Mapping
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from ehr_adversarial.pipelines import seeded
+
 from . import nodes
 
 RUN = ["params:generator", "params:seed", "params:device"]
 
 
-def ehrdiff_pipeline(codes: bool) -> Pipeline:
-    train = (node(nodes.train_ehrdiff_with_codes, ["model_input_train", "code_matrix_train", *RUN], "model",
-                  name="train_ehrdiff") if codes
-             else node(nodes.train_ehrdiff, ["model_input_train", *RUN], "model", name="train_ehrdiff"))
-    sample = node(nodes.sample_ehrdiff, ["model", "splits", "feature_spec", "model_input_train", *RUN], "synthetic",
-                  name="sample_ehrdiff")
+def ehrdiff_pipeline(codes: bool, seed_offset: int = 0) -> Pipeline:
+    train = (node(seeded(nodes.train_ehrdiff_with_codes, seed_offset), ["model_input_train", "code_matrix_train", *RUN],
+                  "model", name="train_ehrdiff") if codes
+             else node(seeded(nodes.train_ehrdiff, seed_offset), ["model_input_train", *RUN], "model",
+                       name="train_ehrdiff"))
+    sample = node(seeded(nodes.sample_ehrdiff, seed_offset),
+                  ["model", "splits", "feature_spec", "model_input_train", *RUN], "synthetic", name="sample_ehrdiff")
     return Pipeline([train, sample])
 
 
-def synehrgy_pipeline(codes: bool) -> Pipeline:
+def synehrgy_pipeline(codes: bool, seed_offset: int = 0) -> Pipeline:
     tables = ["synthetic_timeseries", "synthetic_static", *(["synthetic_codes"] if codes else [])]
     tensors_inputs = [*tables, *(["tokenizer"] if codes else []), "feature_spec", "params:features", "params:feature_set",
                       "model_input_train", "params:generator"]
@@ -48,8 +53,8 @@ def synehrgy_pipeline(codes: bool) -> Pipeline:
         node(nodes.tokenize_train_records_with_codes if codes else nodes.tokenize_train_records,
              ["timeseries", "static", "splits", *(["code_matrix_train"] if codes else []), "params:generator"],
              ["tokenizer", "train_tokens"], name="tokenize_train_records"),
-        node(nodes.train_synehrgy, ["train_tokens", "tokenizer", *RUN], "model", name="train_synehrgy"),
-        node(nodes.sample_synehrgy, ["model", "tokenizer", "splits", *RUN], "synthetic_tokens", name="sample_synehrgy"),
+        node(seeded(nodes.train_synehrgy, seed_offset), ["train_tokens", "tokenizer", *RUN], "model", name="train_synehrgy"),
+        node(seeded(nodes.sample_synehrgy, seed_offset), ["model", "tokenizer", "splits", *RUN], "synthetic_tokens", name="sample_synehrgy"),
         node(nodes.detokenize_synthetic_with_codes if codes else nodes.detokenize_synthetic,
              ["synthetic_tokens", "tokenizer"], tables, name="detokenize_synthetic"),
         node(nodes.synthetic_tensors_with_codes if codes else nodes.synthetic_tensors, tensors_inputs, "synthetic",
@@ -57,13 +62,13 @@ def synehrgy_pipeline(codes: bool) -> Pipeline:
     ])
 
 
-def kmimic_pipeline(codes: bool) -> Pipeline:
+def kmimic_pipeline(codes: bool, seed_offset: int = 0) -> Pipeline:
     return Pipeline([
-        node(nodes.train_kmimic_static_vae, ["model_input_train", *RUN], "static_vae", name="train_static_vae"),
-        node(nodes.train_kmimic_temporal_vae, ["model_input_train", *RUN], "temporal_vae", name="train_temporal_vae"),
-        node(nodes.train_kmimic_latent_gan, ["static_vae", "temporal_vae", "model_input_train", *RUN], "latent_gan",
+        node(seeded(nodes.train_kmimic_static_vae, seed_offset), ["model_input_train", *RUN], "static_vae", name="train_static_vae"),
+        node(seeded(nodes.train_kmimic_temporal_vae, seed_offset), ["model_input_train", *RUN], "temporal_vae", name="train_temporal_vae"),
+        node(seeded(nodes.train_kmimic_latent_gan, seed_offset), ["static_vae", "temporal_vae", "model_input_train", *RUN], "latent_gan",
              name="train_latent_gan"),
-        node(nodes.sample_kmimic,
+        node(seeded(nodes.sample_kmimic, seed_offset),
              ["static_vae", "temporal_vae", "latent_gan", "splits", "feature_spec", "model_input_train", *RUN],
              "synthetic", name="sample_kmimic"),
     ])
@@ -74,15 +79,22 @@ GENERATORS = tuple(GENERATOR_PIPELINES)
 
 
 def create_pipeline(source: str, generators: Mapping[str, str],
-                    code_generators: Collection[str] = frozenset()) -> Pipeline:
+                    code_generators: Collection[str] = frozenset(),
+                    repeats: Mapping[str, tuple[str, int]] | None = None) -> Pipeline:
     """Every generator of `generators` (generator → the feature set it learns); those in `code_generators`
-    also learn the training records' ICD-9 category matrix."""
-    unknown = sorted(set(generators) - set(GENERATOR_PIPELINES))
+    also learn the training records' ICD-9 category matrix. `repeats` (label → (generator, seed offset)) adds
+    the same generator trained and sampled again from `seed + offset`, namespace `synthesis.<label>`."""
+    runs = {generator: (generator, 0) for generator in generators} | dict(repeats or {})
+    unknown = sorted({generator for generator, _ in runs.values()} - set(GENERATOR_PIPELINES))
     if unknown:
         raise ValueError(f"unknown generator(s) {', '.join(unknown)}; known: {', '.join(GENERATORS)}")
+    missing = sorted({generator for generator, _ in runs.values()} - set(generators))
+    if missing:
+        raise ValueError(f"repeats name generator(s) {', '.join(missing)} that are not among the generators")
     parts = []
-    for generator, feature_set in generators.items():
-        inner = GENERATOR_PIPELINES[generator](generator in code_generators)
+    for label, (generator, seed_offset) in runs.items():
+        feature_set = generators[generator]
+        inner = GENERATOR_PIPELINES[generator](generator in code_generators, seed_offset)
         inputs = {"timeseries": "ingestion.timeseries", "static": "ingestion.static", "splits": "features.splits",
                   "code_matrix_train": "synthesis.code_matrix_train",
                   "model_input_train": f"features.{feature_set}.model_input_train",
@@ -92,7 +104,7 @@ def create_pipeline(source: str, generators: Mapping[str, str],
                       "params:feature_set": f"params:features.{source}.feature_sets.{feature_set}",
                       "params:seed": "params:seed", "params:device": "params:device"}
         used = inner.inputs()
-        parts.append(pipeline(inner, namespace=f"synthesis.{generator}",
+        parts.append(pipeline(inner, namespace=f"synthesis.{label}",
                               inputs={k: v for k, v in inputs.items() if k in used},
                               parameters={k: v for k, v in parameters.items() if k in used}))
     code_users = [g for g in generators if g in code_generators]
