@@ -250,7 +250,7 @@ def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(st
     assert top["auc"] > 0.95 and top["real_mode_share"] > 0.3 and top["synthetic_share_at_real_mode"] < 0.05
     assert any(g["mann_whitney_auc"] < 0.6 and g["auc"] > 0.9 for g in fid["discriminator"]["per_column"]["columns"])
     assert fid["autocorrelation"]["mean_abs_diff_per_lag"][0] > 0.1  # white noise breaks hour-to-hour ACF
-    mia = {g: stand_in_run.load(f"synthetic_evaluation.{g}.privacy_metrics")["membership_inference"]["auc"] for g in STAND_INS}
+    mia = {g: stand_in_run.load(f"synthetic_evaluation.{g}.privacy_metrics")["membership_inference"]["auc"] for g in STAND_IN_RUNS}
 
     table = stand_in_run.load("synthetic_evaluation.comparison")
     assert table["generator"].tolist() == list(STAND_IN_RUNS)
