@@ -462,7 +462,7 @@ def seed_summary_markdown(summary: pd.DataFrame) -> str:
              "records and takes one run); other rows give the runs' range.", ""]
     for generator, rows in summary.groupby("generator", sort=False):
         n_runs = int(rows["n_runs"].max())
-        lines += [f"### {generator} ({n_runs} runs)", "", "| metric | mean ± SD | range over runs | 95 % interval (runs + test bootstrap) |",
+        lines += [f"### {generator} ({n_runs} run{'s' if n_runs != 1 else ''})", "", "| metric | mean ± SD | range over runs | 95 % interval (runs + test bootstrap) |",
                   "|---|---|---|---|"]
         for _, row in rows.iterrows():
             interval = (f"[{format_cell(row['ci_low'])}, {format_cell(row['ci_high'])}]"
