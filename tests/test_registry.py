@@ -142,3 +142,25 @@ def test_readme_shows_the_current_pipeline():
 def test_an_inconsistent_study_is_refused(change: dict, message: str):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(STUDIES["physionet2012"], **change)
+
+
+_NODE_DIGEST = """
+import hashlib
+from ehr_adversarial.pipeline_registry import register_pipelines
+for name, pipe in sorted(register_pipelines().items()):
+    print(name, hashlib.md5("|".join(str(n) for n in pipe.nodes).encode()).hexdigest())
+"""
+
+
+def test_every_pipeline_is_the_same_whatever_the_hash_seed():
+    """Node inputs never follow a set's iteration order, so kedro-viz's node ids (hashes of the nodes) and
+    every run's graph are the same in every interpreter."""
+    digests = []
+    for hash_seed in ("1", "2", "3"):
+        env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", _NODE_DIGEST], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        digests.append(done.stdout)
+    assert digests[0].count("\n") == len(register_pipelines())
+    assert digests[0] == digests[1] == digests[2]

@@ -122,7 +122,7 @@ def create_pipeline(source: str, generators: Mapping[str, str],
     sections = {f"{label}__{section}": f"synthetic_evaluation.{label}.{section}_metrics"
                 for label in runs for section in ("fidelity", "utility", "privacy")}
     sections |= {f"{label}__tstr": f"synthetic_evaluation.{label}.tstr_predictions" for label in runs}
-    sections |= {f"trtr__{key}": f"synthetic_evaluation.{key}.trtr_predictions" for key in set(real_inputs.values())}
+    sections |= {f"trtr__{key}": f"synthetic_evaluation.{key}.trtr_predictions" for key in sorted(set(real_inputs.values()))}
     comparison = node(
         bound(nodes.compare_generators, generators=tuple(runs), runs=runs, real_inputs=real_inputs),
         {"params": f"params:synthetic_evaluation.{source}", "seed": "params:seed", **sections},
