@@ -37,6 +37,7 @@ from ehr_adversarial.attack.susceptibility import (
     susceptibility_table,
 )
 from ehr_adversarial.datasets.tensors import TensorBundleDataset
+from ehr_adversarial.reporting.latest import newest_version
 from ehr_adversarial.training.metrics import bootstrap_metrics, choose_threshold
 from ehr_adversarial.training.settings import LstmSun2018Training
 from ehr_adversarial.training.torch_loop import limited_threads
@@ -44,11 +45,6 @@ from ehr_adversarial.training.torch_models import predict_torch_model, train_tor
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 2012
-
-
-def latest(folder: Path) -> Path:
-    """The newest version of a versioned dataset file (`<file>/<version>/<file>`)."""
-    return sorted(p for p in folder.iterdir() if p.is_dir())[-1] / folder.name
 
 
 def subsample(bundle: dict, fraction: float, seed: int) -> dict:
@@ -107,10 +103,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     inputs = args.data / "05_model_input" / "physionet2012" / "features" / "sun2018"
-    data = {split: TensorBundleDataset(filepath=str(latest(inputs / f"model_input_{split}.npz"))).load()
+    data = {split: TensorBundleDataset(filepath=str(newest_version(inputs / f"model_input_{split}.npz"))).load()
             for split in ("train", "validation", "test")}
     data["train"] = subsample(data["train"], args.train_fraction, SEED)
-    spec = json.loads(latest(args.data / "04_feature" / "physionet2012" / "features" / "sun2018"
+    spec = json.loads(newest_version(args.data / "04_feature" / "physionet2012" / "features" / "sun2018"
                              / "feature_spec.json").read_text())
     training = yaml.safe_load((ROOT / "conf" / "base" / "parameters_training.yml").read_text())["training"]
     block = copy.deepcopy(training["physionet2012"]["lstm_pooled"])

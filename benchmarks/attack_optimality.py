@@ -28,16 +28,11 @@ from ehr_adversarial.attack import AttackConfig, l1_attack, log_spaced_lambdas, 
 from ehr_adversarial.datasets.tensors import TensorBundleDataset
 from ehr_adversarial.datasets.torch_model import TorchModelDataset
 from ehr_adversarial.models import instances
+from ehr_adversarial.reporting.latest import newest_version
 from ehr_adversarial.training.torch_loop import predict_logits, to_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURE_SET = {"lstm_sun2018": "sun2018", "lstm_pooled": "sun2018", "dssm": "full"}
-
-
-def latest(path: Path) -> Path:
-    """A versioned dataset path (folder of timestamp folders) → the file of its latest version."""
-    version = sorted(p for p in path.iterdir() if p.is_dir())[-1]
-    return version / path.name
 
 
 def main() -> None:
@@ -54,8 +49,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     model_path = args.data / "06_models" / "physionet2012" / "training" / args.model_name / "model.pt"
-    model = instances(TorchModelDataset(filepath=str(latest(model_path))).load())[args.instance]
-    test = TensorBundleDataset(filepath=str(latest(args.data / "05_model_input" / "physionet2012" / "features"
+    model = instances(TorchModelDataset(filepath=str(newest_version(model_path))).load())[args.instance]
+    test = TensorBundleDataset(filepath=str(newest_version(args.data / "05_model_input" / "physionet2012" / "features"
                                                  / FEATURE_SET[args.model_name] / "model_input_test.npz"))).load()
     tensors = to_tensors(test, torch.device("cpu"))
     correct = (logit_margin(predict_logits(model, tensors, 512), tensors["y"]) > 0).numpy()

@@ -81,6 +81,7 @@ from ehr_adversarial.attack import (
 )
 from ehr_adversarial.attack.l1_attack import _ista_run
 from ehr_adversarial.datasets.torch_model import TorchModelDataset
+from ehr_adversarial.reporting.latest import newest_version
 from ehr_adversarial.torch_utils import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,15 +111,6 @@ GRIDS: dict[str, dict[str, dict[str, tuple]]] = {
 }
 BUDGET_AXIS = {"loop": "max_iterations", "eadl1": "binary_search_steps", "art": "binary_search_steps"}
 NAMES = {"loop": "batch-1 loop", "eadl1": "torchattacks EADL1", "art": "ART ElasticNet"}
-
-
-def latest(path: Path) -> Path:
-    """A versioned dataset path (folder of timestamp folders) → the file of its latest version."""
-    path = Path(path)
-    if path.is_dir():
-        version = sorted(p for p in path.iterdir() if p.is_dir())[-1]
-        return version / path.name
-    return path
 
 
 def sync(device: torch.device) -> None:
@@ -567,10 +559,10 @@ def main() -> None:
     defaults = yaml.safe_load((ROOT / "conf/base/parameters_attack.yml").read_text())["attack"]["physionet2012"]
     config = AttackConfig.from_params(defaults)
     device = resolve_device(args.device)
-    model = TorchModelDataset(filepath=str(latest(args.model))).load().to(device)
+    model = TorchModelDataset(filepath=str(newest_version(args.model))).load().to(device)
     model.eval()
     probe = CountingModel(model)
-    bundle = np.load(latest(args.test))
+    bundle = np.load(newest_version(args.test))
     x_all, y_all = torch.as_tensor(bundle["X"]).to(device), torch.as_tensor(bundle["y"]).to(device)
     with torch.no_grad(), input_gradient_mode(model):
         correct = (logit_margin(model(x_all), y_all) > 0).cpu().numpy()

@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from ehr_adversarial.datasets.tensors import TensorBundleDataset
+from ehr_adversarial.reporting.latest import newest_version
 from ehr_adversarial.training import select_estimator_config, select_torch_config
 from ehr_adversarial.training.selection import merge_config
 
@@ -45,11 +46,6 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def latest(folder: Path) -> Path:
-    """The newest version of a versioned dataset file (`<file>/<version>/<file>`)."""
-    return sorted(p for p in folder.iterdir() if p.is_dir())[-1] / folder.name
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "data")
@@ -59,10 +55,10 @@ def main() -> None:
     args = parser.parse_args()
 
     features = args.data / "04_feature" / "physionet2012" / "features"
-    train = TensorBundleDataset(filepath=str(latest(
+    train = TensorBundleDataset(filepath=str(newest_version(
         args.data / "05_model_input" / "physionet2012" / "features" / "sun2018" / "model_input_train.npz"))).load()
-    spec = json.loads(latest(features / "sun2018" / "feature_spec.json").read_text())
-    splits = pd.read_parquet(latest(features / "splits.parquet"))
+    spec = json.loads(newest_version(features / "sun2018" / "feature_spec.json").read_text())
+    splits = pd.read_parquet(newest_version(features / "splits.parquet"))
     params = yaml.safe_load((ROOT / "conf" / "base" / "parameters_training.yml").read_text())["training"]
     blocks = params["physionet2012"]
     seed = 2012

@@ -39,14 +39,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ehr_adversarial.datasets.tensors import TensorBundleDataset
+from ehr_adversarial.reporting.latest import newest_version
 from ehr_adversarial.training.summary_features import summary_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def latest(folder: Path) -> Path:
-    """The newest version of a versioned dataset file (`<file>/<version>/<file>`)."""
-    return sorted(p for p in folder.iterdir() if p.is_dir())[-1] / folder.name
 
 
 def trend_statistics(values: np.ndarray, mask: np.ndarray, names: list[str], index: pd.Index) -> pd.DataFrame:
@@ -86,12 +82,12 @@ def main() -> None:
     args = parser.parse_args()
 
     inputs = args.data / "05_model_input" / "physionet2012" / "features" / "full"
-    bundles = [TensorBundleDataset(filepath=str(latest(inputs / f"model_input_{split}.npz"))).load()
+    bundles = [TensorBundleDataset(filepath=str(newest_version(inputs / f"model_input_{split}.npz"))).load()
                for split in ("train", "validation")]
     bundle = {key: np.concatenate([b[key] for b in bundles]) for key in ("X", "mask", "static", "y", "record_id")}
-    cells = TensorBundleDataset(filepath=str(latest(
+    cells = TensorBundleDataset(filepath=str(newest_version(
         args.data / "04_feature" / "physionet2012" / "features" / "full" / "hourly_cells.npz"))).load()
-    spec = json.loads(latest(args.data / "04_feature" / "physionet2012" / "features" / "full" /
+    spec = json.loads(newest_version(args.data / "04_feature" / "physionet2012" / "features" / "full" /
                              "feature_spec.json").read_text())
     names, statics = spec["feature_names"], spec["static_names"]
     position = pd.Series(np.arange(len(cells["record_id"])), index=cells["record_id"])

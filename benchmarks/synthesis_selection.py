@@ -302,12 +302,14 @@ class Inputs:
 
 def latest_version(folder: Path, what: str, env_hint: str = "") -> Path:
     """The newest complete version `<folder>/<version>/<folder.name>` of a versioned dataset file."""
-    versions = sorted(p for p in folder.iterdir() if (p / folder.name).is_file()) if folder.is_dir() else []
-    if not versions:
+    from ehr_adversarial.reporting.latest import newest_version
+
+    try:
+        return newest_version(folder)
+    except FileNotFoundError:
         raise SelectionError(
             f"missing input {what}: no version of {folder}/<version>/{folder.name}; run "
-            f"`{FEATURES_COMMAND}{env_hint}` first")
-    return versions[-1] / folder.name
+            f"`{FEATURES_COMMAND}{env_hint}` first") from None
 
 
 def input_paths(data: Path, source: str, feature_set: str, tables: Sequence[str]) -> dict[str, Path]:

@@ -22,6 +22,8 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
+from ehr_adversarial.reporting.latest import newest_version
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The real data: EHR_SHARED_DATA if set, else ../shared/data beside the repository, else what
 # `kedro run` downloaded into data/01_raw on a user's machine.
@@ -195,8 +197,7 @@ def project_copy(root: Path) -> Path:
 
 def latest_version(root: Path, relative: str) -> Path:
     """The newest version of the versioned dataset file `relative` under `root`."""
-    folder = root / relative
-    return sorted(p for p in folder.iterdir() if p.is_dir())[-1] / folder.name
+    return newest_version(root / relative)
 
 
 # ------------------------------------------------------------------------ a local HTTP file server

@@ -54,6 +54,9 @@ class Study:
     # Seed offsets of each generator's repeat runs (`<generator>_rep<k>`, trained and sampled from seed + k and
     # evaluated alike): with the main run, the seeds that the synthetic headlines' spread and CIs come from.
     generator_repeats: tuple[int, ...] = (1, 2)
+    # Models whose logits `stack` combines (a logistic regression fitted on their validation predictions);
+    # empty = no stack. Needs a validation split with enough deaths for its out-of-fold folds.
+    stack_members: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = [f"unknown generator {g!r} (known: {', '.join(synthesis.GENERATORS)})"
@@ -66,6 +69,10 @@ class Study:
         problems += [f"synthetic_attack_models names {m!r}, which is not one of torch_models "
                      f"({', '.join(self.torch_models)}); only torch models can be attacked"
                      for m in self.synthetic_attack_models if m not in self.torch_models]
+        problems += [f"stack_members names {m!r}, which is not one of the models ({', '.join(self.models)})"
+                     for m in self.stack_members if m not in self.models]
+        if "stack" in self.models:
+            problems.append("no model may be called 'stack': the stacked model has that name")
         problems += [f"code_generators names {g!r}, which is not one of generators"
                      for g in self.code_generators if g not in self.generators]
         if len(set(self.generator_repeats)) != len(self.generator_repeats) or 0 in self.generator_repeats:
@@ -99,6 +106,8 @@ STUDIES: dict[str, Study] = {
         # The generators learn `full`, which dssm reads (lstm_sun2018 reads sun2018).
         synthetic_attack_models=("dssm",),
         real_baseline_seeds=(1, 2, 3),
+        # Every model of the study: the weights (fitted on validation) decide how much each counts.
+        stack_members=("lstm_sun2018", "lstm_pooled", "dssm", "logreg", "gbm", "gbm_sun2018"),
     ),
     "mimic3": Study(
         feature_sets=("sun2018",),
@@ -151,7 +160,7 @@ def stage_pipelines(source: str, study: Study) -> dict[str, Pipeline]:
     stages = {
         "ingestion": ingestion.create_pipeline(source),
         "features": features.create_pipeline(source, study.feature_sets),
-        "training": training.create_pipeline(source, study.models, study.torch_models),
+        "training": training.create_pipeline(source, study.models, study.torch_models, study.stack_members),
         "attack": attack.create_pipeline(source, study.torch_models),
         "reporting": reporting.create_pipeline(source, study.torch_models),
         "synthesis": synthesis.create_pipeline(source, study.generators, study.code_generators,

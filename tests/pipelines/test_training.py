@@ -20,6 +20,8 @@ from ehr_adversarial.pipelines.training import create_pipeline
 from ehr_adversarial.training import (
     check_model_input,
     compare_models,
+    fit_estimator,
+    predict_estimator,
     predict_torch_model,
     select_estimator_config,
     train_torch_model,
@@ -36,7 +38,7 @@ MODELS = STUDIES["physionet2012"].models  # model → the feature set it reads
 
 def training_pipeline(source: str):
     study = STUDIES[source]
-    return create_pipeline(source, study.models, study.torch_models)
+    return create_pipeline(source, study.models, study.torch_models, study.stack_members)
 
 
 def synthetic_inputs(source: str, sizes=(240, 80, 160), n_folds: int = 3) -> dict:
@@ -74,6 +76,8 @@ def short_training(source: str) -> dict:
             block["hyperparameters"]["max_iter"] = 30
         blocks[model] = block
     blocks["evaluation"] = {**training["evaluation"], "n_bootstrap": 100}
+    if "stack" in training:
+        blocks["stack"] = training["stack"]
     return blocks
 
 
@@ -98,7 +102,7 @@ def test_pipeline_namespaces_each_model_and_reads_its_feature_set():
     pipe = training_pipeline("physionet2012")
     namespaces = {n.namespace for n in pipe.nodes}
     assert namespaces == {"training", "training.lstm_sun2018", "training.lstm_pooled", "training.dssm",
-                          "training.logreg", "training.gbm", "training.gbm_sun2018"}
+                          "training.logreg", "training.gbm", "training.gbm_sun2018", "training.stack"}
     lstm_inputs = set().union(*(n.inputs for n in pipe.nodes if n.namespace == "training.lstm_sun2018"))
     assert "features.sun2018.model_input_train" in lstm_inputs
     assert not any(".full." in name for name in lstm_inputs)
@@ -138,7 +142,7 @@ def test_pipeline_outputs_every_artifact(physionet_run):
         for figure in ("roc_curve", "pr_curve", "calibration_curve"):
             assert catalog.load(f"training.{model}.{figure}").axes
     table = catalog.load("training.model_comparison")
-    assert sorted(table["model"]) == sorted(MODELS)
+    assert sorted(table["model"]) == sorted([*MODELS, "stack"])
     assert table["auprc"].is_monotonic_decreasing
     report = catalog.load("training.model_comparison_report")
     assert "| gbm | full |" in report and "| lstm_sun2018 | sun2018 |" in report
@@ -158,6 +162,40 @@ def test_thresholds_come_from_validation_or_out_of_fold_predictions_never_test(p
         # max_folds 2 of 3 folds in this test: the records of folds 0 and 1
         assert len(oof) == 160 and oof["y_prob"].notna().all()
         assert set(oof["record_id"]).isdisjoint(catalog.load(f"training.{model}.test_predictions")["record_id"])
+
+
+def test_the_stack_learns_its_weights_and_threshold_on_held_out_validation_predictions(physionet_run):
+    catalog = physionet_run
+    validation_ids = set(catalog.load("features.full.model_input_validation")["record_id"])
+    # every member predicts the validation split from a fit that did not see it
+    for model in MODELS:
+        predictions = catalog.load(f"training.{model}.validation_predictions")
+        assert set(predictions["record_id"]) == validation_ids and set(predictions["split"]) == {"validation"}
+    config = catalog.load("training.stack.selected_config")
+    assert config["members"] == sorted(STUDIES["physionet2012"].stack_members)
+    assert set(config["weights"]) == set(config["members"])
+    assert config["feature_set"] == "full + sun2018"
+    metrics = catalog.load("training.stack.metrics")
+    assert metrics["threshold_split"]["name"] == "validation, out-of-fold (group a)"
+    assert metrics["threshold_split"]["n"] == 80
+    assert metrics["method"] == "stacking" and metrics["n_test"] == 160
+    test = catalog.load("training.stack.test_predictions")
+    assert list(test.columns) == ["record_id", "y_true", "y_prob", "split", "group"]
+    assert set(test["record_id"]) == set(catalog.load("training.gbm.test_predictions")["record_id"])
+    # the stack of members that found the signal finds it too
+    assert metrics["test"]["auroc"]["value"] > 0.7
+    assert "| stack | full + sun2018 |" in catalog.load("training.model_comparison_report")
+
+
+def test_a_baselines_validation_predictions_come_from_a_fit_on_the_train_split_alone(physionet_run):
+    data = synthetic_inputs("physionet2012")
+    train, validation = data["features.full.model_input_train"], data["features.full.model_input_validation"]
+    spec, config = data["features.full.feature_spec"], physionet_run.load("training.gbm.selected_config")
+    on_train = fit_estimator(train, validation, spec, {**config, "refit_on": "train"}, 7)
+    expected = predict_estimator(on_train, validation, spec, split="validation")
+    pd.testing.assert_frame_equal(physionet_run.load("training.gbm.validation_predictions"), expected)
+    refit = fit_estimator(train, validation, spec, config, 7)  # train + validation: has seen these records
+    assert not np.allclose(predict_estimator(refit, validation, spec)["y_prob"], expected["y_prob"])
 
 
 def test_models_learn_the_synthetic_signal(physionet_run):
@@ -514,7 +552,10 @@ def test_default_run_trains_every_model_and_evaluates_once_on_set_b(physionet_pr
         metrics = json.loads(latest_version(root, f"{reporting}/{model}/metrics.json").read_text())
         assert metrics["test"]["auroc"]["value"] > 0.83, model
     table = pd.read_csv(latest_version(root, f"{reporting}/model_comparison.csv"))
-    assert sorted(table["model"]) == sorted(MODELS)
+    assert sorted(table["model"]) == sorted([*MODELS, "stack"])
+    stack = json.loads(latest_version(root, f"{reporting}/stack/metrics.json").read_text())
+    assert (stack["n_test"], stack["threshold_split"]["n"]) == (4000, 800)
+    assert stack["threshold_split"]["name"] == "validation, out-of-fold (group a)"
 
 
 @pytest.mark.slow

@@ -40,6 +40,19 @@ class LatestResult:
         return PurePath(*inside.parts[:-2])  # drop `<run id>/<file>`
 
 
+def newest_version(path: Path | str) -> Path:
+    """A versioned dataset's path `<file>` (a folder of `<run id>/<file>`) → the file of its newest complete
+    version; a plain file is returned as it is. Run ids sort by time, so the newest is the last."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    versions = sorted(v for v in path.iterdir() if (v / path.name).is_file()) if path.is_dir() else []
+    if not versions:
+        raise FileNotFoundError(f"no version of {path}/<run id>/{path.name}: run the pipeline that writes it "
+                                "first (the docs of each benchmark name the command)")
+    return versions[-1] / path.name
+
+
 def write_latest(results: list[LatestResult], source: str, run_id: str) -> Path:
     """Copies `results` into `<root>/latest/`, records `run_id` for each, rewrites the index; returns it."""
     latest = results[0].root(source) / LATEST

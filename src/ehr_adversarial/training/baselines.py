@@ -126,6 +126,21 @@ def fit_estimator(
     return estimator
 
 
+def held_out_validation_predictions(
+    model_input_train: Mapping[str, np.ndarray],
+    model_input_validation: Mapping[str, np.ndarray],
+    feature_spec: Mapping[str, Any],
+    selected_config: Mapping[str, Any],
+    seed: int,
+) -> pd.DataFrame:
+    """P(death) per validation record from the selected baseline fitted on the train split alone: the
+    held-out predictions a stack of models learns its weights on (the refit on train + validation has
+    seen these records)."""
+    estimator = fit_estimator(model_input_train, model_input_validation, feature_spec,
+                              {**selected_config, "refit_on": "train"}, seed)
+    return predict_estimator(estimator, model_input_validation, feature_spec, split="validation")
+
+
 def predict_estimator(
     estimator, model_input: Mapping[str, np.ndarray], feature_spec: Mapping[str, Any], split: str = "test"
 ) -> pd.DataFrame:

@@ -1,5 +1,6 @@
-"""Training pipeline, namespace `training`: one nested pipeline per model (`training.<model>`), then
-`training.model_comparison` over all of them.
+"""Training pipeline, namespace `training`: one nested pipeline per model (`training.<model>`), the stack of
+the study's stack members (`training.stack`, where the source has one), then `training.model_comparison` over
+all of them.
 
 Each model reads the model input of its feature set (`features.<feature_set>.model_input_*`, `.feature_spec`)
 and `features.splits`, and writes `training.<model>.*`: the model (`model` for torch, `estimator` for
@@ -62,13 +63,39 @@ def estimator_pipeline(model: str) -> Pipeline:
              "estimator", name="fit"),
         node(bound(nodes.predict_estimator, split="test"), ["estimator", "model_input_test", "feature_spec"],
              "test_predictions", name="predict_test"),
+        node(nodes.held_out_validation_predictions,
+             ["model_input_train", "model_input_validation", "feature_spec", "selected_config", "params:seed"],
+             "validation_predictions", name="predict_validation_held_out"),
         *_evaluation_nodes("cv_predictions", model),
     ])
 
 
-def create_pipeline(source: str, models: Mapping[str, str], torch_models: Collection[str]) -> Pipeline:
+def stack_pipeline(source: str, members: Mapping[str, str]) -> Pipeline:
+    """`training.stack`: a logistic regression over the logits of `members` (model → its feature set), fitted
+    on their held-out validation predictions, applied to their test predictions and evaluated like a model."""
+    fit_inputs = {"stacking": f"params:training.{source}.stack", "seed": "params:seed",
+                  **{m: f"training.{m}.validation_predictions" for m in members}}
+    return Pipeline([
+        node(bound(nodes.fit_stack, member_feature_sets=dict(members)), fit_inputs,
+             ["training.stack.estimator", "training.stack.selected_config", "training.stack.validation_predictions"],
+             name="fit_stack"),
+        node(nodes.predict_stack, {"stacker": "training.stack.estimator",
+                                   **{m: f"training.{m}.test_predictions" for m in members}},
+             "training.stack.test_predictions", name="predict_stack"),
+        node(nodes.evaluate_stack,
+             ["training.stack.validation_predictions", "training.stack.test_predictions",
+              "training.stack.selected_config", f"params:training.{source}.evaluation", "params:seed"],
+             "training.stack.metrics", name="evaluate_stack"),
+        node(nodes.plot_evaluation, ["training.stack.test_predictions", "training.stack.metrics"],
+             ["training.stack.roc_curve", "training.stack.pr_curve", "training.stack.calibration_curve"],
+             name="plot_stack_evaluation"),
+    ], namespace="training.stack", prefix_datasets_with_namespace=False)
+
+
+def create_pipeline(source: str, models: Mapping[str, str], torch_models: Collection[str],
+                    stack_members: Collection[str] = ()) -> Pipeline:
     """Every model of `models` (model → the feature set it reads); those in `torch_models` are torch models,
-    the others scikit-learn baselines."""
+    the others scikit-learn baselines; with `stack_members`, also `stack` over those models."""
     parts = []
     for model, feature_set in models.items():
         inner = torch_model_pipeline(model) if model in torch_models else estimator_pipeline(model)
@@ -84,7 +111,10 @@ def create_pipeline(source: str, models: Mapping[str, str], torch_models: Collec
             inputs={**{k: v for k, v in inputs.items() if k in used}, "splits": "features.splits"},
             parameters={k: v for k, v in parameters.items() if k in used},
         ))
-    comparison = node(nodes.compare_models, {model: f"training.{model}.metrics" for model in models},
+    compared = [*models, "stack"] if stack_members else list(models)
+    if stack_members:
+        parts.append(stack_pipeline(source, {m: models[m] for m in stack_members}))
+    comparison = node(nodes.compare_models, {model: f"training.{model}.metrics" for model in compared},
                       ["training.model_comparison", "training.model_comparison_report"], name="compare_models",
                       namespace="training")
     return sum(parts, Pipeline([comparison]))
