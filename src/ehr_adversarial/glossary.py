@@ -20,6 +20,8 @@ NAMES: dict[str, str] = {
            "summaries as logreg",
     "gbm_sun2018": "the gbm recipe on per-record summaries of the sun2018 feature set: what the inputs of "
                    "lstm_sun2018 allow, its yardstick",
+    "stack": "a logistic regression over the logits of the study's models, its weights fitted on their held-out "
+             "predictions of the validation split; a prediction model only (the attack needs one torch model)",
     # feature sets
     "full": "every time-series variable of the source (36 for PhysioNet 2012), 48 hourly bins, with masks, "
             "hours since the last measurement and the static descriptors",

@@ -205,6 +205,13 @@ class HistGradientBoostingTraining(_HistGradientBoostingCore):
     cv: BaselineCV[partial(_HistGradientBoostingCore)] = BaselineCV()
 
 
+class StackSettings(_Block):
+    """`training.<source>.stack`: the logistic regression over the members' logits (training.stacking)."""
+
+    C: float = Field(1.0, gt=0)  # inverse L2 strength on the members' weights
+    n_folds: int = Field(5, ge=2)  # out-of-fold folds inside the validation split (threshold, validation scores)
+
+
 class TrainingSettings(_Block):
     """`training.<source>`: the test evaluation and one block per model of the source's study (a model
     added to the pipeline registry's table needs its block here)."""
@@ -216,3 +223,4 @@ class TrainingSettings(_Block):
     logreg: LogisticRegressionTraining | None = None
     gbm: HistGradientBoostingTraining | None = None
     gbm_sun2018: HistGradientBoostingTraining | None = None
+    stack: StackSettings | None = None
