@@ -2,8 +2,10 @@
 
 Reads every model's held-out validation predictions from the latest training run (`kedro run --pipelines
 ingestion,features,training`) and scores candidate stacks by repeated stratified k-fold CV inside the
-validation split: a logistic regression on the members' logits (the project's `stack`) at several C, and
-the plain mean of the members' logits, for several member sets. The test split is never read.
+validation split: the two combiners of the project's `stack`, the plain mean of the members' logits (scored as
+it is: it has nothing to fit but the Platt scaling, which leaves AUROC and AUPRC as they are) and a logistic
+regression on the members' logits at several C (scored out of fold), for several member sets. The test split
+is never read.
 
     python benchmarks/stack_selection.py [--source physionet2012] [--repeats 20]
 
@@ -60,7 +62,7 @@ def main() -> None:
         rows.append({"candidate": member, "combiner": "single model",
                      **dict(zip(("auroc", "auprc"), scores(y, logits[member].to_numpy()), strict=True)),
                      "auroc_sd": 0.0, "auprc_sd": 0.0})
-    for name, members in candidate_sets(tuple(study.stack_members or study.models)).items():
+    for name, members in candidate_sets(tuple(study.models)).items():
         if len(members) < 2:
             continue
         x = logits[list(members)]

@@ -8,7 +8,7 @@ import pytest
 
 from ehr_adversarial.training.stacking import fit_stack, member_logits, predict_stack
 
-STACKING = {"C": 1.0, "n_folds": 5}
+STACKING = {"combiner": "logistic", "C": 1.0, "n_folds": 5}
 FEATURE_SETS = {"signal": "full", "noise": "sun2018"}
 
 
@@ -39,6 +39,19 @@ def test_the_stack_weighs_the_informative_member_and_scores_out_of_fold():
     # a monotone function of the informative member's logit, as its weight dominates
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score(test["y_true"], test["y_prob"]) > 0.8
+
+
+def test_the_mean_logit_combiner_weighs_members_alike_and_is_platt_scaled():
+    validation = members(600, 1, "validation")
+    stacker, config, _ = fit_stack({"combiner": "mean_logit", "n_folds": 5}, 0, FEATURE_SETS, **validation)
+    assert config["combiner"] == "mean_logit"
+    assert config["weights"]["signal"] == pytest.approx(config["weights"]["noise"])
+    test = members(400, 2, "test")
+    logits, _ = member_logits(test, "test")
+    expected = 1 / (1 + np.exp(-(config["intercept"] + config["weights"]["signal"] * logits.sum(axis=1))))
+    np.testing.assert_allclose(predict_stack(stacker, **test)["y_prob"], expected.to_numpy(), rtol=1e-9)
+    with pytest.raises(ValueError, match="stack.combiner"):
+        fit_stack({"combiner": "median"}, 0, FEATURE_SETS, **validation)
 
 
 def test_members_that_predict_different_records_are_an_error():

@@ -20,8 +20,9 @@ NAMES: dict[str, str] = {
            "summaries as logreg",
     "gbm_sun2018": "the gbm recipe on per-record summaries of the sun2018 feature set: what the inputs of "
                    "lstm_sun2018 allow, its yardstick",
-    "stack": "a logistic regression over the logits of the study's models, its weights fitted on their held-out "
-             "predictions of the validation split; a prediction model only (the attack needs one torch model)",
+    "stack": "the strongest torch model and tree model combined (dssm and gbm on PhysioNet 2012): the mean of their "
+             "logits, Platt-scaled on their held-out predictions of the validation split; a prediction model only "
+             "(the attack needs one torch model)",
     # feature sets
     "full": "every time-series variable of the source (36 for PhysioNet 2012), 48 hourly bins, with masks, "
             "hours since the last measurement and the static descriptors",

@@ -208,7 +208,8 @@ class HistGradientBoostingTraining(_HistGradientBoostingCore):
 class StackSettings(_Block):
     """`training.<source>.stack`: the logistic regression over the members' logits (training.stacking)."""
 
-    C: float = Field(1.0, gt=0)  # inverse L2 strength on the members' weights
+    combiner: Literal["mean_logit", "logistic"] = "mean_logit"
+    C: float = Field(1.0, gt=0)  # logistic combiner: inverse L2 strength on the members' weights
     n_folds: int = Field(5, ge=2)  # out-of-fold folds inside the validation split (threshold, validation scores)
 
 

@@ -1,12 +1,14 @@
-"""Stacking: a logistic regression over the logits of several trained models, fitted on their held-out
+"""Stacking: several trained models combined on their logits, the combination fitted on their held-out
 predictions of the validation split.
 
-Every member has predictions for the validation split from a fit that did not see it (the torch models
-train on the train split and only early-stop on validation; the baselines are fitted once more on the
-train split alone for this). The stacker learns one weight per member there; its own threshold and its
+Two combiners: `mean_logit` (the plain mean of the members' logits, then Platt scaling: two parameters, so
+the weights can't overfit a validation split of a few hundred records) and `logistic` (a logistic regression
+with one weight per member). Every member has predictions for the validation split from a fit that did not
+see it (the torch models train on the train split and only early-stop on validation; the baselines are
+fitted once more on the train split alone for this). The combiner is fitted there; its threshold and its
 validation scores come from out-of-fold predictions within the validation split, so no number the report
-shows is scored on the records a weight was fitted to. On the test split it combines the members' test
-predictions (the baselines' from their refit on train + validation).
+shows is scored on the records it was fitted to. On the test split it combines the members' test predictions
+(the baselines' from their refit on train + validation).
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ def member_logits(predictions: Mapping[str, pd.DataFrame], split: str) -> tuple[
     return pd.DataFrame(columns, index=first.index), y.to_numpy(dtype=np.int64)
 
 
+def combiner_input(logits: pd.DataFrame, combiner: str) -> pd.DataFrame:
+    """What the combiner's logistic regression reads: every member's logit, or their mean alone."""
+    if combiner == "logistic":
+        return logits
+    if combiner == "mean_logit":
+        return logits.mean(axis=1).to_frame("mean_logit")
+    raise ValueError(f"training.<source>.stack.combiner is {combiner!r}; use mean_logit or logistic")
+
+
 def _frame(index: pd.Index, y: np.ndarray, prob: np.ndarray, source: pd.DataFrame, split: str) -> pd.DataFrame:
     group = source.set_index("record_id").loc[index, "group"].astype(str).to_numpy()
     return pd.DataFrame({"record_id": index.to_numpy(dtype=np.int64), "y_true": y, "y_prob": prob,
@@ -79,17 +90,23 @@ def fit_stack(
     if min(int(y.sum()), int((1 - y).sum())) < n_folds:
         raise ValueError(f"the validation split has {int(y.sum())} deaths among {y.size} records: too few for "
                          f"{n_folds}-fold out-of-fold stacking; lower training.<source>.stack.n_folds")
-    stacker = LogisticRegression(C=float(stacking.get("C", 1.0)), max_iter=1000)
+    combiner = str(stacking.get("combiner", "mean_logit"))
+    design = combiner_input(logits, combiner)
+    # Platt scaling of the mean logit is left unpenalised; the logistic combiner's weights get the L2 of C.
+    stacker = LogisticRegression(C=float(stacking.get("C", 1.0)) if combiner == "logistic" else 1e6, max_iter=1000)
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    out_of_fold = cross_val_predict(stacker, logits, y, cv=folds, method="predict_proba")[:, 1]
-    stacker.fit(logits, y)
-    stacker.members_ = list(logits.columns)
-    weights = dict(zip(stacker.members_, (float(w) for w in stacker.coef_[0]), strict=True))
+    out_of_fold = cross_val_predict(stacker, design, y, cv=folds, method="predict_proba")[:, 1]
+    stacker.fit(design, y)
+    stacker.members_, stacker.combiner_ = list(logits.columns), combiner
+    coefficients = stacker.coef_[0] if combiner == "logistic" else np.repeat(stacker.coef_[0, 0] / logits.shape[1],
+                                                                             logits.shape[1])
+    weights = dict(zip(stacker.members_, (float(w) for w in coefficients), strict=True))
     logger.info("stack weights on member logits: %s (intercept %.3f)",
                 {k: round(v, 3) for k, v in weights.items()}, float(stacker.intercept_[0]))
     feature_sets = {member: member_feature_sets[member] for member in stacker.members_}
-    config = {"estimator": "stacking", "members": stacker.members_, "weights": weights,
-              "intercept": float(stacker.intercept_[0]), "C": stacker.C, "n_folds": n_folds,
+    config = {"estimator": "stacking", "combiner": combiner, "members": stacker.members_, "weights": weights,
+              "intercept": float(stacker.intercept_[0]), "C": stacker.C if combiner == "logistic" else None,
+              "n_folds": n_folds,
               "feature_set": " + ".join(sorted(set(feature_sets.values()))),
               "member_feature_sets": feature_sets, "refit_on": "validation"}
     first = validation_predictions[stacker.members_[0]]
@@ -102,7 +119,7 @@ def predict_stack(stacker: LogisticRegression, **test_predictions: pd.DataFrame)
         raise ValueError(f"the stack was fitted on {stacker.members_} but got predictions of "
                          f"{sorted(test_predictions)}")
     logits, y = member_logits(test_predictions, "test")
-    prob = stacker.predict_proba(logits[stacker.members_])[:, 1]
+    prob = stacker.predict_proba(combiner_input(logits[stacker.members_], stacker.combiner_))[:, 1]
     return _frame(logits.index, y, prob, test_predictions[stacker.members_[0]], "test")
 
 
