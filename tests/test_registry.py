@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from ehr_adversarial import diagram
-from ehr_adversarial.pipeline_registry import MAIN_STUDY, STAGES, STUDIES, register_pipelines
+from ehr_adversarial.pipeline_registry import (
+    DEFAULT_SOURCE,
+    MAIN_STUDY,
+    STAGES,
+    STUDIES,
+    register_pipelines,
+)
 from ehr_adversarial.session import source_pipeline_name
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +112,8 @@ def test_registry_list_names_every_stage_of_every_source(project: Path):
     expected = {"__default__", *STAGES, "synthetic"}
     expected |= {f"{source}.{name}" for source in STUDIES for name in (*STAGES, "synthetic")} | set(STUDIES)
     expected |= {f"{source}.ehrdiff_codes" for source, study in STUDIES.items() if study.ehrdiff_codes}
+    expected |= {f"{source}.robust" for source, study in STUDIES.items() if study.robust_models}
+    expected |= {"robust"} if STUDIES[DEFAULT_SOURCE].robust_models else set()
     assert listed == expected
 
 

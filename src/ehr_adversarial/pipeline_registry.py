@@ -8,7 +8,9 @@ Registered names:
   → synthetic_attack): the default source's;
 - `<source>`, `<source>.<stage>`, `<source>.synthetic`: the same for every source;
 - `<source>.ehrdiff_codes`: EHRDiff on the patient x ICD-9 code matrix alone (ingestion up to the diagnoses,
-  then `synthesis.ehrdiff_codes`), for the sources with diagnoses (`Study.ehrdiff_codes`).
+  then `synthesis.ehrdiff_codes`), for the sources with diagnoses (`Study.ehrdiff_codes`);
+- `<source>.robust` (and `robust` for the default source): the adversarially trained models of
+  `Study.robust_models`, their attack and `reporting.robustness` beside the plain models of the default run.
 
 The run environment chooses the data source (`source` in conf/<env>/globals.yml), and the project's session
 (`ehr_adversarial.session.StudySession`) runs plain names on it: `kedro run --env mimic3_demo --pipelines
@@ -19,7 +21,7 @@ than the environment's is refused before it runs.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kedro.pipeline import Pipeline
 
@@ -57,6 +59,9 @@ class Study:
     # Models whose logits `stack` combines (the combination fitted on their validation predictions);
     # empty = no stack. Needs a validation split with enough deaths for its out-of-fold folds.
     stack_members: tuple[str, ...] = ()
+    # Adversarially trained variants (`<source>.robust`, not in the default run): robust model → the torch model it
+    # hardens; its settings are `training.<source>.<robust model>` (the plain block with `adversarial`).
+    robust_models: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = [f"unknown generator {g!r} (known: {', '.join(synthesis.GENERATORS)})"
@@ -71,6 +76,10 @@ class Study:
                      for m in self.synthetic_attack_models if m not in self.torch_models]
         problems += [f"stack_members names {m!r}, which is not one of the models ({', '.join(self.models)})"
                      for m in self.stack_members if m not in self.models]
+        problems += [f"robust_models hardens {plain!r}, which is not one of torch_models" for plain in
+                     self.robust_models.values() if plain not in self.torch_models]
+        problems += [f"robust model {robust!r} has the name of a model of the study" for robust in self.robust_models
+                     if robust in self.models or robust == "stack"]
         if "stack" in self.models:
             problems.append("no model may be called 'stack': the stacked model has that name")
         problems += [f"code_generators names {g!r}, which is not one of generators"
@@ -109,6 +118,9 @@ STUDIES: dict[str, Study] = {
         # The strongest torch model and tree model: of the member sets benchmarks/stack_selection.py compares on
         # the validation split, the best in AUROC and AUPRC (docs/models.md, "Stacking").
         stack_members=("dssm", "gbm"),
+        # The project's attacked LSTM trained on sparse L1 adversarial examples (docs/attack.md, "Adversarial
+        # training"): `kedro run --pipelines robust` after the default run.
+        robust_models={"lstm_pooled_adversarial": "lstm_pooled"},
     ),
     "mimic3": Study(
         feature_sets=("sun2018",),
@@ -128,7 +140,7 @@ STAGES = ("ingestion", "features", "training", "attack", "reporting", "synthesis
 MAIN_STUDY = ("ingestion", "features", "training", "attack", "reporting")
 SYNTHETIC_STUDY = ("synthesis", "synthetic_evaluation", "synthetic_attack")
 # Pipelines of their own beside the stages, for the sources whose Study enables them.
-STANDALONE = ("ehrdiff_codes",)
+STANDALONE = ("ehrdiff_codes", "robust")
 
 
 def retrained_models(study: Study) -> list[RetrainedModel]:
@@ -154,6 +166,17 @@ def synthetic_attack_pipeline(source: str, study: Study) -> Pipeline:
         parts += [synthetic_attack.retraining_pipeline(source, entry, feature_set),
                   attack.create_model_pipeline(source, namespace, f"{namespace}.model", feature_set)]
     return sum(parts, synthetic_attack.comparison_pipeline(source, retrained))
+
+
+def robust_pipeline(source: str, study: Study) -> Pipeline:
+    """Each adversarially trained model: its training, the attack stage's modular pipeline under its namespace,
+    and the comparison with the plain models' training and attack (read from the default run's versions)."""
+    parts = []
+    for robust, plain in study.robust_models.items():
+        feature_set = study.torch_models[plain]
+        parts += [training.model_pipeline(source, robust, feature_set, is_torch=True),
+                  attack.create_model_pipeline(source, f"attack.{robust}", f"training.{robust}.model", feature_set)]
+    return sum(parts, reporting.robustness_pipeline(source, study.robust_models))
 
 
 def stage_pipelines(source: str, study: Study) -> dict[str, Pipeline]:
@@ -183,14 +206,19 @@ def register_pipelines() -> dict[str, Pipeline]:
             # on purpose; Kedro warns about every such dotted name.
             warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
             stages = stage_pipelines(source, study)
+            # The stages go in first: kedro-viz places a dataset inside the namespace of the first registered
+            # pipeline that shows it, which should be the stage that writes it.
+            registry |= {f"{source}.{stage}": pipe for stage, pipe in stages.items()}
+            registry[source] = sum((stages[stage] for stage in MAIN_STUDY), Pipeline([]))
+            registry[f"{source}.synthetic"] = sum((stages[stage] for stage in SYNTHETIC_STUDY), Pipeline([]))
             if study.ehrdiff_codes:  # the ingestion steps up to the diagnoses, then the binary-code EHRDiff
                 registry[f"{source}.ehrdiff_codes"] = Pipeline(
                     stages["ingestion"].to_outputs("ingestion.diagnoses") + synthesis.create_codes_pipeline(source),
                     tags=source)
-        registry |= {f"{source}.{stage}": pipe for stage, pipe in stages.items()}
-        registry[source] = sum((stages[stage] for stage in MAIN_STUDY), Pipeline([]))
-        registry[f"{source}.synthetic"] = sum((stages[stage] for stage in SYNTHETIC_STUDY), Pipeline([]))
-    for name in (*STAGES, "synthetic"):
-        registry[name] = registry[f"{DEFAULT_SOURCE}.{name}"]
+            if study.robust_models:
+                registry[f"{source}.robust"] = Pipeline(robust_pipeline(source, study), tags=source)
+    for name in (*STAGES, "synthetic", *STANDALONE):
+        if f"{DEFAULT_SOURCE}.{name}" in registry:
+            registry[name] = registry[f"{DEFAULT_SOURCE}.{name}"]
     registry["__default__"] = registry[DEFAULT_SOURCE]
     return registry

@@ -3,7 +3,7 @@ functions still take plain dicts)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -38,6 +38,8 @@ class ReportingSettings(_Block):
     trend_window_hours: int = Field(12, ge=1)
     trend_alpha: float = Field(0.05, gt=0, lt=1)
     min_positives: int = Field(50, ge=0)
+    robustness_budgets: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0],
+                                                                     min_length=1)
     paper_features: dict[str, list[str]]
     paper_ranking: dict[Literal[tuple(DIRECTIONS.values())], list[PaperRankingEntry]]
 

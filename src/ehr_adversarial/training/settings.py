@@ -220,6 +220,7 @@ class TrainingSettings(_Block):
     evaluation: EvaluationSettings
     lstm_sun2018: LstmSun2018Training | None = None
     lstm_pooled: LstmSun2018Training | None = None
+    lstm_pooled_adversarial: LstmSun2018Training | None = None
     dssm: DssmTraining | None = None
     logreg: LogisticRegressionTraining | None = None
     gbm: HistGradientBoostingTraining | None = None

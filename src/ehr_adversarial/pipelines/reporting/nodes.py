@@ -8,6 +8,7 @@ from ehr_adversarial.reporting.attack_report import (
     paper_comparison,
     reports_overview,
 )
+from ehr_adversarial.reporting.robustness import robustness_comparison
 from ehr_adversarial.reporting.stability import (
     attack_instances,
     record_stability,
@@ -15,4 +16,4 @@ from ehr_adversarial.reporting.stability import (
 )
 
 __all__ = ["attack_instances", "attack_report", "compare_attack_modes", "hourly_trend", "paper_comparison",
-           "record_stability", "reports_overview", "susceptibility_intervals", "time_profile"]
+           "record_stability", "reports_overview", "robustness_comparison", "susceptibility_intervals", "time_profile"]

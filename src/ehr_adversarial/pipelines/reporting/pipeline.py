@@ -76,3 +76,17 @@ def create_pipeline(source: str, models: Mapping[str, str]) -> Pipeline:
     overview = node(bound(nodes.reports_overview, models=tuple(models)), sections, "reporting.overview",
                     name="reports_overview", namespace="reporting")
     return sum(parts, Pipeline([overview]))
+
+
+def robustness_pipeline(source: str, pairs: Mapping[str, str]) -> Pipeline:
+    """`reporting.robustness`: each adversarially trained model of `pairs` (robust → plain model) beside the plain
+    model, from both models' test metrics and attacks."""
+    models = sorted({*pairs, *pairs.values()})
+    sections = {f"{model}__{part}": f"{stage}.{model}.{dataset}"
+                for model in models
+                for part, stage, dataset in (("metrics", "training", "metrics"), ("records", "attack", "records"),
+                                             ("cumulative", "attack", "cumulative_susceptibility"))}
+    return Pipeline([node(bound(nodes.robustness_comparison, pairs=dict(pairs)),
+                          {"reporting": f"params:reporting.{source}", **sections},
+                          ["reporting.robustness", "reporting.robustness_agreement", "reporting.robustness_report"],
+                          name="robustness_comparison", namespace="reporting")])

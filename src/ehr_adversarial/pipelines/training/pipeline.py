@@ -92,25 +92,29 @@ def stack_pipeline(source: str, members: Mapping[str, str]) -> Pipeline:
     ], namespace="training.stack", prefix_datasets_with_namespace=False)
 
 
+def model_pipeline(source: str, model: str, feature_set: str, is_torch: bool) -> Pipeline:
+    """`training.<model>`: a torch model or a scikit-learn baseline on `feature_set`, with its settings
+    `training.<source>.<model>`."""
+    inner = torch_model_pipeline(model) if is_torch else estimator_pipeline(model)
+    inputs = {name: f"features.{feature_set}.{name}"
+              for name in ("model_input_train", "model_input_validation", "model_input_test", "feature_spec")}
+    parameters = {"params:model_training": f"params:training.{source}.{model}",
+                  "params:evaluation": f"params:training.{source}.evaluation",
+                  "params:seed": "params:seed", "params:device": "params:device"}
+    used = inner.inputs()
+    return pipeline(
+        inner,
+        namespace=f"training.{model}",
+        inputs={**{k: v for k, v in inputs.items() if k in used}, "splits": "features.splits"},
+        parameters={k: v for k, v in parameters.items() if k in used},
+    )
+
+
 def create_pipeline(source: str, models: Mapping[str, str], torch_models: Collection[str],
                     stack_members: Collection[str] = ()) -> Pipeline:
     """Every model of `models` (model → the feature set it reads); those in `torch_models` are torch models,
     the others scikit-learn baselines; with `stack_members`, also `stack` over those models."""
-    parts = []
-    for model, feature_set in models.items():
-        inner = torch_model_pipeline(model) if model in torch_models else estimator_pipeline(model)
-        inputs = {name: f"features.{feature_set}.{name}"
-                  for name in ("model_input_train", "model_input_validation", "model_input_test", "feature_spec")}
-        parameters = {"params:model_training": f"params:training.{source}.{model}",
-                      "params:evaluation": f"params:training.{source}.evaluation",
-                      "params:seed": "params:seed", "params:device": "params:device"}
-        used = inner.inputs()
-        parts.append(pipeline(
-            inner,
-            namespace=f"training.{model}",
-            inputs={**{k: v for k, v in inputs.items() if k in used}, "splits": "features.splits"},
-            parameters={k: v for k, v in parameters.items() if k in used},
-        ))
+    parts = [model_pipeline(source, model, feature_set, model in torch_models) for model, feature_set in models.items()]
     compared = [*models, "stack"] if stack_members else list(models)
     if stack_members:
         parts.append(stack_pipeline(source, {m: models[m] for m in stack_members}))
