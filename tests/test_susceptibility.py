@@ -214,3 +214,25 @@ def test_a_spec_without_scaler_values_is_a_clear_error():
         feature_scale(broken)
     with pytest.raises(ValueError, match="lacks 'scaler'"):
         feature_scale({"feature_names": ["Na"]})
+
+
+def test_disjoint_halves_of_the_instances_compare_mean_maps_for_every_split():
+    from ehr_adversarial.reporting.stability import instance_half_stability
+
+    features = ["a", "b", "c", "d", "e"]
+    maps = {0: [5, 4, 3, 2, 1], 1: [5, 4, 3, 2, 1], 2: [1, 2, 3, 4, 5], 3: [5, 4, 3, 1, 2]}
+    rankings = pd.DataFrame([{"direction": "0→1", "instance": k, "feature": f, "cumulative_s": float(v)}
+                             for k, values in maps.items() for f, v in zip(features, values, strict=True)])
+    three = instance_half_stability(rankings[rankings["instance"] < 3], tolerance=1e-3, top_k=2)
+    # each instance against the mean of the other two
+    assert list(zip(three["half_a"], three["half_b"], strict=True)) == [("0", "1, 2"), ("1", "0, 2"), ("2", "0, 1")]
+    # instance 2 reverses the order; the mean of 0 and 1 is instance 0's map
+    assert three.loc[2, "spearman"] == pytest.approx(-1.0) and three.loc[2, "top_k_overlap"] == 0
+    # two against two, each split once (not also its mirror image)
+    four = instance_half_stability(rankings, tolerance=1e-3, top_k=2)
+    assert list(zip(four["half_a"], four["half_b"], strict=True)) == [("0, 1", "2, 3"), ("0, 2", "1, 3"),
+                                                                      ("0, 3", "1, 2")]
+    # a map below the tolerance everywhere counts as all zeros: ρ is undefined, not invented
+    flat = rankings[rankings["instance"] < 2].assign(cumulative_s=lambda f: f["cumulative_s"] * 1e-6)
+    assert instance_half_stability(flat, tolerance=1e-3, top_k=2)["spearman"].isna().all()
+    assert instance_half_stability(rankings[rankings["instance"] == 0], tolerance=1e-3, top_k=2).empty

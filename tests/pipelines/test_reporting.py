@@ -253,8 +253,9 @@ def test_attack_and_reporting_pipelines_in_memory(trained, n_instances):
         for direction in directions:
             assert f"- {direction}: lowest ρ 1.000, least top-4 overlap 4/4 → target met." in report
             assert f"- {direction}: Spearman ρ " in report  # the mean map beside the served model's
+        assert "Disjoint halves of the instances" in report
     overview = out["overview"]
-    assert overview.startswith("# Attack reports overview") and "| split-half ρ (median) | instance ρ (min) |" in overview
+    assert overview.startswith("# Attack reports overview") and "| split-half ρ (median) | instance ρ (min) | instance halves ρ (min) |" in overview
     for direction in directions:
         row = next(line for line in overview.splitlines() if line.startswith(f"| lstm_sun2018 | {direction} |"))
         assert row.rstrip(" |").endswith("1.000" if n_instances > 1 else "–")

@@ -26,6 +26,7 @@ from ehr_adversarial.glossary import glossary
 from ehr_adversarial.reporting.markdown import markdown_table
 
 from .plots import plot_attack_report
+from .stability import instance_half_stability
 
 logger = logging.getLogger(__name__)
 
@@ -319,6 +320,16 @@ def _instance_section(ranking: pd.DataFrame, instance_rankings: pd.DataFrame, in
             lines.append(f"- {direction}: lowest ρ {rho:.3f}, least top-{k} overlap {int(overlap)}/{k} → target "
                          f"{_meets(rho, overlap, target, k_target)}.")
         lines.append("")
+    halves = instance_half_stability(instance_rankings, tolerance, k)
+    if len(halves):
+        lines += ["Disjoint halves of the instances: the mean map of one half against the mean map of the other, for "
+                  "every split (what an ensemble map of half the instances predicts about the other half):", "",
+                  markdown_table(halves), ""]
+        for direction, frame in halves.groupby("direction", sort=True):
+            rho, overlap = frame["spearman"].min(), frame["top_k_overlap"].min()
+            lines.append(f"- {direction}: lowest ρ {rho:.3f}, least top-{k} overlap {int(overlap)}/{k} → target "
+                         f"{_meets(rho, overlap, target, k_target)}.")
+        lines.append("")
     lines += ["The mean map (S_j averaged over the instances) beside the served model's S_j (its own attack, on all "
               "of the attack's records):", ""]
     for direction, frame in instance_rankings.groupby("direction", sort=True):
@@ -504,11 +515,14 @@ def _modes_section(modes: pd.DataFrame) -> list[str]:
             markdown_table(shown, ".3g"), ""]
 
 
-def reports_overview(models: Sequence[str], **sections: Any) -> str:
+def reports_overview(models: Sequence[str], attack: Mapping[str, Any] | None = None,
+                     reporting: Mapping[str, Any] | None = None, **sections: Any) -> str:
     """One table over the attacked `models` of a source: success, L1, paper agreement, trend, stability.
 
     `sections` holds per model `<model>__summary`, `<model>__paper`, `<model>__trend`, `<model>__records`
-    (split-half stability) and `<model>__instances` (instance stability, empty for a single instance).
+    (split-half stability), `<model>__instances` (instance stability, empty for a single instance) and
+    `<model>__instance_rankings` (each instance's S_j, for the agreement of disjoint halves of the instances,
+    with the tolerance of `attack` and the top k of `reporting`).
     """
     rows = []
     for model in sorted(models):
@@ -520,6 +534,11 @@ def reports_overview(models: Sequence[str], **sections: Any) -> str:
             t = trend[trend["direction"] == direction]
             halves = records.loc[records["direction"] == direction, "spearman_median"]
             pairs = instances.loc[instances["direction"] == direction, "spearman"] if len(instances) else pd.Series(dtype=float)
+            each = sections.get(f"{model}__instance_rankings")
+            instance_halves = (instance_half_stability(each[each["direction"] == direction],
+                                                       susceptible_tolerance(attack),
+                                                       int((reporting or {}).get("top_k", 5)))
+                               if each is not None and len(each) else pd.DataFrame({"spearman": []}))
             rows.append({
                 "model": model, "direction": direction, "records": s["records"], "success": s["success_rate"],
                 "mean L1": s["mean_l1_best"], "mean L0": s["mean_l0_best"],
@@ -527,6 +546,8 @@ def reports_overview(models: Sequence[str], **sections: Any) -> str:
                 "hour trend ρ": float(t["spearman"].iloc[0]) if len(t) else float("nan"),
                 "split-half ρ (median)": float(halves.iloc[0]) if len(halves) else float("nan"),
                 "instance ρ (min)": float(pairs.astype(float).min()) if len(pairs) else float("nan"),
+                "instance halves ρ (min)": (float(instance_halves["spearman"].min()) if len(instance_halves)
+                                            else float("nan")),
             })
     return "\n".join(["# Attack reports overview", "", markdown_table(pd.DataFrame(rows)), "",
                       "Each model's own report (`reporting.<model>.report`) explains the columns; \"–\" is a number "

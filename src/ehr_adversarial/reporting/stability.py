@@ -120,3 +120,30 @@ def attack_instances(model, model_input_test: TensorBundle, selection: pd.DataFr
                          **{key: agreement[key] for key in ("n_features", "spearman", "kendall", "top_k",
                                                              "top_k_overlap")}})
     return ranking, pd.DataFrame(rows, columns=INSTANCE_COLUMNS)
+
+
+def instance_half_stability(instance_rankings: pd.DataFrame, tolerance: float, top_k: int) -> pd.DataFrame:
+    """Agreement of the mean maps of two disjoint halves of the instances, for every split of the K instances
+    into ⌊K/2⌋ and ⌈K/2⌉ (with 3 instances: each one against the mean of the other two).
+
+    Averaging is what the served model and the ensemble map do, so this asks whether the map of half the
+    instances predicts the map of the other half: per direction and split, Spearman ρ and the top-k overlap of
+    the mean cumulative S_j (S_j below `tolerance` counts as 0). Empty for fewer than 2 instances."""
+    rows = []
+    for direction, frame in instance_rankings.groupby("direction", sort=True):
+        scores = frame.pivot(index="feature", columns="instance", values="cumulative_s").fillna(0.0)
+        members = sorted(scores.columns)
+        if len(members) < 2:
+            continue
+        size = len(members) // 2
+        for group in itertools.combinations(members, size):
+            rest = [m for m in members if m not in group]
+            if size == len(rest) and group > tuple(rest):
+                continue  # an even split and its mirror image are the same split
+            half_a = susceptible_scores(scores[list(group)].mean(axis=1), tolerance)
+            half_b = susceptible_scores(scores[rest].mean(axis=1), tolerance)
+            agreement = ranking_agreement(half_a, half_b, top_k)
+            rows.append({"direction": direction, "half_a": ", ".join(str(m) for m in group),
+                         "half_b": ", ".join(str(m) for m in rest), "spearman": agreement["spearman"],
+                         "top_k": agreement["top_k"], "top_k_overlap": agreement["top_k_overlap"]})
+    return pd.DataFrame(rows, columns=["direction", "half_a", "half_b", "spearman", "top_k", "top_k_overlap"])

@@ -72,7 +72,9 @@ def create_pipeline(source: str, models: Mapping[str, str]) -> Pipeline:
                 for part, stage, dataset in (("summary", "attack", "summary"), ("paper", "reporting", "paper_comparison"),
                                              ("trend", "reporting", "hourly_trend"),
                                              ("records", "reporting", "record_stability"),
-                                             ("instances", "reporting", "instance_stability"))}
+                                             ("instances", "reporting", "instance_stability"),
+                                             ("instance_rankings", "reporting", "instance_rankings"))}
+    sections |= {"attack": f"params:attack.{source}", "reporting": f"params:reporting.{source}"}
     overview = node(bound(nodes.reports_overview, models=tuple(models)), sections, "reporting.overview",
                     name="reports_overview", namespace="reporting")
     return sum(parts, Pipeline([overview]))
