@@ -1,4 +1,4 @@
-"""EHRDiff on binary code matrices (synthesis.binary_codes, synthesis.binary_code_metrics, the
+"""EHRDiff on binary code matrices (synthesis.binary_codes, synthetic_evaluation.binary_code_metrics, the
 `mimic3.ehrdiff_codes` pipeline): the matrix and its train-only vocabulary, the metrics on hand-made
 cases, the pipeline's wiring and catalog, and a short run on the real MIMIC-III demo."""
 
@@ -14,9 +14,9 @@ from kedro.io import DataCatalog, MemoryDataset
 from ehr_adversarial.parameters import check_parameters
 from ehr_adversarial.pipeline_registry import register_pipelines
 from ehr_adversarial.session import source_pipeline_name
-from ehr_adversarial.synthesis import binary_code_metrics as metrics
 from ehr_adversarial.synthesis.binary_codes import build_code_matrix
 from ehr_adversarial.synthesis.common import SYNTHETIC_ID_START
+from ehr_adversarial.synthetic_evaluation import binary_code_metrics as metrics
 from tests.conftest import project_config, project_parameters, run_in_memory
 
 # The MIMIC-III demo, as the project's parameters (seed, holdout 0.2, 3-digit categories) make it.

@@ -1,7 +1,6 @@
 """Nodes of the synthesis stage: the generators' training, sampling and (de)tokenising steps
 (ehr_adversarial.synthesis.stages)."""
 
-from ehr_adversarial.synthesis.binary_code_metrics import evaluate_codes_node, prevalence_plot_node
 from ehr_adversarial.synthesis.binary_codes import (
     code_matrix_node,
     fit_code_ehrdiff,
@@ -24,6 +23,10 @@ from ehr_adversarial.synthesis.stages import (
     train_kmimic_static_vae,
     train_kmimic_temporal_vae,
     train_synehrgy,
+)
+from ehr_adversarial.synthetic_evaluation.binary_code_metrics import (
+    evaluate_codes_node,
+    prevalence_plot_node,
 )
 
 __all__ = [

@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from ehr_adversarial.synthetic_evaluation.fidelity import mmd_rbf
+from ehr_adversarial.synthesis.binary_codes import HOLDOUT, TRAIN
 
-from .binary_codes import HOLDOUT, TRAIN
+from .fidelity import mmd_rbf
 
 
 def dimension_wise_probability(codes: np.ndarray) -> np.ndarray:
