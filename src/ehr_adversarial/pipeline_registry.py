@@ -150,8 +150,10 @@ def retrained_models(study: Study) -> list[RetrainedModel]:
             if study.torch_models[model] != feature_set:
                 raise ValueError(f"{model} reads {study.torch_models[model]!r} but {generator} synthesises "
                                  f"{feature_set!r}; a model must read the feature set the generators learn")
-    return ([RetrainedModel(generator, model) for model in study.synthetic_attack_models for generator in study.generators]
-            + [RetrainedModel(f"real_retrained_s{seed}", model, seed)
+    # Every generator run (each generator from every seed), so the comparison has a spread over generator seeds.
+    return ([RetrainedModel(run, model, None, generator) for model in study.synthetic_attack_models
+             for run, (generator, _offset) in study.generator_runs.items()]
+            + [RetrainedModel(f"real_retrained_s{seed}", model, seed, "real_retrained")
                for model in study.synthetic_attack_models for seed in study.real_baseline_seeds])
 
 

@@ -13,6 +13,7 @@ import torch
 import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from scipy import stats
 
 from ehr_adversarial import pipeline_registry
 from ehr_adversarial.pipeline_registry import (
@@ -154,6 +155,29 @@ def test_comparison_table_report_and_figure_from_hand_made_rankings():
     assert "kmimic_dssm, 0→1: ρ = -1.00, τ = -1.00" in titles and len(figure.axes) == 10
 
 
+def test_runs_of_one_generator_from_several_seeds_are_summarised_with_their_spread():
+    first_two_swapped = {**REAL_SCORES, "f0": REAL_SCORES["f1"], "f1": REAL_SCORES["f0"]}
+    reversed_scores = dict(zip(FEATURES, sorted(REAL_SCORES.values()), strict=True))
+    sections = {"real__dssm__ranking": _ranking(REAL_SCORES), "real__dssm__summary": _summary(1.0, 2.0, 30.0),
+                "real__dssm__metrics": _metrics(0.85)}
+    runs = {"ehrdiff": (REAL_SCORES, 0.80), "ehrdiff_rep1": (first_two_swapped, 0.78),
+            "ehrdiff_rep2": (reversed_scores, 0.70)}
+    for label, (scores, auroc) in runs.items():
+        sections |= {f"{label}__dssm__ranking": _ranking(scores), f"{label}__dssm__summary": _summary(1.0, 2.0, 30.0),
+                     f"{label}__dssm__metrics": _metrics(auroc)}
+    retrained = tuple(RetrainedModel(label, "dssm", None, "ehrdiff") for label in runs)
+    table, report, figure = compare_susceptibility(retrained, PARAMS, **sections)
+    assert table.loc[table["generator"] != "real", "generator"].unique().tolist() == list(runs)
+    rho = np.array([1.0, 1 - 12 / 990, -1.0])
+    mean, sd = rho.mean(), rho.std(ddof=1)
+    half = stats.t.ppf(0.975, 2) * sd / np.sqrt(3)
+    assert (f"| dssm | ehrdiff | 0→1 | 3 | {mean:.2f} ± {sd:.2f} | -1.00 – 1.00 | [{mean - half:.2f}, "
+            f"{mean + half:.2f}] |") in report
+    assert "test AUROC mean ± sd" in report and f"| {np.mean([0.80, 0.78, 0.70]):.3f} ± " in report
+    # the figure shows the generator's first run only
+    assert {ax.get_title().split(",")[0] for ax in figure.axes} == {"ehrdiff_dssm"}
+
+
 def test_a_model_without_any_successful_attack_gives_blank_rows_not_a_crash():
     empty = _ranking(REAL_SCORES).iloc[0:0]
     sections = {"real__dssm__ranking": empty, "real__dssm__summary": {"success_rate": 0.0, "by_direction": {}},
@@ -190,9 +214,12 @@ BASELINES = ("real_retrained_s1", "real_retrained_s2", "real_retrained_s3")
 def test_the_registry_retrains_the_models_that_read_the_generators_features():
     assert STUDIES[SOURCE].synthetic_attack_models == ("dssm",)
     assert STUDIES["mimic3"].synthetic_attack_models == ("lstm_sun2018", "dssm")
+    # every generator from every seed (the main runs first), then the real baseline's seeds
+    generators = ("ehrdiff", "synehrgy", "kmimic")
     assert retrained_models(STUDIES[SOURCE]) == [
-        RetrainedModel("ehrdiff", "dssm"), RetrainedModel("synehrgy", "dssm"), RetrainedModel("kmimic", "dssm"),
-        *(RetrainedModel(f"real_retrained_s{seed}", "dssm", seed) for seed in (1, 2, 3))]
+        *(RetrainedModel(g, "dssm", None, g) for g in generators),
+        *(RetrainedModel(f"{g}_rep{k}", "dssm", None, g) for g in generators for k in (1, 2)),
+        *(RetrainedModel(f"real_retrained_s{seed}", "dssm", seed, "real_retrained") for seed in (1, 2, 3))]
     only_kmimic = dataclasses.replace(STUDIES[SOURCE], generators={"kmimic": "full"})
     with pytest.raises(ValueError, match="lstm_sun2018 reads 'sun2018' but kmimic synthesises 'full'"):
         retrained_models(dataclasses.replace(only_kmimic, synthetic_attack_models=("lstm_sun2018",)))
@@ -205,7 +232,11 @@ def test_models_and_baseline_seeds_come_from_the_registry_not_the_parameters():
     for source in ("physionet2012", "mimic3"):
         assert not {"models", "real_baseline_seeds"} & set(params["synthetic_attack"][source])
     only_dssm = dataclasses.replace(STUDIES["mimic3"], synthetic_attack_models=("dssm",))
+    runs = [f"{g}{rep}" for g in ("ehrdiff", "synehrgy", "kmimic") for rep in ("", "_rep1", "_rep2")]
     assert _namespaces(synthetic_attack_pipeline("mimic3", only_dssm)) == {"synthetic_attack"} | {
+        f"synthetic_attack.{g}_dssm" for g in (*runs, *BASELINES)}
+    one_seed = dataclasses.replace(only_dssm, generator_repeats=())
+    assert _namespaces(synthetic_attack_pipeline("mimic3", one_seed)) == {"synthetic_attack"} | {
         f"synthetic_attack.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic", *BASELINES)}
     no_baseline = dataclasses.replace(only_dssm, real_baseline_seeds=())
     assert not any("real_retrained" in n.namespace for n in synthetic_attack_pipeline("mimic3", no_baseline).nodes)
@@ -219,7 +250,8 @@ def test_registry_has_the_stage_per_source_outside_the_default_run():
     assert pipeline_registry.SYNTHETIC_STUDY[-1] == "synthetic_attack"
     assert set(registry["physionet2012.synthetic_attack"].nodes) <= set(registry["physionet2012.synthetic"].nodes)
     namespaces = _namespaces(registry["physionet2012.synthetic_attack"])
-    assert namespaces == {"synthetic_attack", *(f"synthetic_attack.{g}_dssm" for g in ("ehrdiff", "synehrgy", "kmimic", *BASELINES))}
+    runs = [f"{g}{rep}" for g in ("ehrdiff", "synehrgy", "kmimic") for rep in ("", "_rep1", "_rep2")]
+    assert namespaces == {"synthetic_attack", *(f"synthetic_attack.{g}_dssm" for g in (*runs, *BASELINES))}
     assert _namespaces(registry["mimic3.synthetic_attack"]) >= {"synthetic_attack.kmimic_lstm_sun2018",
                                                                  "synthetic_attack.kmimic_dssm"}
     assert registry["synthetic_attack"] is registry["physionet2012.synthetic_attack"]
@@ -302,7 +334,8 @@ def test_pipeline_for_one_generator_trains_scores_attacks_and_compares():
         f"params:attack.{SOURCE}": {**ATTACK, "n_records": 16, "lr": 0.5, "max_iterations": 60},
         "params:seed": 3, "params:device": "cpu",
     }
-    kmimic_only = dataclasses.replace(STUDIES[SOURCE], generators={"kmimic": "full"}, real_baseline_seeds=())
+    kmimic_only = dataclasses.replace(STUDIES[SOURCE], generators={"kmimic": "full"}, real_baseline_seeds=(),
+                                      generator_repeats=())
     pipe = synthetic_attack_pipeline(SOURCE, kmimic_only)
     assert pipe.inputs() == set(inputs)
     with_baseline = synthetic_attack_pipeline(SOURCE, dataclasses.replace(kmimic_only, real_baseline_seeds=(4, 7)))

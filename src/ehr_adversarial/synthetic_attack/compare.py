@@ -38,17 +38,23 @@ REAL = "real"  # the `generator` of the reference rows: the model trained on rea
 
 
 class RetrainedModel(NamedTuple):
-    """One model the stage trains and attacks: `label` names its training data in the tables (a generator,
-    or `real_retrained_s<seed>` for the baseline), `model` the real model whose recipe it repeats,
-    `seed` the training seed of a baseline on the real training split (None: trained on synthetic data)."""
+    """One model the stage trains and attacks: `label` names its training data in the tables (a generator run:
+    `ehrdiff`, `ehrdiff_rep1`, ...; or `real_retrained_s<seed>` for the baseline), `model` the real model whose
+    recipe it repeats, `seed` the training seed of a baseline on the real training split (None: trained on
+    synthetic data), `group` what its repeats share (the generator; the baseline's `real_retrained`)."""
 
     label: str
     model: str
     seed: int | None = None
+    group: str = ""
 
     @property
     def is_baseline(self) -> bool:
         return self.seed is not None
+
+    @property
+    def family(self) -> str:
+        return self.group or self.label
 
 
 def train_on_synthetic(
@@ -197,6 +203,9 @@ def compare_susceptibility(
     retrained = [RetrainedModel(*entry) for entry in retrained]
     models = list(dict.fromkeys(entry.model for entry in retrained))
     rows, scatter = [], {}
+    # the figure shows one run of each generator (its first seed) and of the baseline, the tables every run
+    pictured = {next(e.label for e in retrained if e.model == entry.model and e.family == entry.family)
+                for entry in retrained}
     for model in models:
         real = sections[f"{REAL}__{model}__ranking"]
         for generator in [REAL, *(entry.label for entry in retrained if entry.model == model)]:
@@ -209,7 +218,7 @@ def compare_susceptibility(
                              **_attack_columns(sections[f"{key}__summary"], row["direction"]),
                              "test_auroc": float(metrics["auroc"]["value"]),
                              "test_auprc": float(metrics["auprc"]["value"])})
-            if generator != REAL:
+            if generator in pictured:
                 scatter[(model, generator)] = side_by_side
     table = pd.DataFrame(rows)
     columns = ["model", "generator", "direction", "n_features", "spearman_rho", "spearman_p", "kendall_tau",
@@ -217,7 +226,8 @@ def compare_susceptibility(
                "mean_l1_best", "mean_l0_best", "test_auroc", "test_auprc"]
     table = table[columns]
     baselines = {entry.label for entry in retrained if entry.is_baseline}
-    return table, comparison_markdown(table, baselines), plots.agreement_figure(scatter, table)
+    return (table, comparison_markdown(table, baselines, over_seeds(table, retrained)),
+            plots.agreement_figure(scatter, table))
 
 
 # ---------------------------------------------------------------- report
@@ -273,7 +283,50 @@ def _reading(table: pd.DataFrame, baselines: Collection[str]) -> list[str]:
     return lines
 
 
-def comparison_markdown(table: pd.DataFrame, baselines: Collection[str] = ()) -> str:
+def over_seeds(table: pd.DataFrame, retrained: Sequence[RetrainedModel], confidence: float = 0.95) -> pd.DataFrame:
+    """Per model, group of runs (a generator over its seeds, the real baseline over its seeds) and direction: the
+    number of runs, mean Spearman ρ with its standard deviation, range and a t-interval over the runs (what a
+    new generator seed would give; it holds the generator's training variance, not the records'), mean top-k
+    overlap and test AUROC."""
+    from scipy import stats
+
+    family = {entry.label: entry.family for entry in retrained}
+    rows = []
+    runs = table[table["generator"] != REAL].assign(group=lambda t: t["generator"].map(family))
+    for (model, group, direction), frame in runs.groupby(["model", "group", "direction"], sort=False):
+        rho = frame["spearman_rho"].dropna().to_numpy(dtype=float)
+        n = rho.size
+        mean, sd = (float(rho.mean()), float(rho.std(ddof=1)) if n > 1 else float("nan")) if n else (np.nan, np.nan)
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)) if n > 1 else float("nan")
+        rows.append({"model": model, "group": group, "direction": direction, "runs": len(frame),
+                     "rho_mean": mean, "rho_sd": sd, "rho_min": float(rho.min()) if n else np.nan,
+                     "rho_max": float(rho.max()) if n else np.nan, "rho_ci_low": mean - half, "rho_ci_high": mean + half,
+                     "top_k_overlap_mean": float(frame["top_k_overlap"].mean()),
+                     "test_auroc_mean": float(frame["test_auroc"].mean()),
+                     "test_auroc_sd": float(frame["test_auroc"].std(ddof=1)) if len(frame) > 1 else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def _seeds_markdown(summary: pd.DataFrame, k: int) -> list[str]:
+    if summary.empty or (summary["runs"] < 2).all():
+        return []
+    lines = ["## Over generator seeds", "",
+             "Each generator trained and sampled from several seeds (and the real baseline retrained from several "
+             "seeds), each run's model attacked alike: mean ρ ± sd over the runs, its range and a 95 % t-interval "
+             "over the runs (the variance between generator seeds; with 3 runs it is wide).", "",
+             f"| model | runs of | direction | runs | ρ mean ± sd | ρ range | 95 % interval | mean top-{k} shared "
+             "| test AUROC mean ± sd |", "|" + "---|" * 9]
+    for row in summary.itertuples():
+        lines.append(f"| {row.model} | {row.group} | {row.direction} | {row.runs} | {format_cell(row.rho_mean, '.2f')} "
+                     f"± {format_cell(row.rho_sd, '.2f')} | {format_cell(row.rho_min, '.2f')} – "
+                     f"{format_cell(row.rho_max, '.2f')} | [{format_cell(row.rho_ci_low, '.2f')}, "
+                     f"{format_cell(row.rho_ci_high, '.2f')}] | {format_cell(row.top_k_overlap_mean, '.1f')}/{k} | "
+                     f"{format_cell(row.test_auroc_mean)} ± {format_cell(row.test_auroc_sd)} |")
+    return lines + [""]
+
+
+def comparison_markdown(table: pd.DataFrame, baselines: Collection[str] = (),
+                        summary: pd.DataFrame | None = None) -> str:
     """The comparison table as markdown, and a short reading of it."""
     k = int(table["top_k"].iloc[0]) if len(table) else 5
     header = (f"| model | trained on | direction | Spearman ρ (p) | Kendall τ (p) | top-{k} shared | top-{k} features "
@@ -301,5 +354,6 @@ def comparison_markdown(table: pd.DataFrame, baselines: Collection[str] = ()) ->
             f"{format_cell(row['mean_l1_best'])} | {format_cell(row['mean_l0_best'], '.1f')} | "
             f"{format_cell(row['test_auroc'])} | {format_cell(row['test_auprc'])} |"
         )
-    lines += ["", "## Reading", "", *_reading(table, baselines)]
+    lines += ["", *_seeds_markdown(summary if summary is not None else pd.DataFrame(), k)]
+    lines += ["## Reading", "", *_reading(table, baselines)]
     return "\n".join(lines) + "\n"
