@@ -81,5 +81,7 @@ def _markdown(table: pd.DataFrame, agreements: pd.DataFrame, budgets: Sequence[f
     if len(agreements):
         lines += ["Agreement of the two cumulative S_j rankings per direction (Spearman ρ; top-k overlap as in "
                   "every report):", "",
-                  markdown_table(agreements.rename(columns={"top_k_overlap": "top-k overlap", "top_k": "k"})), ""]
+                  markdown_table(agreements.rename(columns={
+                      "spearman": "Spearman ρ", "top_k": "k", "top_k_overlap": "top-k overlap",
+                      "top_plain": "top k, plain", "top_robust": "top k, adversarially trained"})), ""]
     return "\n".join(lines)

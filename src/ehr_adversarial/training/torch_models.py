@@ -99,8 +99,10 @@ def train_torch_model(
     selected_config: Mapping[str, Any],
     seed: int,
     device: str,
+    model: str | None = None,
 ) -> tuple[nn.Module, pd.DataFrame]:
-    """Refit the selected config on the whole train split, early-stopping on the validation split.
+    """Refit the selected config on the whole train split, early-stopping on the validation split; `model` is
+    the model's name in the study (`lstm_pooled`), which the progress lines show (default: its architecture).
 
     With `n_instances` K > 1, K instances are trained alike from seeds seed, seed + 1, …, each with its
     own early stopping, and returned as one `InstanceEnsemble` (mean of their logits); the history
@@ -117,7 +119,7 @@ def train_torch_model(
     members, histories = [], []
     for k in range(n_instances):
         start = time.perf_counter()
-        name = selected_config["architecture"] + (f" instance {k}" if n_instances > 1 else "")
+        name = (model or selected_config["architecture"]) + (f" instance {k}" if n_instances > 1 else "")
         member, history = _train_once(selected_config, feature_spec, train, validation, seed + k, f"{name} refit")
         logger.info("refit of %s took %.1f s", name, time.perf_counter() - start)
         members.append(member.cpu())

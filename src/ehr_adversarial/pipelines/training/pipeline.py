@@ -36,7 +36,7 @@ def torch_model_pipeline(model: str) -> Pipeline:
         node(nodes.select_torch_config,
              ["model_input_train", "splits", "feature_spec", "params:model_training", "params:seed", "params:device"],
              ["cv_results", "selected_config"], name="select_config"),
-        node(nodes.train_torch_model,
+        node(bound(nodes.train_torch_model, model=model),
              ["model_input_train", "model_input_validation", "feature_spec", "selected_config", "params:seed",
               "params:device"],
              ["model", "training_history"], name="train"),
