@@ -62,6 +62,19 @@ def test_an_unknown_source_in_globals_is_a_clear_error(project_copy: Path):
             session.run(pipeline_names=["ingestion"])
 
 
+def test_a_stage_without_what_earlier_runs_saved_stops_before_any_node(project_copy: Path):
+    # `robust` trains for half an hour before it reads the default run's attack: the check comes first
+    with settings.SESSION_CLASS.create(project_path=project_copy, env="physionet2012") as session:
+        with pytest.raises(ValueError, match="finds no version of") as error:
+            session.run(pipeline_names=["robust"])
+    message = str(error.value)
+    for name, stage in (("attack.lstm_pooled.records", "attack"), ("training.lstm_pooled.metrics", "training"),
+                        ("features.sun2018.model_input_train", "features")):
+        assert f"{name} (" in message and f"written by the `{stage}` stage" in message
+    assert "params:" not in message and "--load-versions" in message
+    assert not _version_folders(project_copy)
+
+
 def _versions(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 

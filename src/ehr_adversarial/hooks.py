@@ -1,4 +1,5 @@
-"""Project hooks: one progress line per node, and the latest results where a user looks for them."""
+"""Project hooks: inputs from earlier runs checked before any node, one progress line per node, and the latest
+results where a user looks for them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractVersionedDataset
+from kedro.io.core import VersionNotFoundError
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
@@ -47,6 +50,33 @@ class NodeProgressHook:
     def on_node_error(self, node: Node) -> None:
         seconds = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
         logger.error("[%d/%d] %s failed after %.1f s", self._done + 1, self._total, node.name, seconds)
+
+
+class EarlierRunsHook:
+    """Before any node runs: every versioned dataset the pipeline reads but does not write (what an earlier run
+    saved) must have a version, or the run stops at once with one error naming each missing dataset, its file
+    and the stage that writes it. Without this, a pipeline such as `robust` would train for half an hour and
+    only then fail to load the default run's attack."""
+
+    @hook_impl
+    def before_pipeline_run(self, pipeline: Pipeline, catalog: Any) -> None:
+        missing = []
+        for name in sorted(pipeline.inputs()):
+            if name.startswith("params:") or name == "parameters":
+                continue
+            dataset = catalog.get(name)
+            if not isinstance(dataset, AbstractVersionedDataset):
+                continue
+            try:
+                dataset.resolve_load_version()
+            except VersionNotFoundError:
+                stage = name.split(".", 1)[0]
+                missing.append(f"{name} ({getattr(dataset, '_filepath', '?')}), written by the `{stage}` stage")
+        if missing:
+            raise ValueError(
+                "this run reads what earlier runs saved, and finds no version of:\n  " + "\n  ".join(missing)
+                + "\nRun the stages that write them first (`kedro run` runs the whole study), or name a saved "
+                "version with --load-versions.")
 
 
 def saved_file(dataset: Any, version: str) -> Path | None:

@@ -3,14 +3,14 @@
 import warnings
 
 from ehr_adversarial.config import ProjectConfigLoader, env_or_default
-from ehr_adversarial.hooks import LatestResultsHook, NodeProgressHook
+from ehr_adversarial.hooks import EarlierRunsHook, LatestResultsHook, NodeProgressHook
 from ehr_adversarial.session import StudySession
 
 # OmegaConf warns on every command that `register_new_resolver()` will change; the project's resolver (`env`)
 # is registered by Kedro's config loader, which the warning is about, not by the project.
 warnings.filterwarnings("ignore", message=r".*register_new_resolver\(\) is deprecated.*")
 
-HOOKS = (NodeProgressHook(), LatestResultsHook())
+HOOKS = (EarlierRunsHook(), NodeProgressHook(), LatestResultsHook())
 
 # Plain pipeline names (`ingestion`, `__default__`) run on the environment's data source (globals.yml).
 SESSION_CLASS = StudySession
