@@ -313,23 +313,22 @@ def _instance_section(ranking: pd.DataFrame, instance_rankings: pd.DataFrame, in
                         "success": ("success_rate", "first"), "susceptible features": ("susceptible", "sum")})
                 .reset_index())
     lines += [markdown_table(attacked), ""]
+
+    def worst_per_direction(agreements: pd.DataFrame) -> list[str]:
+        """The lowest ρ and top-k overlap of each direction's rows against the targets."""
+        return [f"- {direction}: lowest ρ {frame['spearman'].min():.3f}, least top-{k} overlap "
+                f"{int(frame['top_k_overlap'].min())}/{k} → target "
+                f"{_meets(frame['spearman'].min(), frame['top_k_overlap'].min(), target, k_target)}."
+                for direction, frame in agreements.groupby("direction", sort=True)] + [""]
+
     if len(instance_stability):
-        lines += [markdown_table(instance_stability.drop(columns=["n_features"], errors="ignore")), ""]
-        for direction, frame in instance_stability.groupby("direction", sort=True):
-            rho, overlap = frame["spearman"].min(), frame["top_k_overlap"].min()
-            lines.append(f"- {direction}: lowest ρ {rho:.3f}, least top-{k} overlap {int(overlap)}/{k} → target "
-                         f"{_meets(rho, overlap, target, k_target)}.")
-        lines.append("")
+        lines += [markdown_table(instance_stability.drop(columns=["n_features"], errors="ignore")), "",
+                  *worst_per_direction(instance_stability)]
     halves = instance_half_stability(instance_rankings, tolerance, k)
     if len(halves):
         lines += ["Disjoint halves of the instances: the mean map of one half against the mean map of the other, for "
                   "every split (what an ensemble map of half the instances predicts about the other half):", "",
-                  markdown_table(halves), ""]
-        for direction, frame in halves.groupby("direction", sort=True):
-            rho, overlap = frame["spearman"].min(), frame["top_k_overlap"].min()
-            lines.append(f"- {direction}: lowest ρ {rho:.3f}, least top-{k} overlap {int(overlap)}/{k} → target "
-                         f"{_meets(rho, overlap, target, k_target)}.")
-        lines.append("")
+                  markdown_table(halves), "", *worst_per_direction(halves)]
     lines += ["The mean map (S_j averaged over the instances) beside the served model's S_j (its own attack, on all "
               "of the attack's records):", ""]
     for direction, frame in instance_rankings.groupby("direction", sort=True):
