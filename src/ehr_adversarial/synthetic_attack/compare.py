@@ -15,10 +15,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy.stats import t as student_t
 from torch import nn
 
 from ehr_adversarial.attack import DIRECTIONS, ranking_agreement
 from ehr_adversarial.reporting.markdown import format_cell
+from ehr_adversarial.synthetic_evaluation.repeats import spread
 from ehr_adversarial.synthetic_evaluation.utility import with_delta
 from ehr_adversarial.torch_utils import resolve_device
 from ehr_adversarial.training import (
@@ -288,19 +290,17 @@ def over_seeds(table: pd.DataFrame, retrained: Sequence[RetrainedModel], confide
     number of runs, mean Spearman ρ with its standard deviation, range and a t-interval over the runs (what a
     new generator seed would give; it holds the generator's training variance, not the records'), mean top-k
     overlap and test AUROC."""
-    from scipy import stats
-
     family = {entry.label: entry.family for entry in retrained}
     rows = []
     runs = table[table["generator"] != REAL].assign(group=lambda t: t["generator"].map(family))
     for (model, group, direction), frame in runs.groupby(["model", "group", "direction"], sort=False):
-        rho = frame["spearman_rho"].dropna().to_numpy(dtype=float)
-        n = rho.size
-        mean, sd = (float(rho.mean()), float(rho.std(ddof=1)) if n > 1 else float("nan")) if n else (np.nan, np.nan)
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)) if n > 1 else float("nan")
+        rho = spread(frame["spearman_rho"].to_numpy(dtype=float))
+        n = rho["n"]
+        sd = rho["sd"] if n > 1 else float("nan")
+        half = float(student_t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)) if n > 1 else float("nan")
         rows.append({"model": model, "group": group, "direction": direction, "runs": len(frame),
-                     "rho_mean": mean, "rho_sd": sd, "rho_min": float(rho.min()) if n else np.nan,
-                     "rho_max": float(rho.max()) if n else np.nan, "rho_ci_low": mean - half, "rho_ci_high": mean + half,
+                     "rho_mean": rho["mean"], "rho_sd": sd, "rho_min": rho["min"], "rho_max": rho["max"],
+                     "rho_ci_low": rho["mean"] - half, "rho_ci_high": rho["mean"] + half,
                      "top_k_overlap_mean": float(frame["top_k_overlap"].mean()),
                      "test_auroc_mean": float(frame["test_auroc"].mean()),
                      "test_auroc_sd": float(frame["test_auroc"].std(ddof=1)) if len(frame) > 1 else float("nan")})

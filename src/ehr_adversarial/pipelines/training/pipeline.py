@@ -71,8 +71,9 @@ def estimator_pipeline(model: str) -> Pipeline:
 
 
 def stack_pipeline(source: str, members: Mapping[str, str]) -> Pipeline:
-    """`training.stack`: a logistic regression over the logits of `members` (model → its feature set), fitted
-    on their held-out validation predictions, applied to their test predictions and evaluated like a model."""
+    """`training.stack`: the logits of `members` (model → its feature set) combined as
+    `training.<source>.stack.combiner` says, fitted on their held-out validation predictions, applied to their
+    test predictions and evaluated like a model."""
     fit_inputs = {"stacking": f"params:training.{source}.stack", "seed": "params:seed",
                   **{m: f"training.{m}.validation_predictions" for m in members}}
     return Pipeline([
