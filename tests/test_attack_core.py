@@ -16,6 +16,7 @@ from ehr_adversarial.attack import (
     log_spaced_lambdas,
     logit_margin,
     perturbation_norms,
+    polish_perturbation,
     refine_perturbation,
 )
 
@@ -157,6 +158,22 @@ def test_refinement_prunes_to_the_needed_cell_and_stops_at_the_boundary(linear):
     assert int(passes[0]) <= 2 * steps
 
 
+def test_scaling_reaches_a_linear_boundary_in_one_aimed_pass_where_bisection_needs_every_step(linear):
+    # One needed cell, three times past the boundary: no pruning step can help, and the margin along α·δ is
+    # linear, so the regula falsi's first aim lands just past the boundary. Bisection would spend all steps.
+    x, label = RECORDS[:1], LABELS[:1]
+    delta = torch.zeros(1, 2, 3, dtype=torch.float64)
+    delta[0, 0, 0] = -3 * 3.475 / 4
+    steps = 20
+    refined, passes = refine_perturbation(lambda xa, rows: linear(xa), x, label, delta, torch.tensor([0]), steps)
+    expected = torch.zeros_like(delta)
+    expected[0, 0, 0] = -3.475 / 4
+    torch.testing.assert_close(refined, expected, atol=1e-5, rtol=0)
+    margin = logit_margin(linear(x + refined), label)
+    assert -3.475 * 2.0 ** -steps <= margin < 0  # past the boundary by no more than the precision asked
+    assert int(passes[0]) <= 3  # the margin at δ, the clean margin, one aimed candidate
+
+
 def test_refinement_never_grows_l1_keeps_the_flip_and_the_box(linear):
     common = dict(lambdas=LAMBDAS, lr=0.05, max_iterations=300, patience=0)
     plain = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common))
@@ -173,6 +190,59 @@ def test_refinement_never_grows_l1_keeps_the_flip_and_the_box(linear):
     for i, (x, label) in enumerate(zip(RECORDS, LABELS, strict=True)):  # and nothing beats the optimum
         optimum = np.abs(minimal_flip(WEIGHT.flatten().numpy(), BIAS, x.flatten().numpy(), int(label))).sum()
         assert float(refined_l1[i]) >= optimum - 1e-9
+
+
+def spread_flip() -> torch.Tensor:
+    """A flipping δ for every record that moves every cell to its bound on the margin-lowering side."""
+    sign = torch.where(LABELS == 1, 1.0, -1.0).double().view(-1, 1, 1)
+    push = -sign * WEIGHT.double().sign()
+    return push * torch.where(push > 0, 1 - RECORDS, RECORDS)
+
+
+def test_polishing_moves_the_mass_onto_the_steep_cells_where_pruning_and_scaling_keep_the_direction(linear):
+    delta, rows = spread_flip(), torch.arange(len(RECORDS))
+    assert (logit_margin(linear(RECORDS + delta), LABELS) < 0).all()
+    forward = lambda xa, which: linear(xa)  # noqa: E731
+    optimum = np.array([np.abs(minimal_flip(WEIGHT.flatten().numpy(), BIAS, x.flatten().numpy(), int(y))).sum()
+                        for x, y in zip(RECORDS, LABELS, strict=True)])
+    refined, _ = refine_perturbation(forward, RECORDS, LABELS, delta, rows, 30)
+    refined_ratio = perturbation_norms(refined)["l1"].numpy() / optimum
+    assert (refined_ratio[1:4] > 3.0).all()  # records 1–3: the optimum moves cells the scaled δ keeps small
+    with input_gradient_mode(linear):
+        polished, passes, improved = polish_perturbation(forward, RECORDS, LABELS, refined, rows,
+                                                         AttackConfig(lambdas=(1.0,), polish_steps=40))
+    assert (passes == 40).all()  # one gradient pass per step
+    assert improved.tolist() == [False, True, True, True, False]  # records 0 and 4 were already optimal
+    polished_l1 = perturbation_norms(polished)["l1"].numpy()
+    assert (polished_l1 <= perturbation_norms(refined)["l1"].numpy() + 1e-12).all()
+    assert (polished_l1 / optimum < 1.2).all()  # from 3–4.3× after pruning and scaling
+    assert (logit_margin(linear(RECORDS + polished), LABELS) < 0).all()
+    assert (RECORDS + polished).min() >= -1e-12 and (RECORDS + polished).max() <= 1 + 1e-12
+
+
+def test_polishing_in_the_attack_never_grows_l1_and_counts_its_passes(linear):
+    common = dict(lambdas=LAMBDAS, lr=0.05, max_iterations=300, patience=0, refine=True)
+    refined = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common))
+    polished = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common, polish_steps=5))
+    assert polished.success.all()
+    torch.testing.assert_close(polished.delta_first, refined.delta_first)
+    assert (polished.norms()["l1"] <= refined.norms()["l1"] + 1e-12).all()
+    assert (polished.forward_passes >= refined.forward_passes + 5).all()
+    assert (logit_margin(linear(RECORDS + polished.delta_best), LABELS) < 0).all()
+
+
+def test_polishing_moves_only_the_cells_the_mask_allows(linear):
+    observed = torch.ones_like(RECORDS, dtype=torch.bool)
+    observed[:, 0, 0] = False  # the steepest coordinate may not move
+    delta = spread_flip() * observed
+    rows = torch.tensor([2])
+    assert logit_margin(linear(RECORDS[2:3] + delta[2:3]), LABELS[2:3]) < 0
+    with input_gradient_mode(linear):
+        polished, _, improved = polish_perturbation(lambda xa, which: linear(xa), RECORDS, LABELS, delta, rows,
+                                                    AttackConfig(lambdas=(1.0,), polish_steps=20),
+                                                    cell_mask=observed.double())
+    assert improved.all() and (polished[0][~observed[2]] == 0).all()
+    assert logit_margin(linear(RECORDS[2:3] + polished), LABELS[2:3]) < 0
 
 
 def test_an_already_misclassified_record_needs_no_perturbation(linear):
@@ -291,6 +361,10 @@ def test_norms_count_cells_and_sizes():
         ({"max_iterations": 0}, "max_iterations must be ≥ 1"),
         ({"search": "random"}, "search is 'random'"),
         ({"refine_steps": 0}, "refine_steps must be ≥ 1"),
+        ({"polish_steps": -1}, "polish_steps must be ≥ 0"),
+        ({"polish_shrink": 1.0}, r"polish_shrink must lie in \(0, 1\)"),
+        ({"polish_top_k": 0}, "polish_top_k must be ≥ 1"),
+        ({"polish_step_size": 0.0}, "polish_step_size must be > 0"),
     ],
 )
 def test_bad_settings_are_clear_errors(settings, message):

@@ -9,6 +9,7 @@ from .l1_attack import (
     log_spaced_lambdas,
     logit_margin,
     perturbation_norms,
+    polish_perturbation,
     refine_perturbation,
 )
 from .susceptibility import (
@@ -48,6 +49,7 @@ __all__ = [
     "metric_grid",
     "perturbation_cells",
     "perturbation_norms",
+    "polish_perturbation",
     "rank_susceptible",
     "ranking_agreement",
     "refine_perturbation",

@@ -46,6 +46,10 @@ class AttackSettings(_Block):
     steps_per_lambda: int = Field(4, ge=1)
     refine: bool = False
     refine_steps: int = Field(10, ge=1)
+    polish_steps: int = Field(0, ge=0)
+    polish_shrink: float = Field(0.9, gt=0, lt=1)
+    polish_top_k: int = Field(10, ge=1)
+    polish_step_size: float = Field(0.5, gt=0, allow_inf_nan=False)
     observed_only: bool = False
     forward_fill: bool = False
     stall_tol: float = Field(1e-7, ge=0)
