@@ -71,6 +71,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# One parser of "key=value,…" overrides for both scripts (a script's folder, benchmarks/, is on sys.path).
+from attack_optimality import overrides
 from torch import nn
 
 from ehr_adversarial.attack import (
@@ -547,6 +550,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-eadl1", action="store_true")
     parser.add_argument("--skip-art", action="store_true")
+    parser.add_argument("--setting", type=overrides, default={},
+                        help='overrides of ours\' settings, e.g. "polish_steps=0" (default: the configured ones)')
     args = parser.parse_args()
     if args.repeats < 1 or args.records < 2 or args.tune_records < 0:
         parser.error("--repeats ≥ 1, --records ≥ 2 and --tune-records ≥ 0")
@@ -557,7 +562,7 @@ def main() -> None:
     import yaml
 
     defaults = yaml.safe_load((ROOT / "conf/base/parameters_attack.yml").read_text())["attack"]["physionet2012"]
-    config = AttackConfig.from_params(defaults)
+    config = AttackConfig.from_params({**defaults, **args.setting})
     device = resolve_device(args.device)
     model = TorchModelDataset(filepath=str(newest_version(args.model))).load().to(device)
     model.eval()
@@ -581,8 +586,9 @@ def main() -> None:
           f"({int(y.sum())} of label 1), x {tuple(x.shape)}; grid search on {tuning}; {args.repeats} repeats; "
           f"grid {args.grid}")
     print(f"ours: {config.search}, {len(config.lambdas)} λ {min(config.lambdas):.2g}–{max(config.lambdas):.2g}, "
-          f"lr {config.lr}, ≤ {config.max_iterations} it, patience {config.patience}, refine {config.refine} "
-          "(conf/base/parameters_attack.yml, not tuned here)", flush=True)
+          f"lr {config.lr}, ≤ {config.max_iterations} it, patience {config.patience}, refine {config.refine}, "
+          f"polish {config.polish_steps} steps (conf/base/parameters_attack.yml"
+          f"{f', overridden by {args.setting}' if args.setting else ''}; not tuned here)", flush=True)
 
     runners = {"loop": loop_run, "eadl1": eadl1_run, "art": art_run}
     unavailable: dict[str, str] = {}
