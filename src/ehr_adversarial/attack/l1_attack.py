@@ -599,9 +599,9 @@ def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
     the L1 ball of radius `polish_shrink` × the smallest flipping L1 so far (∩ the box; the margin rises back
     above 0), then `polish_steps` times: margin and gradient at the iterate (one forward and backward pass); if
     it flips, it is the new best and the ball shrinks around it, else the ball widens a little (never to the
-    best's L1); then a step of L1 length `polish_step_size` ×
-    radius on the `polish_top_k` cells with the steepest descent (each in proportion to its gradient, the sparse
-    L1 descent of adversarial training), projected back (`project_l1_box`). Only verified flips are kept, so
+    best's L1); then a step of L1 length `polish_step_size` × radius on the `polish_top_k` cells with the
+    steepest descent (each in proportion to its gradient, the sparse L1 descent of adversarial training),
+    projected back (`project_l1_box`). Only verified flips are kept, so
     the result flips, stays in the box and its L1 never grows. With `cell_mask`, only masked cells move.
     Returns δ of `rows`, the passes per record and which records improved.
     """
@@ -620,11 +620,10 @@ def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
     radius = best_l1 * config.polish_shrink
     current = project_l1_box(best, lower, upper, radius)
     k = min(config.polish_top_k, best.shape[1])
-    all_rows = torch.arange(n, device=x.device)
-    for _ in range(config.polish_steps):
+    for step_index in range(config.polish_steps):
         with torch.enable_grad():
             moving = current.clone().requires_grad_(True)
-            margin = logit_margin(forward((base + moving).view(-1, *x.shape[1:]), rows[all_rows]), target)
+            margin = logit_margin(forward((base + moving).view(-1, *x.shape[1:]), rows), target)
             (gradient,) = torch.autograd.grad(margin.sum(), moving)
         passes += 1
         with torch.no_grad():
@@ -636,6 +635,8 @@ def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
             # √(1/shrink), up to just below the best L1, so a ball shrunk past what the descent can flip recovers.
             radius = torch.where(improved, best_l1 * config.polish_shrink,
                                  torch.minimum(radius / math.sqrt(config.polish_shrink), best_l1 * (1 - 2.0 ** -10)))
+            if step_index == config.polish_steps - 1:
+                break  # the last iterate is judged; a step beyond it would never be
             descent = -gradient
             point = base + current
             can_move = ((descent > 0) & (point < 1)) | ((descent < 0) & (point > 0))
@@ -644,7 +645,6 @@ def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
             top = torch.where(can_move, descent.abs(), 0).topk(k, dim=1)
             step = torch.zeros_like(current).scatter_(1, top.indices, descent.gather(1, top.indices) * (top.values > 0))
             step = step / step.abs().sum(1, keepdim=True).clamp(min=torch.finfo(step.dtype).tiny)
-            origin = torch.where(improved[:, None], best, current)
-            current = project_l1_box(origin + (config.polish_step_size * radius).to(step.dtype)[:, None] * step,
+            current = project_l1_box(current + (config.polish_step_size * radius).to(step.dtype)[:, None] * step,
                                      lower, upper, radius)
     return best.view(n, *x.shape[1:]), passes, best_l1 < start_l1
