@@ -486,24 +486,22 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
     def forward_all(x_adv: Tensor, rows: Tensor) -> Tensor:
         return model(model_input(x_adv, rows), **{name: value[rows] for name, value in inputs.items()})
 
+    candidates = torch.nonzero(out["success"] & (best_l1 > 0)).squeeze(1)  # δ = 0 flips: nothing to shrink
     if config.refine:
-        candidates = torch.nonzero(out["success"] & (best_l1 > 0)).squeeze(1)
         refined, passes = refine_perturbation(forward_all, x, label, out["delta_best"], candidates, config.refine_steps)
         out["delta_best"][candidates] = refined
         out["forward_passes"][candidates] += passes
     if config.polish_steps:
-        candidates = torch.nonzero(out["success"] & (out["delta_best"].flatten(1).abs().sum(1) > 0)).squeeze(1)
         polished, passes, improved = polish_perturbation(forward_all, x, label, out["delta_best"], candidates, config,
                                                          cell_mask)
         out["forward_passes"][candidates] += passes
-        if config.refine:  # the descent's last improvement overshoots the boundary like the search's first flip
-            whole = out["delta_best"].clone()
-            whole[candidates] = polished
-            refined, passes = refine_perturbation(forward_all, x, label, whole, candidates[improved],
-                                                  config.refine_steps)
-            polished[improved] = refined
-            out["forward_passes"][candidates[improved]] += passes
         out["delta_best"][candidates] = polished
+        if config.refine:  # the descent's last improvement overshoots the boundary like the search's first flip
+            improved_rows = candidates[improved]
+            refined, passes = refine_perturbation(forward_all, x, label, out["delta_best"], improved_rows,
+                                                  config.refine_steps)
+            out["delta_best"][improved_rows] = refined
+            out["forward_passes"][improved_rows] += passes
     if source is not None:  # report what the model saw: the measured changes and the hours filled from them
         for key in ("delta_first", "delta_best"):
             out[key] = propagate_forward_fill(out[key], source)
