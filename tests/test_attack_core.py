@@ -449,15 +449,16 @@ def test_forward_fill_propagation_equals_re_imputing_the_changed_measurements():
     assert all((propagated[n, : first[n, f], f] == 0).all() for n in range(4) for f in range(2) if observed[n, :, f].any())
 
 
-def test_forward_fill_attack_moves_measurements_and_the_hours_filled_from_them(linear):
+@pytest.mark.parametrize("shrinking", [{}, {"refine": True, "polish_steps": 10}], ids=["search", "refined, polished"])
+def test_forward_fill_attack_moves_measurements_and_the_hours_filled_from_them(linear, shrinking):
     """Only measured cells move of their own accord; a filled cell moves with its source, and the reported δ
-    (what the model saw) flips the record."""
+    (what the model saw) flips the record; the refinement and the polish keep all of it."""
     from ehr_adversarial.attack.l1_attack import last_observed_hour
 
     observed = torch.zeros_like(RECORDS, dtype=torch.bool)
     observed[:, 0, :] = True  # hour 0 measured, hour 1 filled from it
     config = AttackConfig(lambdas=LAMBDAS, lr=0.005, max_iterations=1500, patience=50, observed_only=True,
-                          forward_fill=True, search="bisect")
+                          forward_fill=True, search="bisect", **shrinking)
     record = slice(2, 3)
     x = RECORDS[record]
     # hour 1 holds the forward-filled values of hour 0, as the features stage leaves them
