@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ehr_adversarial.torch_utils import input_gradient_mode
-from ehr_adversarial.training.adversarial import project_l1_box
+from ehr_adversarial.training.adversarial import project_l1_box, sparse_descent_direction
 
 log = logging.getLogger(__name__)
 
@@ -598,9 +598,9 @@ def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
     above 0), then `polish_steps` times: margin and gradient at the iterate (one forward and backward pass); if
     it flips, it is the new best and the ball shrinks around it, else the ball widens a little (never to the
     best's L1); then a step of L1 length `polish_step_size` × radius on the `polish_top_k` cells with the
-    steepest descent (each in proportion to its gradient, the sparse L1 descent of adversarial training),
-    projected back (`project_l1_box`). Only verified flips are kept, so
-    the result flips, stays in the box and its L1 never grows. With `cell_mask`, only masked cells move.
+    steepest descent (`sparse_descent_direction`, the sparse L1 descent of adversarial training), projected back
+    (`project_l1_box`). Only verified flips are kept, so the result flips, stays in the box and its L1 never
+    grows. With `cell_mask`, only masked cells move.
     Returns δ of `rows`, the passes per record and which records improved.
     """
     n = rows.numel()
@@ -635,14 +635,8 @@ def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
                                  torch.minimum(radius / math.sqrt(config.polish_shrink), best_l1 * (1 - 2.0 ** -10)))
             if step_index == config.polish_steps - 1:
                 break  # the last iterate is judged; a step beyond it would never be
-            descent = -gradient
-            point = base + current
-            can_move = ((descent > 0) & (point < 1)) | ((descent < 0) & (point > 0))
-            if cell_mask is not None:
-                can_move &= movable_cells
-            top = torch.where(can_move, descent.abs(), 0).topk(k, dim=1)
-            step = torch.zeros_like(current).scatter_(1, top.indices, descent.gather(1, top.indices) * (top.values > 0))
-            step = step / step.abs().sum(1, keepdim=True).clamp(min=torch.finfo(step.dtype).tiny)
+            step = sparse_descent_direction(-gradient, base + current, k,
+                                            None if cell_mask is None else movable_cells)
             current = project_l1_box(current + (config.polish_step_size * radius).to(step.dtype)[:, None] * step,
                                      lower, upper, radius)
     return best.view(n, *x.shape[1:]), passes, best_l1 < start_l1

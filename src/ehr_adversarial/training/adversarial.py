@@ -68,6 +68,19 @@ def project_l1_box(v: Tensor, lower: Tensor, upper: Tensor, radius: float | Tens
     return torch.where(inside[:, None], clipped, projected).to(v.dtype)
 
 
+def sparse_descent_direction(descent: Tensor, point: Tensor, top_k: int, allowed: Tensor | None = None) -> Tensor:
+    """The step of unit L1 length per row of (B, D) `descent` (the direction that lowers the margin) at `point`
+    (x + δ, in [0, 1]): the `top_k` cells with the largest |descent| that can still move that way inside the box
+    (and are `allowed`, when given), each in proportion to its descent (`top_k` = 1: steepest L1 descent); a row
+    where no cell can move gets zeros."""
+    movable = ((descent > 0) & (point < 1)) | ((descent < 0) & (point > 0))
+    if allowed is not None:
+        movable &= allowed
+    top = torch.where(movable, descent.abs(), torch.zeros_like(descent)).topk(top_k, dim=1)
+    step = torch.zeros_like(descent).scatter_(1, top.indices, descent.gather(1, top.indices) * (top.values > 0))
+    return step / step.abs().sum(1, keepdim=True).clamp(min=torch.finfo(step.dtype).tiny)
+
+
 def _margin(logits: Tensor, label: Tensor) -> Tensor:
     """Z_y − max_{c≠y} Z_c per record (as attack.l1_attack.logit_margin; training sits below attack)."""
     true = logits.gather(1, label[:, None]).squeeze(1)
@@ -99,16 +112,7 @@ def l1_pgd(model: nn.Module, batch: Mapping[str, Tensor], l1_budget: float, step
             moving = delta.clone().requires_grad_(True)
             margin = _margin(model((x + moving.view_as(x)), *others).float(), label)
             (gradient,) = torch.autograd.grad(margin.sum(), moving)
-            direction = -gradient  # lowers the margin
-            point = flat_x + delta
-            movable = ((direction > 0) & (point < 1)) | ((direction < 0) & (point > 0))
-            score = torch.where(movable, direction.abs(), torch.zeros_like(direction))
-            top = score.topk(k, dim=1)
-            # the top-k cells, each in proportion to its gradient (top_k = 1: steepest L1 descent)
-            step = torch.zeros_like(delta).scatter_(1, top.indices,
-                                                    direction.gather(1, top.indices) * (top.values > 0))
-            length = step.abs().sum(1, keepdim=True)
-            step = torch.where(length > 0, step / length.clamp(min=torch.finfo(step.dtype).tiny), step)
+            step = sparse_descent_direction(-gradient, flat_x + delta, k)
             delta = project_l1_box(delta + step_size * step, lower, upper, l1_budget)
     return delta.view_as(x).detach()
 
