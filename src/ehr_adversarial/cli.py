@@ -155,4 +155,85 @@ cli.add_command(click.Command(
     short_help=kedro_run.short_help,
 ))
 
-__all__ = ["cli", "is_input_error", "raised_in", "short_message", "split_params", "top_level_items"]
+def _load_versions(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    """`dataset:version` pairs (as `kedro run --load-versions`) → {dataset: version}."""
+    versions = {}
+    for item in value:
+        name, colon, version = item.rpartition(":")
+        if not colon or not name or not version:
+            ctx.fail(f"--load-versions {item!r}: give `dataset:version`, e.g. "
+                     "training.dssm.model:2026-12-07T04.05.06.789Z")
+        versions[name] = version
+    return versions
+
+
+def load_service(model_name: str, env: str | None, load_versions: dict[str, str]) -> Any:
+    """A `ModelService` of `training.<model_name>.model` of the environment's study, with its feature spec, its
+    metrics (decision threshold) and the source's attack and ingestion settings, read through the catalog."""
+    from ehr_adversarial.pipeline_registry import STUDIES
+    from ehr_adversarial.serving import ModelService
+    from ehr_adversarial.session import StudySession
+
+    with StudySession.create(project_path=Path.cwd(), env=env) as session:
+        source = session.environment_source()
+        study = STUDIES[source]
+        servable = {**study.torch_models, **{r: study.torch_models[p] for r, p in study.robust_models.items()}}
+        if model_name not in servable:
+            raise ValueError(f"--model {model_name!r}: the {source} study serves its torch models "
+                             f"({', '.join(servable)}).")
+        context = session.load_context()
+        catalog = context._get_catalog(load_versions=load_versions)  # the hook `kedro run --load-versions` uses
+        names = {"model": f"training.{model_name}.model", "metrics": f"training.{model_name}.metrics",
+                 "feature_spec": f"features.{servable[model_name]}.feature_spec"}
+        loaded, versions = {}, {}
+        for key, name in names.items():
+            dataset = catalog.get(name)
+            try:
+                versions[name] = dataset.resolve_load_version()
+                loaded[key] = dataset.load()
+            except DatasetError as error:
+                raise ValueError(f"{name} cannot be loaded ({short_message(error).splitlines()[0]}); train the model "
+                                 f"first: `kedro run{' --env ' + env if env else ''} --pipelines features,training` "
+                                 "(or the whole study, `kedro run`).") from error
+        params = context.params
+    metrics = loaded["metrics"]
+    return ModelService(
+        name=model_name, model=loaded["model"], feature_spec=loaded["feature_spec"],
+        threshold=metrics.get("threshold"), threshold_rule=metrics.get("threshold_rule"),
+        attack=params["attack"][source], ingestion=params["ingestion"][source] if source == "physionet2012" else None,
+        source=source, device=params["device"], seed=int(params["seed"]),
+        about={"versions": versions, "test_split": metrics.get("test_split"),
+               "test_auroc": metrics.get("test", {}).get("auroc", {}).get("value"),
+               "test_auprc": metrics.get("test", {}).get("auprc", {}).get("value")},
+    )
+
+
+@cli.command()
+@click.option("--model", "model_name", default="dssm", show_default=True,
+              help="The torch model to serve (training.<model>.model of the environment's study).")
+@click.option("--env", "-e", default=None, help="Kedro environment; its data source decides the study.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--load-versions", "-lv", multiple=True, callback=_load_versions,
+              help="`dataset:version` to load instead of the latest (model, metrics, feature spec); repeatable.")
+@click.option("--verbose", is_flag=True, help="On an error, print the full traceback.")
+def serve(model_name: str, env: str | None, host: str, port: int, load_versions: dict[str, str],
+          verbose: bool) -> None:
+    """Serve a trained model over HTTP: P(death) and susceptible locations of records (API docs at /docs)."""
+    import uvicorn
+
+    from ehr_adversarial.serving import create_app
+
+    try:
+        service = load_service(model_name, env, load_versions)
+    except Exception as error:
+        if verbose or not is_input_error(error):
+            raise
+        report_input_error(error)
+        sys.exit(1)
+    click.echo(f"serving {model_name} ({', '.join(f'{k} {v}' for k, v in service.about['versions'].items())}) "
+               f"at http://{host}:{port} (API docs: /docs)", err=True)
+    uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+
+
+__all__ = ["cli", "load_service", "is_input_error", "raised_in", "short_message", "split_params", "top_level_items"]

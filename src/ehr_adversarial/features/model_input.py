@@ -52,10 +52,13 @@ def build_hourly_cells(
     features: dict[str, Any],
     feature_set: dict[str, Any],
     feature_set_name: str,
+    require_every_parameter: bool = True,
 ) -> TensorBundle:
     """Hourly means (N, T, F) of one feature set for every record in `splits`, NaN where unobserved.
 
-    Rows at or after the end of the window (minutes >= 60·T) are dropped and counted.
+    Rows at or after the end of the window (minutes >= 60·T) are dropped and counted. A parameter of the feature
+    set that no row names is an error (a cohort always has it) unless `require_every_parameter` is false (a few
+    records, e.g. one sent to the model server, may lack it: its cells are unobserved).
     """
     n_hours = int(features["n_hours"])
     require_columns(timeseries, ["record_id", "minutes", "parameter", "value"], "timeseries")
@@ -65,7 +68,7 @@ def build_hourly_cells(
     parameter_codes, parameter_names = pd.factorize(timeseries["parameter"])
     available = sorted(str(name) for name in parameter_names)
     lacking = [name for name in channel_names if name not in set(available)]
-    if lacking:
+    if lacking and require_every_parameter:
         raise ValueError(
             f"feature set {feature_set_name!r} (parameters_features.yml) names parameter(s) {lacking} "
             f"that the timeseries lacks; available parameters: {available}."
@@ -248,13 +251,8 @@ def _require_finite(array_name: str, array: np.ndarray, column_names: list[str])
         raise ValueError(f"{array_name} has NaN/inf after imputation and scaling (cells per column): {columns}.")
 
 
-def build_model_input(
-    hourly_cells: TensorBundle,
-    static: pd.DataFrame,
-    splits: pd.DataFrame,
-    feature_spec: dict[str, Any],
-) -> tuple[TensorBundle, TensorBundle, TensorBundle]:
-    """Imputed, scaled tensors per split: X, mask, delta (N, T, F), static (N, S), y, record_id, group.
+def impute_and_scale(hourly_cells: TensorBundle, static: pd.DataFrame, feature_spec: dict[str, Any]) -> TensorBundle:
+    """X, mask, delta (N, T, F), static (N, S) and record_id of the records in `hourly_cells`.
 
     Forward fill inside the window, then the spec's gap fill (train median), then winsorise
     and min-max with the train p05/p95; delta is hours since the latest observation / T.
@@ -300,20 +298,28 @@ def build_model_input(
     _require_finite("X", X, names)
     _require_finite("delta", delta, names)
     _require_finite("static", static_matrix, static_names)
+    return {"X": X, "mask": mask, "delta": delta, "static": static_matrix.astype(np.float32), "record_id": record_id}
 
+
+def build_model_input(
+    hourly_cells: TensorBundle,
+    static: pd.DataFrame,
+    splits: pd.DataFrame,
+    feature_spec: dict[str, Any],
+) -> tuple[TensorBundle, TensorBundle, TensorBundle]:
+    """Imputed, scaled tensors per split (`impute_and_scale`): X, mask, delta (N, T, F), static (N, S), y,
+    record_id, group."""
+    arrays = impute_and_scale(hourly_cells, static, feature_spec)
+    record_id, mask = arrays["record_id"], arrays["mask"]
     split_of = splits.set_index("record_id").loc[record_id]
-    y = aligned["label"].to_numpy(dtype=np.int64)
+    y = _align_static(static, record_id)["label"].to_numpy(dtype=np.int64)
     bundles = []
     for name in SPLITS:
         rows = np.flatnonzero(split_of["split"].to_numpy() == name)
         bundles.append(
             {
-                "X": X[rows],
-                "mask": mask[rows],
-                "delta": delta[rows],
-                "static": static_matrix[rows].astype(np.float32),
+                **{key: arrays[key][rows] for key in ("X", "mask", "delta", "static", "record_id")},
                 "y": y[rows],
-                "record_id": record_id[rows],
                 "group": split_of["group"].to_numpy()[rows].astype(np.str_),
             }
         )
@@ -326,3 +332,25 @@ def build_model_input(
             100.0 * float(mask[rows].mean()) if rows.size else 0.0,
         )
     return tuple(bundles)
+
+
+def model_input_of_records(timeseries: pd.DataFrame, static: pd.DataFrame, feature_spec: dict[str, Any]) -> TensorBundle:
+    """The model input of records outside the study (e.g. sent to the model server), built with a trained feature
+    spec: the same hourly binning, imputation and train-split scaling as the study's records, no label.
+
+    `timeseries` follows the ingestion contract (record_id, minutes, parameter, value); `static` has one row per
+    record with the spec's static columns (a column it lacks counts as unknown: the train median, no category).
+    Records are in the order of `static`.
+    """
+    require_columns(static, ["record_id"], "static")
+    static = static.copy()
+    for column in [*feature_spec["static_scaler"], *feature_spec["static_one_hot"]]:
+        if column not in static:
+            static[column] = np.nan
+    order = static["record_id"].to_numpy(dtype=np.int64)
+    feature_set = {"dynamic": [{name: sources} for name, sources in feature_spec["sources"].items()]}
+    cells = build_hourly_cells(timeseries, static[["record_id"]], {"n_hours": feature_spec["n_hours"]}, feature_set,
+                               feature_spec["feature_set"], require_every_parameter=False)
+    arrays = impute_and_scale(cells, static, feature_spec)
+    position = np.searchsorted(arrays["record_id"], order)  # cells come sorted by record_id
+    return {key: value[position] for key, value in arrays.items()}

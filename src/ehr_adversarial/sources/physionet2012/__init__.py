@@ -32,6 +32,8 @@ from ehr_adversarial.sources.physionet2012.tables import (
     build_physionet2012_timeseries,
     classify_physionet2012_rows,
     collect_physionet2012_rejected_rows,
+    parse_physionet2012_records,
+    physionet2012_descriptors,
     summarize_physionet2012_ingestion,
 )
 
@@ -41,6 +43,8 @@ __all__ = [
     "classify_physionet2012_rows",
     "collect_physionet2012_rejected_rows",
     "fetch_physionet2012",
+    "parse_physionet2012_records",
+    "physionet2012_descriptors",
     "read_physionet2012_outcomes",
     "read_physionet2012_records",
     "summarize_physionet2012_ingestion",

@@ -7,7 +7,7 @@ import hashlib
 import io
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +38,18 @@ def read_physionet2012_records(raw_manifest: dict[str, Any]) -> tuple[pd.DataFra
     parsed in one vectorised pass over the concatenated text.
     Returns (record_files: one row per file, raw_rows: one row per data line, as text).
     """
-    files: list[dict[str, Any]] = []
-    bodies: list[bytes] = []
+    members: list[tuple[str, str, bytes]] = []
     for set_name, entry in raw_manifest["sets"].items():
         source = entry["records"]["path"]
         checksums = entry.get("record_checksums")
         expected = parse_sha256sums(Path(checksums["path"]).read_text(), source=checksums["path"]) if checksums else None
         seen: set[str] = set()
+        first = len(members)
         for member, data in _record_members(entry["records"]):
             if expected is not None:
                 seen.add(_check_record(member, data, expected, source, checksums["path"]))
-            body = _record_body(member, data)
-            files.append({"split_group": set_name, "file": member,
-                          "record_id": int(RECORD_FILE.search(member).group(1)), "lines": body.count(b"\n")})
-            bodies.append(body)
-        if not any(f["split_group"] == set_name for f in files):
+            members.append((set_name, member, data))
+        if len(members) == first:
             raise ValueError(f"{source}: no record files (<RecordID>.txt) found for set {set_name}")
         if expected is not None and seen != set(expected):
             missing = sorted(set(expected) - seen)
@@ -60,6 +57,21 @@ def read_physionet2012_records(raw_manifest: dict[str, Any]) -> tuple[pd.DataFra
                 f"{source}: {len(missing)} record files listed in {checksums['path']} are missing "
                 f"(e.g. {missing[:ERRORS_SHOWN]}); the set is incomplete"
             )
+    return record_rows(members)
+
+
+def record_rows(members: Iterable[tuple[str, str, bytes]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(split_group, file name `<RecordID>.txt`, file bytes) per record → (record_files, raw_rows as text)."""
+    files: list[dict[str, Any]] = []
+    bodies: list[bytes] = []
+    for set_name, member, data in members:
+        name = RECORD_FILE.search(member)
+        if name is None:
+            raise ValueError(f"{member}: a PhysioNet 2012 record file is named <RecordID>.txt, e.g. 142675.txt")
+        body = _record_body(member, data)
+        files.append({"split_group": set_name, "file": member, "record_id": int(name.group(1)),
+                      "lines": body.count(b"\n")})
+        bodies.append(body)
     record_files = pd.DataFrame(files, columns=["split_group", "file", "record_id", "lines"])
     duplicated = record_files["record_id"].duplicated(keep=False)
     if duplicated.any():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from ehr_adversarial.sources.physionet2012.formats import (
     TIME_PATTERN,
     TIMESERIES_DESCRIPTOR,
 )
+from ehr_adversarial.sources.physionet2012.read import record_rows
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +164,21 @@ def build_physionet2012_static(
     names the outcome file.
     """
     _check_outcomes_match(record_files, outcomes)
+    static = physionet2012_descriptors(classified_rows, record_files, ingestion)
+    static = static.merge(outcomes.drop(columns=["split_group", "outcome_file"]), on="record_id", how="left", validate="1:1")
+    static["label"] = static["label"].astype(np.int64)
+    static["near_empty"] = static["record_id"].isin([int(x) for x in ingestion.get("near_empty_records") or []])
+    n_rows = pd.Series(classified_rows["record_id"].to_numpy()[_is_kind(classified_rows, "timeseries")]).value_counts()
+    static["n_timeseries_rows"] = static["record_id"].map(n_rows).fillna(0).astype(np.int64)
+    return static[["record_id", "age", "gender", "height", "weight", "icu_type", "label", "split_group",
+                   "saps_i", "sofa", "length_of_stay", "survival", "near_empty", "n_timeseries_rows"]]
+
+
+def physionet2012_descriptors(
+    classified_rows: pd.DataFrame, record_files: pd.DataFrame, ingestion: dict[str, Any]
+) -> pd.DataFrame:
+    """One row per record file: record_id, age, gender, height, weight, icu_type (NaN / "nan" when the record
+    lacks the descriptor or it was rejected), split_group."""
     rows = np.flatnonzero(_is_kind(classified_rows, "descriptor"))
     descriptors = pd.DataFrame({
         "record_id": classified_rows["record_id"].to_numpy()[rows],
@@ -171,19 +188,23 @@ def build_physionet2012_static(
     wide = descriptors.pivot(index="record_id", columns="parameter", values="value")
     wide = wide.reindex(index=record_files["record_id"], columns=[*STATIC_COLUMNS, "ICUType"])
     icu_types = {int(code): str(name) for code, name in ingestion["icu_types"].items()}
-    n_rows = pd.Series(classified_rows["record_id"].to_numpy()[_is_kind(classified_rows, "timeseries")]).value_counts()
-    static = pd.DataFrame({
+    return pd.DataFrame({
         "record_id": record_files["record_id"].to_numpy(np.int64),
         **{column: wide[name].to_numpy(np.float64) for name, column in STATIC_COLUMNS.items()},
         "icu_type": pd.Series(wide["ICUType"].to_numpy()).map(icu_types).astype("str").to_numpy(),
         "split_group": record_files["split_group"].astype(str).to_numpy(),
     })
-    static = static.merge(outcomes.drop(columns=["split_group", "outcome_file"]), on="record_id", how="left", validate="1:1")
-    static["label"] = static["label"].astype(np.int64)
-    static["near_empty"] = static["record_id"].isin([int(x) for x in ingestion.get("near_empty_records") or []])
-    static["n_timeseries_rows"] = static["record_id"].map(n_rows).fillna(0).astype(np.int64)
-    return static[["record_id", "age", "gender", "height", "weight", "icu_type", "label", "split_group",
-                   "saps_i", "sofa", "length_of_stay", "survival", "near_empty", "n_timeseries_rows"]]
+
+
+def parse_physionet2012_records(
+    files: Mapping[str, bytes], ingestion: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Record files given as bytes ({"142675.txt": b"Time,Parameter,Value\\n..."}) → (timeseries, descriptors,
+    rejected rows), by exactly the rules ingestion applies to the sets; errors name the file and line."""
+    record_files, raw_rows = record_rows(("", name, data) for name, data in files.items())
+    classified = classify_physionet2012_rows(raw_rows, ingestion)
+    return (build_physionet2012_timeseries(classified), physionet2012_descriptors(classified, record_files, ingestion),
+            collect_physionet2012_rejected_rows(classified))
 
 
 def _check_outcomes_match(record_files: pd.DataFrame, outcomes: pd.DataFrame) -> None:

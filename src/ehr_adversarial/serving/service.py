@@ -1,0 +1,247 @@
+"""A trained torch model behind one object: records in, P(death), the decision and the record's susceptible
+locations out, computed by exactly the code the study uses (the features stage's binning, imputation and
+train-split scaling; the training stage's calibrated probability; the attack stage's L1 attack).
+
+No Kedro and no HTTP here: `ehr_adversarial.serving.app` puts this behind FastAPI, and `kedro serve` loads the
+model, its feature spec and metrics from the catalog.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ehr_adversarial.attack import logit_margin
+from ehr_adversarial.attack.run import clinical_perturbations, run_attack
+from ehr_adversarial.features.model_input import model_input_of_records
+from ehr_adversarial.sources.physionet2012 import parse_physionet2012_records
+from ehr_adversarial.sources.physionet2012.formats import RECORD_FILE
+from ehr_adversarial.torch_utils import resolve_device
+from ehr_adversarial.training.torch_loop import (
+    death_probability,
+    limited_threads,
+    predict_logits,
+    to_tensors,
+)
+
+# At most this many records per request: a request is answered while the client waits.
+MAX_RECORDS = 1000
+# At most this many records per susceptibility request: the attack costs tens of forward passes per record.
+MAX_ATTACKED_RECORDS = 64
+# The descriptor row that names a PhysioNet 2012 record.
+RECORD_ID_ROW = re.compile(rb"^00:00,RecordID,(\d+)\s*$", re.MULTILINE)
+
+
+@dataclass
+class ModelService:
+    """One trained torch model, its feature spec and what the study measured about it.
+
+    `threshold` is the decision threshold the training stage chose on held-out predictions (never the test
+    split); `attack` the source's attack settings; `ingestion` the source's ingestion settings (PhysioNet 2012:
+    the rules that turn a record file into measurements, so a served record file is read as the study reads
+    set-a and set-b).
+    """
+
+    name: str
+    model: nn.Module
+    feature_spec: Mapping[str, Any]
+    threshold: float | None = None
+    threshold_rule: str | None = None
+    attack: Mapping[str, Any] | None = None
+    ingestion: Mapping[str, Any] | None = None
+    source: str = ""
+    about: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    seed: int = 0
+    n_threads: int = 1
+
+    def __post_init__(self) -> None:
+        config = self.model.config
+        if config.get("feature_set") != self.feature_spec.get("feature_set"):
+            raise ValueError(f"model {self.name!r} reads feature set {config.get('feature_set')!r} but the feature "
+                             f"spec is {self.feature_spec.get('feature_set')!r}; load the spec of the model's run.")
+        if [str(n) for n in config["feature_names"]] != list(self.feature_spec["feature_names"]):
+            raise ValueError(f"model {self.name!r} and its feature spec name different features; they come from "
+                             "different runs.")
+        self._device = resolve_device(self.device)
+        self.model = self.model.to(self._device).eval()
+        # torch modules are not safe to share between request threads while they switch train/eval modes
+        # (the attack's input gradients); one request at a time computes.
+        self._lock = threading.Lock()
+
+    # -- what the model is -------------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Name, architecture, inputs (features with units, statics), threshold and the study's test metrics."""
+        spec = self.feature_spec
+        return {
+            "model": self.name,
+            "source": self.source,
+            "architecture": self.model.config.get("architecture"),
+            "feature_set": spec["feature_set"],
+            "n_hours": int(spec["n_hours"]),
+            "features": [{"name": name, "unit": spec.get("units", {}).get(name, ""),
+                          "parameters": list(spec.get("sources", {}).get(name, [name]))}
+                         for name in spec["feature_names"]],
+            "static": {"numeric": list(spec.get("static_scaler", {})),
+                       "categorical": {k: list(v) for k, v in spec.get("static_one_hot", {}).items()}},
+            "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "accepts_physionet2012_files": self.ingestion is not None,
+            **dict(self.about),
+        }
+
+    # -- records → model input ---------------------------------------------------------------------------------
+    def model_input(self, timeseries: pd.DataFrame, static: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The model input of the records in `static` (ingestion contract: see `model_input_of_records`)."""
+        if len(static) == 0:
+            raise ValueError("the request holds no records.")
+        if len(static) > MAX_RECORDS:
+            raise ValueError(f"the request holds {len(static)} records; send at most {MAX_RECORDS} per request.")
+        duplicated = static["record_id"].duplicated()
+        if duplicated.any():
+            raise ValueError(f"record_id {int(static.loc[duplicated, 'record_id'].iloc[0])} appears twice in the "
+                             "request; give each record its own id.")
+        for column, categories in self.feature_spec.get("static_one_hot", {}).items():
+            if column in static:
+                unknown = static[column].dropna().astype(str)
+                unknown = unknown[~unknown.isin([str(c) for c in categories])]
+                if len(unknown):
+                    row = unknown.index[0]
+                    raise ValueError(f"record {int(static.at[row, 'record_id'])}: static {column} is "
+                                     f"{unknown.iloc[0]!r}; the model knows {list(categories)} (or leave it out).")
+        read = self._parameters_read()
+        known = read | set((self.ingestion or {}).get("ranges", {}))
+        parameters = timeseries["parameter"].astype(str)
+        unknown = sorted(set(parameters) - known)
+        if unknown:
+            raise ValueError(f"measurements name parameter(s) {unknown} that the {self.source or 'model'} data does "
+                             f"not have; feature set {self.feature_spec['feature_set']!r} reads {sorted(read)}.")
+        # Parameters of the source that this feature set does not read (e.g. a whole record sent to a model of
+        # fewer features) are left out, as the features stage leaves them out.
+        timeseries = timeseries[parameters.isin(read).to_numpy()]
+        self._check_ranges(timeseries)
+        return model_input_of_records(timeseries, static, dict(self.feature_spec))
+
+    def _parameters_read(self) -> set[str]:
+        return {p for sources in self.feature_spec["sources"].values() for p in sources}
+
+    def _check_ranges(self, timeseries: pd.DataFrame) -> None:
+        """Values outside the physiological range that ingestion accepts (PhysioNet 2012: `ranges`) are an error:
+        the study never saw such a value (ingestion rejects it), and it is most often a unit mix-up."""
+        ranges = (self.ingestion or {}).get("ranges", {})
+        low = timeseries["parameter"].map(lambda p: ranges.get(p, (-np.inf, np.inf))[0]).astype(float)
+        high = timeseries["parameter"].map(lambda p: ranges.get(p, (-np.inf, np.inf))[1]).astype(float)
+        outside = (timeseries["value"] < low) | (timeseries["value"] > high)
+        if outside.any():
+            row = timeseries[outside].iloc[0]
+            raise ValueError(f"record {int(row['record_id'])}: {row['parameter']} = {row['value']:g} at minute "
+                             f"{int(row['minutes'])} is outside [{ranges[row['parameter']][0]:g}, "
+                             f"{ranges[row['parameter']][1]:g}], the range ingestion accepts "
+                             f"({int(outside.sum())} value(s) outside); check its unit ({self._unit_of(row['parameter'])}).")
+
+    def _unit_of(self, parameter: str) -> str:
+        for name, sources in self.feature_spec["sources"].items():
+            if parameter in sources:
+                return self.feature_spec.get("units", {}).get(name, "") or "no unit"
+        return "no unit"
+
+    def physionet2012_records(self, files: Mapping[str | None, bytes]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """PhysioNet 2012 record files (name → bytes) → (timeseries, static, rejected rows) by ingestion's rules;
+        only measurements the feature set reads are kept (a record file holds every parameter). A file without a
+        `<RecordID>.txt` name is named after its RecordID row."""
+        if self.ingestion is None:
+            raise ValueError(f"model {self.name!r} was trained on {self.source or 'another source'}; it takes "
+                             "records as JSON measurements, not PhysioNet 2012 record files.")
+        named = {}
+        for name, data in files.items():
+            if name is None or not RECORD_FILE.search(name):
+                found = RECORD_ID_ROW.search(data)
+                if found is None:
+                    raise ValueError(f"{name or 'the record file'}: no `00:00,RecordID,<id>` row; add it, or name "
+                                     "the file <RecordID>.txt.")
+                name = f"{int(found.group(1))}.txt"
+            named[name] = data
+        timeseries, static, rejected = parse_physionet2012_records(named, dict(self.ingestion))
+        static = static.replace({"icu_type": {"nan": np.nan}})
+        return timeseries, static, rejected
+
+    # -- predictions -------------------------------------------------------------------------------------------
+    def _logits(self, bundle: Mapping[str, np.ndarray]) -> torch.Tensor:
+        """Eval-mode logits of the model inputs in `bundle` (X, mask, delta, static)."""
+        inputs = {name: bundle[name] for name in ("X", "mask", "delta", "static")}
+        tensors = to_tensors({**inputs, "y": np.zeros(len(bundle["X"]), dtype=np.int64)}, self._device)
+        return predict_logits(self.model, tensors, int(self.model.config.get("batch_size", 256)))
+
+    def _probability(self, logits: torch.Tensor) -> np.ndarray:
+        """P(death) as the study's test predictions give it (prior shift removed, calibrated)."""
+        return death_probability(logits, self.model.config["probability_shift"], self.model.config.get("calibration"))
+
+    def predict(self, timeseries: pd.DataFrame, static: pd.DataFrame) -> pd.DataFrame:
+        """record_id, p_death, high_risk (p_death ≥ the threshold; None without one)."""
+        bundle = self.model_input(timeseries, static)
+        with self._lock, limited_threads(self.n_threads):
+            prob = self._probability(self._logits(bundle))
+        return pd.DataFrame({
+            "record_id": bundle["record_id"].astype(np.int64),
+            "p_death": prob.astype(float),
+            "high_risk": prob >= self.threshold if self.threshold is not None else [None] * len(prob),
+        })
+
+    def susceptible_locations(self, timeseries: pd.DataFrame, static: pd.DataFrame) -> list[dict[str, Any]]:
+        """Per record: the model's decision, the smallest L1 change the study's attack finds (its settings) that
+        flips it, P(death) after the change, and every changed cell in clinical units, largest change first."""
+        if self.attack is None:
+            raise ValueError(f"no attack settings were given for model {self.name!r}.")
+        if len(static) > MAX_ATTACKED_RECORDS:
+            raise ValueError(f"the request holds {len(static)} records; the attack takes at most "
+                             f"{MAX_ATTACKED_RECORDS} per request.")
+        bundle = self.model_input(timeseries, static)
+        with self._lock, limited_threads(self.n_threads):
+            logits = self._logits(bundle)
+            # The model's own decision is the label the attack moves away from (a served record has no outcome).
+            decided = logits.argmax(dim=1)
+            bundle["y"] = decided.cpu().numpy().astype(np.int64)
+            margin = logit_margin(logits, decided).cpu().numpy()
+            rows = np.flatnonzero(margin > 0)  # equal logits: no decision to flip
+            selection = pd.DataFrame({"row": rows, "record_id": bundle["record_id"][rows],
+                                      "label": bundle["y"][rows], "clean_margin": margin[rows]})
+            records, deltas = pd.DataFrame({"record_id": [], "success": [], "l1_best": []}), None
+            if len(rows):
+                records, deltas, _ = run_attack(self.model, bundle, selection, dict(self.feature_spec),
+                                                dict(self.attack), self.seed, str(self._device))
+                perturbed = {name: bundle[name][rows] for name in ("X", "mask", "delta", "static")}
+                perturbed["X"] = perturbed["X"] + deltas["delta_best"]
+                records["p_death_after"] = self._probability(self._logits(perturbed))
+        cells = (clinical_perturbations(records, deltas, bundle, dict(self.feature_spec)) if deltas is not None
+                 else pd.DataFrame({"record_id": []}))
+        prob = self._probability(logits)
+        attacked = records.set_index("record_id")
+        answers = []
+        for i, record_id in enumerate(bundle["record_id"].astype(np.int64).tolist()):
+            answer: dict[str, Any] = {"record_id": record_id, "p_death": float(prob[i]),
+                                      "decision": "death" if bundle["y"][i] == 1 else "survival"}
+            if record_id not in attacked.index:
+                answers.append({**answer, "flipped": False, "l1": None, "p_death_after": None, "cells": [],
+                                "note": "the model's two logits are equal: there is no decision to flip"})
+                continue
+            row = attacked.loc[record_id]
+            mine = cells[cells["record_id"] == record_id]
+            mine = mine.iloc[np.argsort(-np.abs(mine["delta_scaled"].to_numpy()), kind="stable")]
+            answers.append({
+                **answer,
+                "flipped": bool(row["success"]),
+                "l1": float(row["l1_best"]) if row["success"] else None,
+                "p_death_after": float(row["p_death_after"]) if row["success"] else None,
+                "cells": [{"feature": str(c.feature), "hour": int(c.hour), "unit": str(c.unit),
+                           "original": float(c.original), "perturbed": float(c.perturbed), "change": float(c.change),
+                           "description": str(c.description)} for c in mine.itertuples(index=False)],
+            })
+        return answers
