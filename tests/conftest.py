@@ -111,6 +111,22 @@ class KeptMemoryDataset(MemoryDataset):
         pass
 
 
+def physionet2012_record_file(physionet2012_dir: Path, record_id: int, set_name: str = "b") -> bytes:
+    """One record file of the real data, as PhysioNet publishes it (`set-<x>/<RecordID>.txt`)."""
+    import tarfile
+
+    with tarfile.open(physionet2012_dir / f"set-{set_name}.tar.gz") as archive:
+        return archive.extractfile(f"set-{set_name}/{record_id}.txt").read()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def project_config(key: str, env: str | None = None) -> dict:
     """The project's `key` configuration (parameters, catalog, globals) of run environment `env`
     (None: the default), resolved as `kedro run` sees it."""

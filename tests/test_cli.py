@@ -131,3 +131,17 @@ def test_a_bad_parameter_stops_the_run_before_any_node(offline_project: Path, ov
     assert expected in done.stderr and "Traceback" not in done.stderr
     assert "[1/" not in done.stderr  # no node ran
     assert not [p for p in (offline_project / "data").rglob("*") if p.is_file()]
+
+
+def test_kedro_serve_without_a_trained_model_says_which_run_makes_one(tmp_path: Path):
+    root = copy_project(tmp_path)
+    done = _kedro(root, "serve", "--model", "lstm_pooled", "--port", "9", KEDRO_DISABLE_TELEMETRY="1")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "training.lstm_pooled.model cannot be loaded" in output and "kedro run --pipelines features,training" in output
+    assert "Traceback" not in output
+
+    done = _kedro(root, "serve", "--model", "gbm", "--port", "9", KEDRO_DISABLE_TELEMETRY="1")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "serves its torch models (lstm_sun2018, lstm_pooled, dssm, lstm_pooled_adversarial)" \
+        in output, output

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ehr_adversarial"
 LIBRARY = ("sources", "features", "models", "training", "attack", "reporting", "synthesis", "synthetic_evaluation",
-           "synthetic_attack")
+           "synthetic_attack", "serving")
 
 
 def _imports(path: Path) -> set[str]:

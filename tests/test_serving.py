@@ -4,9 +4,6 @@ message naming the record, field or line."""
 
 from __future__ import annotations
 
-import tarfile
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,15 +14,10 @@ from kedro.io import DataCatalog
 from ehr_adversarial.features.model_input import model_input_of_records
 from ehr_adversarial.serving import ModelService, create_app
 from ehr_adversarial.serving.service import MAX_ATTACKED_RECORDS
-from tests.conftest import project_parameters
+from tests.conftest import physionet2012_record_file, project_parameters
 
 # set-b records of the test split: one death, one survivor, and one the study counts as near-empty.
 RECORDS = (142675, 142680, 142731)
-
-
-def record_file(physionet2012_dir: Path, record_id: int) -> bytes:
-    with tarfile.open(physionet2012_dir / "set-b.tar.gz") as archive:
-        return archive.extractfile(f"set-b/{record_id}.txt").read()
 
 
 def random_model(spec: dict, seed: int = 0) -> torch.nn.Module:
@@ -78,7 +70,7 @@ def test_records_sent_one_by_one_get_exactly_the_model_input_of_the_study(physio
         bundle = physionet2012_features.load(f"features.{feature_set}.model_input_test")
         service = ModelService(name="m", model=random_model(spec), feature_spec=spec,
                                ingestion=params["ingestion"]["physionet2012"], source="physionet2012", device="cpu")
-        files = {f"{r}.txt": record_file(physionet2012_dir, r) for r in RECORDS}
+        files = {f"{r}.txt": physionet2012_record_file(physionet2012_dir, r) for r in RECORDS}
         timeseries, static, _ = service.physionet2012_records(files)
         served = model_input_of_records(timeseries, static, spec)
         rows = pd.Index(bundle["record_id"]).get_indexer(list(RECORDS))
@@ -90,7 +82,7 @@ def test_records_sent_one_by_one_get_exactly_the_model_input_of_the_study(physio
 
 def test_a_record_file_is_read_by_ingestions_rules(served, physionet2012_features, physionet2012_dir):
     service, _ = served
-    timeseries, static, rejected = service.physionet2012_records({"142675.txt": record_file(physionet2012_dir, 142675)})
+    timeseries, static, rejected = service.physionet2012_records({"142675.txt": physionet2012_record_file(physionet2012_dir, 142675)})
     study = physionet2012_features.load("ingestion.timeseries")
     expected = study[study["record_id"] == 142675].reset_index(drop=True)
     pd.testing.assert_frame_equal(timeseries.reset_index(drop=True), expected, check_dtype=False)
@@ -112,7 +104,7 @@ def test_predict_over_http_gives_the_studys_probability_for_files_and_json(serve
 
     expected = study_probability(service, bundle, RECORDS)
     for record_id, p in zip(RECORDS, expected, strict=True):
-        answer = client.post("/predict/physionet2012", content=record_file(physionet2012_dir, record_id),
+        answer = client.post("/predict/physionet2012", content=physionet2012_record_file(physionet2012_dir, record_id),
                              headers={"content-type": "text/plain"})
         assert answer.status_code == 200, answer.text
         (prediction,) = answer.json()["predictions"]
@@ -139,7 +131,7 @@ def test_predict_over_http_gives_the_studys_probability_for_files_and_json(serve
 def test_susceptibility_flips_the_models_decision_with_the_cells_it_reports(served, physionet2012_dir):
     service, bundle = served
     client = TestClient(create_app(service))
-    answer = client.post("/susceptibility/physionet2012", content=record_file(physionet2012_dir, 142680),
+    answer = client.post("/susceptibility/physionet2012", content=physionet2012_record_file(physionet2012_dir, 142680),
                          headers={"content-type": "text/plain"})
     assert answer.status_code == 200, answer.text
     (record,) = answer.json()["records"]
@@ -171,7 +163,7 @@ def test_susceptibility_flips_the_models_decision_with_the_cells_it_reports(serv
 def test_bad_requests_are_422_naming_what_to_fix(served, physionet2012_dir):
     service, _ = served
     client = TestClient(create_app(service))
-    text = record_file(physionet2012_dir, 142675).decode()
+    text = physionet2012_record_file(physionet2012_dir, 142675).decode()
 
     def post_file(body: str, **params) -> tuple[int, str]:
         answer = client.post("/predict/physionet2012", content=body.encode(), params=params,

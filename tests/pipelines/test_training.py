@@ -29,7 +29,13 @@ from ehr_adversarial.training import (
 from ehr_adversarial.training.metrics import METRICS
 from ehr_adversarial.training.summary_features import STATISTICS, summary_statistics
 from ehr_adversarial.training.torch_loop import class_weights, prior_shift
-from tests.conftest import KeptMemoryDataset, latest_version, project_copy
+from tests.conftest import (
+    KeptMemoryDataset,
+    free_port,
+    latest_version,
+    physionet2012_record_file,
+    project_copy,
+)
 from tests.pipelines.conftest import N_HOURS, synthetic_bundle, synthetic_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -594,6 +600,54 @@ def test_saved_torch_models_reload_and_reproduce_their_test_predictions(physione
         saved = pd.read_parquet(latest_version(
             root, f"data/07_model_output/physionet2012/training/{model}/test_predictions.parquet"))
         np.testing.assert_allclose(again["y_prob"], saved["y_prob"], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_kedro_serve_answers_over_http_with_the_probabilities_of_the_run(physionet_project, physionet2012_dir):
+    """`kedro serve` on the trained project, over a real socket: a set-b record file gets exactly the probability
+    the training run wrote for that record, and the decision at the run's threshold."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = physionet_project
+    port = free_port()
+    kedro = str(Path(sys.executable).with_name("kedro"))
+    server = subprocess.Popen([kedro, "serve", "--model", "dssm", "--env", "physionet2012", "--port", str(port)],
+                              cwd=root, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    assert json.loads(answer.read()) == {"status": "ok", "model": "dssm"}
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"{url}/model", timeout=10) as answer:
+            described = json.loads(answer.read())
+        metrics = json.loads(latest_version(root, "data/08_reporting/physionet2012/training/dssm/metrics.json").read_text())
+        model_file = latest_version(root, "data/06_models/physionet2012/training/dssm/model.pt")
+        assert described["threshold"] == metrics["threshold"]
+        assert described["versions"]["training.dssm.model"] == model_file.parent.name
+        saved = pd.read_parquet(latest_version(
+            root, "data/07_model_output/physionet2012/training/dssm/test_predictions.parquet")).set_index("record_id")
+        for record_id in (142675, 142680, 142731):
+            request = urllib.request.Request(f"{url}/predict/physionet2012",
+                                             data=physionet2012_record_file(physionet2012_dir, record_id),
+                                             headers={"Content-Type": "text/plain"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                (prediction,) = json.loads(answer.read())["predictions"]
+            assert prediction["record_id"] == record_id
+            assert prediction["p_death"] == pytest.approx(saved.at[record_id, "y_prob"], rel=1e-5, abs=1e-7)
+            assert prediction["high_risk"] == bool(prediction["p_death"] >= metrics["threshold"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.mark.slow
