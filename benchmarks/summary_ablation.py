@@ -11,11 +11,15 @@ Variants:
 - + trend etc.: the unclipped summaries plus per feature the least-squares slope over measured hours, the
   time-weighted (forward-filled) mean, the sum and the sum of the first 24 h;
 - tuned: learning rate 0.03, 400 trees, 15 leaves;
+- 1 seed: the project's GBM as one estimator instead of the soft vote of `n_seeds` copies from consecutive seeds;
 - logreg (C 0.003) and the rank average of the GBM and the logistic regression.
 
 Usage (after `kedro run --pipelines ingestion,features`):
 
-    python benchmarks/summary_ablation.py --data data
+    python benchmarks/summary_ablation.py --data data --repeats 3
+
+With `--repeats R` every variant is scored on R different 5-fold splits (seeds seed, seed + 1, …); the table gives
+the mean and the range over the repeats.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from scipy.stats import rankdata
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -79,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--seed", type=int, default=2012)
+    parser.add_argument("--repeats", type=int, default=1, help="5-fold splits per variant (seeds seed, seed + 1, ...)")
     args = parser.parse_args()
 
     inputs = args.data / "05_model_input" / "physionet2012" / "features" / "full"
@@ -96,42 +101,60 @@ def main() -> None:
     y = np.asarray(bundle["y"])
 
     blocks = yaml.safe_load((ROOT / "conf" / "base" / "parameters_training.yml").read_text())["training"]
-    gbm = dict(blocks["physionet2012"]["gbm"]["hyperparameters"])
+    gbm_block = blocks["physionet2012"]["gbm"]
+    gbm, n_seeds = dict(gbm_block["hyperparameters"]), int(gbm_block.get("n_seeds", 1))
     clipped = summary_statistics(bundle, names, statics)
     raw = summary_statistics(unclipped, names, statics)
     with_trend = pd.concat([raw, trend_statistics(values, bundle["mask"], names, raw.index)], axis=1)
 
-    def gbm_with(**changes):
-        return lambda: HistGradientBoostingClassifier(random_state=args.seed, early_stopping=False,
-                                                      **{**gbm, **changes})
+    def gbm_with(seeds: int = n_seeds, **changes):
+        def make():
+            copies = [HistGradientBoostingClassifier(random_state=args.seed + k, early_stopping=False,
+                                                     **{**gbm, **changes}) for k in range(seeds)]
+            return copies[0] if seeds == 1 else VotingClassifier([(f"seed_{k}", c) for k, c in enumerate(copies)],
+                                                                 voting="soft")
+        return make
 
     def logreg():
         return make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
                              StandardScaler(), LogisticRegression(C=0.003, class_weight="balanced", max_iter=3000))
 
+    default = f"gbm, clipped summaries (project default: {n_seeds} seed(s))"
     variants = {
-        "gbm, clipped summaries (project default)": (clipped, gbm_with()),
+        default: (clipped, gbm_with()),
+        "gbm, 1 seed, clipped summaries": (clipped, gbm_with(seeds=1)),
         "gbm, unclipped summaries": (raw, gbm_with()),
         "gbm, unclipped + trend, time-weighted mean, sums": (with_trend, gbm_with()),
         "gbm tuned (lr 0.03, 400 trees, 15 leaves), unclipped": (raw, gbm_with(learning_rate=0.03, max_iter=400,
                                                                                max_leaf_nodes=15)),
         "logreg C 0.003, clipped summaries": (clipped, logreg),
     }
-    rows, predictions = [], {}
-    for name, (features, make) in variants.items():
-        start = time.perf_counter()
-        predictions[name] = cross_validated(features, y, make, args.seed)
-        rows.append({"variant": name, "columns": features.shape[1],
-                     "auroc": roc_auc_score(y, predictions[name]),
-                     "auprc": average_precision_score(y, predictions[name]), "seconds": time.perf_counter() - start})
-        print(rows[-1], flush=True)
-    average = rankdata(predictions["gbm, clipped summaries (project default)"]) + rankdata(
-        predictions["logreg C 0.003, clipped summaries"])
-    rows.append({"variant": "rank average of gbm and logreg (clipped)", "columns": np.nan,
-                 "auroc": roc_auc_score(y, average), "auprc": average_precision_score(y, average), "seconds": 0.0})
+    scores: dict[str, list[tuple[float, float]]] = {}
+    columns, seconds = {}, {}
+    for repeat in range(args.repeats):
+        seed = args.seed + repeat
+        predictions = {}
+        for name, (features, make) in variants.items():
+            start = time.perf_counter()
+            predictions[name] = cross_validated(features, y, make, seed)
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+            columns[name] = features.shape[1]
+            scores.setdefault(name, []).append((roc_auc_score(y, predictions[name]),
+                                                average_precision_score(y, predictions[name])))
+            print(f"split {seed}: {name}: AUROC {scores[name][-1][0]:.4f}, AUPRC {scores[name][-1][1]:.4f}", flush=True)
+        average = rankdata(predictions[default]) + rankdata(predictions["logreg C 0.003, clipped summaries"])
+        scores.setdefault("rank average of gbm and logreg (clipped)", []).append(
+            (roc_auc_score(y, average), average_precision_score(y, average)))
+    rows = []
+    for name, values in scores.items():
+        values = np.asarray(values)
+        rows.append({"variant": name, "columns": columns.get(name, np.nan),
+                     "auroc": values[:, 0].mean(), "auroc_range": f"{values[:, 0].min():.4f}–{values[:, 0].max():.4f}",
+                     "auprc": values[:, 1].mean(), "auprc_range": f"{values[:, 1].min():.4f}–{values[:, 1].max():.4f}",
+                     "seconds": seconds.get(name, 0.0) / args.repeats})
     table = pd.DataFrame(rows)
     table["auroc_vs_default"] = table["auroc"] - table["auroc"].iloc[0]
-    print(f"5-fold CV on {len(y)} set-a records ({int(y.sum())} deaths)")
+    print(f"5-fold CV on {len(y)} set-a records ({int(y.sum())} deaths), {args.repeats} split(s); mean over splits")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 

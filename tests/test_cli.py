@@ -139,7 +139,7 @@ def test_kedro_serve_without_a_trained_model_says_which_run_makes_one(tmp_path: 
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "training.lstm_pooled.model cannot be loaded" in output and "kedro run --pipelines features,training" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output and "`kedro serve --verbose ...` shows it here" in output
 
     done = _kedro(root, "serve", "--model", "gbm", "--port", "9", KEDRO_DISABLE_TELEMETRY="1")
     output = done.stdout + done.stderr

@@ -69,9 +69,9 @@ def log_file() -> Path | None:
     return None
 
 
-def report_input_error(error: BaseException) -> None:
+def report_input_error(error: BaseException, command: str = "run") -> None:
     """One short message on stderr; the traceback into the log file."""
-    logging.getLogger(TRACEBACK_LOGGER).error("kedro run failed", exc_info=error)
+    logging.getLogger(TRACEBACK_LOGGER).error("kedro %s failed", command, exc_info=error)
     where = log_file()
     try:
         where = where.relative_to(Path.cwd()) if where else None
@@ -79,7 +79,7 @@ def report_input_error(error: BaseException) -> None:
         pass
     click.secho(f"Error: {short_message(error)}", fg="red", err=True)
     hint = f"full traceback in {where}; " if where else ""
-    click.echo(f"({hint}`kedro run --verbose ...` shows it here)", err=True)
+    click.echo(f"({hint}`kedro {command} --verbose ...` shows it here)", err=True)
 
 
 @click.group(name="ehr_adversarial")
@@ -229,7 +229,7 @@ def serve(model_name: str, env: str | None, host: str, port: int, load_versions:
     except Exception as error:
         if verbose or not is_input_error(error):
             raise
-        report_input_error(error)
+        report_input_error(error, "serve")
         sys.exit(1)
     click.echo(f"serving {model_name} ({', '.join(f'{k} {v}' for k, v in service.about['versions'].items())}) "
                f"at http://{host}:{port} (API docs: /docs)", err=True)

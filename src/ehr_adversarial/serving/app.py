@@ -112,9 +112,10 @@ def create_app(service: ModelService) -> FastAPI:
             raise HTTPException(422, f"the request holds {len(request.records)} records; the attack takes at most "
                                      f"{MAX_ATTACKED_RECORDS} per request.")
         try:
-            return {"model": service.name, "records": service.susceptible_locations(*records_frames(request))}
+            records = service.susceptible_locations(*records_frames(request))
         except ValueError as error:
             raise _unprocessable(error) from error
+        return {"model": service.name, "class_boundary_p_death": service.class_boundary(), "records": records}
 
     @app.post("/susceptibility/physionet2012")
     def susceptibility_physionet2012(
@@ -126,6 +127,7 @@ def create_app(service: ModelService) -> FastAPI:
             records = service.susceptible_locations(timeseries, static)
         except ValueError as error:
             raise _unprocessable(error) from error
-        return {"model": service.name, "records": records, "rejected_rows": rejected}
+        return {"model": service.name, "class_boundary_p_death": service.class_boundary(), "records": records,
+                "rejected_rows": rejected}
 
     return app

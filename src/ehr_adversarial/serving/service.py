@@ -94,9 +94,15 @@ class ModelService:
                        "categorical": {k: list(v) for k, v in spec.get("static_one_hot", {}).items()}},
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
+            "class_boundary_p_death": self.class_boundary(),
             "accepts_physionet2012_files": self.ingestion is not None,
             **dict(self.about),
         }
+
+    def class_boundary(self) -> float:
+        """P(death) at which the model's predicted class (the argmax of its class-weighted logits, what the attack
+        flips) changes: equal logits, mapped through the prior shift and the calibration."""
+        return float(self._probability(torch.zeros(1, 2))[0])
 
     # -- records → model input ---------------------------------------------------------------------------------
     def model_input(self, timeseries: pd.DataFrame, static: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -196,8 +202,9 @@ class ModelService:
         })
 
     def susceptible_locations(self, timeseries: pd.DataFrame, static: pd.DataFrame) -> list[dict[str, Any]]:
-        """Per record: the model's decision, the smallest L1 change the study's attack finds (its settings) that
-        flips it, P(death) after the change, and every changed cell in clinical units, largest change first."""
+        """Per record: the model's predicted class (the argmax of its logits: P(death) above `class_boundary()`),
+        the smallest L1 change the study's attack finds (its settings) that flips it, P(death) after the change, and
+        every changed cell in clinical units, largest change first."""
         if self.attack is None:
             raise ValueError(f"no attack settings were given for model {self.name!r}.")
         if len(static) > MAX_ATTACKED_RECORDS:
@@ -227,7 +234,7 @@ class ModelService:
         answers = []
         for i, record_id in enumerate(bundle["record_id"].astype(np.int64).tolist()):
             answer: dict[str, Any] = {"record_id": record_id, "p_death": float(prob[i]),
-                                      "decision": "death" if bundle["y"][i] == 1 else "survival"}
+                                      "predicted_class": "death" if bundle["y"][i] == 1 else "survival"}
             if record_id not in attacked.index:
                 answers.append({**answer, "flipped": False, "l1": None, "p_death_after": None, "cells": [],
                                 "note": "the model's two logits are equal: there is no decision to flip"})

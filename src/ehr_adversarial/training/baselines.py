@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -36,7 +36,16 @@ from ehr_adversarial.training.torch_loop import (
 logger = logging.getLogger(__name__)
 
 
-def _estimator(config: Mapping[str, Any], seed: int) -> Pipeline | HistGradientBoostingClassifier:
+def _estimator(config: Mapping[str, Any], seed: int) -> Pipeline | HistGradientBoostingClassifier | VotingClassifier:
+    """The configured estimator; with `n_seeds` > 1 the soft vote of that many copies from seeds seed, seed + 1, …
+    (a GBM that subsamples features per split varies with its seed; the average removes that variance)."""
+    n_seeds = int(config.get("n_seeds", 1))
+    if n_seeds < 1:
+        raise ValueError(f"n_seeds is {n_seeds}; it must be ≥ 1 (training.<source>.<model>.n_seeds)")
+    if n_seeds > 1:
+        single = {**config, "n_seeds": 1}
+        return VotingClassifier([(f"seed_{seed + k}", _estimator(single, seed + k)) for k in range(n_seeds)],
+                                voting="soft")
     kind, params = config["estimator"], dict(config.get("hyperparameters", {}))
     class_weight = None if config.get("class_weight", "none") == "none" else config["class_weight"]
     if kind == "logistic_regression":
@@ -83,7 +92,8 @@ def select_estimator_config(
             start = time.perf_counter()
             train, held = fold != f, fold == f
             with limited_threads(training.get("n_threads", DEFAULT_THREADS)):
-                estimator = _estimator(candidate, seed).fit(features[train], y[train])
+                # One seed per candidate: CV ranks candidates; the seeds' average is for the final fit.
+                estimator = _estimator({**candidate, "n_seeds": 1}, seed).fit(features[train], y[train])
                 shift = prior_shift(class_weights(y[train], candidate.get("class_weight", "none")))
                 prob[held] = _estimator_probability(estimator, features[held], shift)
             rows.append({"candidate": c, "fold": f, "auroc": roc_auc_score(y[held], prob[held]),

@@ -185,6 +185,8 @@ class _BaselineTraining(_Block):
     monitor: Literal["auprc", "auroc"]
     refit_on: Literal["train", "train_and_validation"] = "train"
     n_threads: int = Field(1, ge=1)
+    # The final fits average this many copies from consecutive seeds (soft vote); CV ranks candidates with one.
+    n_seeds: int = Field(1, ge=1)
 
 
 class _LogisticRegressionCore(_BaselineTraining):
