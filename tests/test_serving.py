@@ -161,6 +161,23 @@ def test_susceptibility_flips_the_models_decision_with_the_cells_it_reports(serv
     assert scaled == sorted(scaled, reverse=True)
 
 
+def test_the_measured_mode_changes_only_measured_values(served, physionet2012_dir):
+    service, _ = served
+    client = TestClient(create_app(service))
+    answer = client.post("/susceptibility/physionet2012", params={"mode": "measured"},
+                         content=physionet2012_record_file(physionet2012_dir, 142680), headers={"content-type": "text/plain"})
+    assert answer.status_code == 200, answer.text
+    (record,) = answer.json()["records"]
+    assert answer.json()["mode"] == "measured" and record["cells"]
+    # A changed measurement moves the forward-filled hours after it by the same amount: the first changed hour of
+    # each feature is measured.
+    cells = pd.DataFrame(record["cells"])
+    assert cells.sort_values("hour").groupby("feature")["measured"].first().all()
+    answer = client.post("/susceptibility/physionet2012", params={"mode": "nearby"},
+                         content=physionet2012_record_file(physionet2012_dir, 142680), headers={"content-type": "text/plain"})
+    assert answer.status_code == 422
+
+
 def test_bad_requests_are_422_naming_what_to_fix(served, physionet2012_dir):
     service, _ = served
     client = TestClient(create_app(service))

@@ -12,13 +12,18 @@ A bad request is answered 422 with a message that names the record, field or lin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import Body, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from ehr_adversarial.serving.service import MAX_ATTACKED_RECORDS, MAX_RECORDS, ModelService
+from ehr_adversarial.serving.service import (
+    ATTACK_MODES,
+    MAX_ATTACKED_RECORDS,
+    MAX_RECORDS,
+    ModelService,
+)
 
 PHYSIONET_EXAMPLE = "Time,Parameter,Value\n00:00,RecordID,142675\n00:00,Age,70\n00:00,Gender,1\n00:00,ICUType,2\n" \
                     "00:07,HR,88\n00:07,GCS,15\n01:07,HR,91\n"
@@ -45,6 +50,12 @@ class Record(BaseModel):
 class Records(BaseModel):
     model_config = ConfigDict(extra="forbid")
     records: list[Record] = Field(min_length=1, max_length=MAX_RECORDS)
+
+
+# The attack's modes: the study's default, or measured values only.
+AttackMode = Annotated[Literal[tuple(ATTACK_MODES)], Query(
+    description="all_cells: any cell, measured or imputed (the study's default); measured: only measured values, "
+                "each change moving the hours forward-filled from it")]
 
 
 def records_frames(request: Records) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -107,27 +118,29 @@ def create_app(service: ModelService) -> FastAPI:
                 "rejected_rows": rejected}
 
     @app.post("/susceptibility")
-    def susceptibility(request: Records) -> dict[str, Any]:
+    def susceptibility(request: Records, mode: AttackMode = "all_cells") -> dict[str, Any]:
         if len(request.records) > MAX_ATTACKED_RECORDS:
             raise HTTPException(422, f"the request holds {len(request.records)} records; the attack takes at most "
                                      f"{MAX_ATTACKED_RECORDS} per request.")
         try:
-            records = service.susceptible_locations(*records_frames(request))
+            records = service.susceptible_locations(*records_frames(request), mode=mode)
         except ValueError as error:
             raise _unprocessable(error) from error
-        return {"model": service.name, "class_boundary_p_death": service.class_boundary(), "records": records}
+        return {"model": service.name, "mode": mode, "class_boundary_p_death": service.class_boundary(),
+                "records": records}
 
     @app.post("/susceptibility/physionet2012")
     def susceptibility_physionet2012(
         body: bytes = Body(..., media_type="text/plain", examples=[PHYSIONET_EXAMPLE]),
         name: str | None = Query(None, description="the file's name (errors name it); default: from its RecordID row"),
+        mode: AttackMode = "all_cells",
     ) -> dict[str, Any]:
         try:
             timeseries, static, rejected = physionet2012(body, name)
-            records = service.susceptible_locations(timeseries, static)
+            records = service.susceptible_locations(timeseries, static, mode=mode)
         except ValueError as error:
             raise _unprocessable(error) from error
-        return {"model": service.name, "class_boundary_p_death": service.class_boundary(), "records": records,
-                "rejected_rows": rejected}
+        return {"model": service.name, "mode": mode, "class_boundary_p_death": service.class_boundary(),
+                "records": records, "rejected_rows": rejected}
 
     return app

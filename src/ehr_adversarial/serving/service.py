@@ -36,6 +36,8 @@ from ehr_adversarial.training.torch_loop import (
 MAX_RECORDS = 1000
 # At most this many records per susceptibility request: the attack costs tens of forward passes per record.
 MAX_ATTACKED_RECORDS = 64
+# The attack's modes: the study's default, and the measurement-consistent attack (docs/attack.md).
+ATTACK_MODES = {"all_cells": {}, "measured": {"observed_only": True, "forward_fill": True}}
 # The descriptor row that names a PhysioNet 2012 record.
 RECORD_ID_ROW = re.compile(rb"^00:00,RecordID,(\d+)\s*$", re.MULTILINE)
 
@@ -201,12 +203,20 @@ class ModelService:
             "high_risk": prob >= self.threshold if self.threshold is not None else [None] * len(prob),
         })
 
-    def susceptible_locations(self, timeseries: pd.DataFrame, static: pd.DataFrame) -> list[dict[str, Any]]:
+    def susceptible_locations(self, timeseries: pd.DataFrame, static: pd.DataFrame,
+                              mode: str = "all_cells") -> list[dict[str, Any]]:
         """Per record: the model's predicted class (the argmax of its logits: P(death) above `class_boundary()`),
         the smallest L1 change the study's attack finds (its settings) that flips it, P(death) after the change, and
-        every changed cell in clinical units, largest change first."""
+        every changed cell in clinical units, largest change first, and whether it was measured or imputed.
+
+        `mode`: `all_cells` (the study's default attack: any cell, measured or imputed) or `measured` (the
+        measurement-consistent attack: only measured values change, and each change moves the hours forward-filled
+        from it)."""
         if self.attack is None:
             raise ValueError(f"no attack settings were given for model {self.name!r}.")
+        if mode not in ATTACK_MODES:
+            raise ValueError(f"mode is {mode!r}; use {' or '.join(ATTACK_MODES)}.")
+        attack = {**self.attack, **ATTACK_MODES[mode]}
         if len(static) > MAX_ATTACKED_RECORDS:
             raise ValueError(f"the request holds {len(static)} records; the attack takes at most "
                              f"{MAX_ATTACKED_RECORDS} per request.")
@@ -222,8 +232,8 @@ class ModelService:
                                       "label": bundle["y"][rows], "clean_margin": margin[rows]})
             records, deltas = pd.DataFrame({"record_id": [], "success": [], "l1_best": []}), None
             if len(rows):
-                records, deltas, _ = run_attack(self.model, bundle, selection, dict(self.feature_spec),
-                                                dict(self.attack), self.seed, str(self._device))
+                records, deltas, _ = run_attack(self.model, bundle, selection, dict(self.feature_spec), attack,
+                                                self.seed, str(self._device))
                 perturbed = {name: bundle[name][rows] for name in ("X", "mask", "delta", "static")}
                 perturbed["X"] = perturbed["X"] + deltas["delta_best"]
                 records["p_death_after"] = self._probability(self._logits(perturbed))
@@ -240,6 +250,8 @@ class ModelService:
                                 "note": "the model's two logits are equal: there is no decision to flip"})
                 continue
             row = attacked.loc[record_id]
+            measured = np.asarray(bundle["mask"][i], dtype=bool)
+            feature_index = {name: f for f, name in enumerate(self.feature_spec["feature_names"])}
             mine = cells[cells["record_id"] == record_id]
             mine = mine.iloc[np.argsort(-np.abs(mine["delta_scaled"].to_numpy()), kind="stable")]
             answers.append({
@@ -249,6 +261,7 @@ class ModelService:
                 "p_death_after": float(row["p_death_after"]) if row["success"] else None,
                 "cells": [{"feature": str(c.feature), "hour": int(c.hour), "unit": str(c.unit),
                            "original": float(c.original), "perturbed": float(c.perturbed), "change": float(c.change),
+                           "measured": bool(measured[int(c.hour), feature_index[str(c.feature)]]),
                            "description": str(c.description)} for c in mine.itertuples(index=False)],
             })
         return answers
