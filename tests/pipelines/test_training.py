@@ -410,6 +410,34 @@ def test_a_model_of_another_feature_set_is_rejected_naming_both_shapes(physionet
 # ---------------------------------------------------------------- pieces
 
 
+def test_a_gbm_with_n_seeds_is_the_soft_vote_of_copies_from_consecutive_seeds_and_cv_ranks_one_copy():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    train, validation = synthetic_bundle(240, 4, seed=1, start_id=0), synthetic_bundle(80, 4, seed=2, start_id=500)
+    spec = synthetic_spec("full", 4)
+    hyperparameters = {"max_iter": 20, "max_leaf_nodes": 4, "min_samples_leaf": 10, "max_features": 0.5}
+    config = {"estimator": "hist_gradient_boosting", "class_weight": "none", "refit_on": "train", "n_seeds": 3,
+              "hyperparameters": hyperparameters}
+    estimator = fit_estimator(train, validation, spec, config, seed=7)
+    features = summary_statistics(validation, spec["feature_names"], spec["static_names"])
+    copies = [HistGradientBoostingClassifier(random_state=7 + k, early_stopping=False, **hyperparameters)
+              .fit(summary_statistics(train, spec["feature_names"], spec["static_names"]), train["y"])
+              for k in range(3)]
+    expected = np.mean([c.predict_proba(features)[:, 1] for c in copies], axis=0)
+    np.testing.assert_allclose(estimator.predict_proba(features)[:, 1], expected, rtol=1e-12)
+    assert not np.allclose(copies[0].predict_proba(features)[:, 1], expected)  # the seeds do differ
+    np.testing.assert_allclose(predict_estimator(estimator, validation, spec)["y_prob"], expected, rtol=1e-9)
+
+    # CV scores each candidate with one copy (seed 7), whatever n_seeds says.
+    splits = pd.DataFrame({"record_id": train["record_id"], "split": "train", "fold": np.arange(240) % 2})
+    cv, _, _ = select_estimator_config(train, splits, spec, {**config, "monitor": "auroc", "cv": {"max_folds": 2}}, 7)
+    single, _, _ = select_estimator_config(train, splits, spec, {**config, "n_seeds": 1, "monitor": "auroc",
+                                                                 "cv": {"max_folds": 2}}, 7)
+    np.testing.assert_allclose(cv["auroc"], single["auroc"])
+    with pytest.raises(ValueError, match="n_seeds is 0"):
+        fit_estimator(train, validation, spec, {**config, "n_seeds": 0}, seed=7)
+
+
 def test_summary_statistics_of_a_hand_made_record():
     x = np.zeros((1, N_HOURS, 2), np.float32)
     mask = np.zeros((1, N_HOURS, 2), bool)
