@@ -61,6 +61,17 @@ def study_probability(service: ModelService, bundle: dict, record_ids) -> np.nda
     return death_probability(logits, service.model.config["probability_shift"], service.model.config["calibration"])
 
 
+def json_records(timeseries: pd.DataFrame, static: pd.DataFrame, record_ids, columns) -> list[dict]:
+    """Records of the study's ingestion tables as the JSON the server takes."""
+    static = static.set_index("record_id")
+    return [{"record_id": int(r),
+             "static": {k: (None if pd.isna(static.at[r, k]) else static.at[r, k]) for k in columns},
+             "measurements": [{"minutes": int(m), "parameter": p, "value": float(v)} for m, p, v in
+                              timeseries.loc[timeseries["record_id"] == r, ["minutes", "parameter", "value"]]
+                              .itertuples(index=False)]}
+            for r in record_ids]
+
+
 def test_records_sent_one_by_one_get_exactly_the_model_input_of_the_study(physionet2012_features, physionet2012_dir):
     """The hourly binning, forward fill, gap fill, train-split scaling and statics of a record file read on its own
     equal the study's tensors of that record (built with all 8000 records)."""
@@ -113,15 +124,9 @@ def test_predict_over_http_gives_the_studys_probability_for_files_and_json(serve
         assert prediction["high_risk"] == bool(p >= 0.4)
 
     # The same records as JSON measurements (the ingestion contract) give the same probabilities.
-    timeseries = physionet2012_features.load("ingestion.timeseries")
-    static = physionet2012_features.load("ingestion.static").set_index("record_id")
-    records = [{"record_id": r,
-                "static": {k: (None if pd.isna(static.at[r, k]) else static.at[r, k])
-                           for k in ("age", "gender", "height", "weight", "icu_type")},
-                "measurements": [{"minutes": int(m), "parameter": p, "value": float(v)} for m, p, v in
-                                 timeseries.loc[timeseries["record_id"] == r, ["minutes", "parameter", "value"]]
-                                 .itertuples(index=False)]}
-               for r in RECORDS]
+    records = json_records(physionet2012_features.load("ingestion.timeseries"),
+                           physionet2012_features.load("ingestion.static"), RECORDS,
+                           ["age", "gender", "height", "weight", "icu_type"])
     answer = client.post("/predict", json={"records": records})
     assert answer.status_code == 200, answer.text
     got = [p["p_death"] for p in answer.json()["predictions"]]
@@ -228,3 +233,38 @@ def test_a_record_without_measurements_is_the_train_medians_and_is_served(served
     answer = client.post("/predict", json={"records": [{"record_id": 7}]})
     assert answer.status_code == 200, answer.text
     assert 0 < answer.json()["predictions"][0]["p_death"] < 1
+
+
+def test_mimic3_records_sent_as_json_get_the_studys_tensors_and_its_valid_ranges(mimic3_features):
+    params = project_parameters()
+    spec = mimic3_features.load("features.sun2018.feature_spec")
+    bundle = mimic3_features.load("features.sun2018.model_input_test")
+    service = ModelService(name="lstm_sun2018", model=random_model(spec), feature_spec=spec,
+                           ingestion=params["ingestion"]["mimic3"], source="mimic3", device="cpu")
+    timeseries, static = mimic3_features.load("ingestion.timeseries"), mimic3_features.load("ingestion.static")
+    record_ids = np.asarray(bundle["record_id"])[:5]
+    columns = [*spec["static_scaler"], *spec["static_one_hot"]]
+    client = TestClient(create_app(service))
+    answer = client.post("/predict", json={"records": json_records(timeseries, static, record_ids, columns)})
+    assert answer.status_code == 200, answer.text
+    got = [p["p_death"] for p in answer.json()["predictions"]]
+    assert got == pytest.approx(study_probability(service, bundle, record_ids).tolist(), rel=1e-6)
+    assert not client.get("/model").json()["accepts_physionet2012_files"]
+
+    def post(parameter: str, value: float) -> tuple[int, str]:
+        answer = client.post("/predict", json={"records": [
+            {"record_id": 9, "measurements": [{"minutes": 60, "parameter": parameter, "value": value}]}]})
+        return answer.status_code, str(answer.json().get("detail", ""))
+
+    assert post("Na", 200.0)[0] == 200  # valid: {above: 0, at_most: 200}
+    status, detail = post("Na", 200.5)
+    assert status == 422 and "record 9: Na = 200.5 at minute 60 is outside (0, 200]" in detail
+    status, detail = post("HR", 300.0)  # valid: {above: 0, below: 300}
+    assert status == 422 and "outside (0, 300)" in detail and "bpm" in detail
+    status, detail = post("HR", 0.0)
+    assert status == 422 and "outside (0, 300)" in detail
+    status, detail = post("Heart Rate", 80.0)
+    assert status == 422 and "['Heart Rate']" in detail and "mimic3" in detail
+    answer = client.post("/predict/physionet2012", content=b"Time,Parameter,Value\n00:00,RecordID,1\n",
+                         headers={"content-type": "text/plain"})
+    assert answer.status_code == 422 and "trained on mimic3" in answer.json()["detail"]

@@ -200,7 +200,7 @@ def load_service(model_name: str, env: str | None, load_versions: dict[str, str]
     return ModelService(
         name=model_name, model=loaded["model"], feature_spec=loaded["feature_spec"],
         threshold=metrics.get("threshold"), threshold_rule=metrics.get("threshold_rule"),
-        attack=params["attack"][source], ingestion=params["ingestion"][source] if source == "physionet2012" else None,
+        attack=params["attack"][source], ingestion=params["ingestion"][source],
         source=source, device=params["device"], seed=int(params["seed"]),
         about={"versions": versions, "test_split": metrics.get("test_split"),
                "test_auroc": metrics.get("test", {}).get("auroc", {}).get("value"),

@@ -47,9 +47,9 @@ class ModelService:
     """One trained torch model, its feature spec and what the study measured about it.
 
     `threshold` is the decision threshold the training stage chose on held-out predictions (never the test
-    split); `attack` the source's attack settings; `ingestion` the source's ingestion settings (PhysioNet 2012:
-    the rules that turn a record file into measurements, so a served record file is read as the study reads
-    set-a and set-b).
+    split); `attack` the source's attack settings; `ingestion` the source's ingestion settings (the valid range of
+    each parameter; PhysioNet 2012: also the rules that turn a record file into measurements, so a served record
+    file is read as the study reads set-a and set-b).
     """
 
     name: str
@@ -97,7 +97,7 @@ class ModelService:
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
             "class_boundary_p_death": self.class_boundary(),
-            "accepts_physionet2012_files": self.ingestion is not None,
+            "accepts_physionet2012_files": self.source == "physionet2012",
             **dict(self.about),
         }
 
@@ -126,7 +126,7 @@ class ModelService:
                     raise ValueError(f"record {int(static.at[row, 'record_id'])}: static {column} is "
                                      f"{unknown.iloc[0]!r}; the model knows {list(categories)} (or leave it out).")
         read = self._parameters_read()
-        known = read | set((self.ingestion or {}).get("ranges", {}))
+        known = read | set(self.valid_ranges())
         parameters = timeseries["parameter"].astype(str)
         unknown = sorted(set(parameters) - known)
         if unknown:
@@ -141,18 +141,38 @@ class ModelService:
     def _parameters_read(self) -> set[str]:
         return {p for sources in self.feature_spec["sources"].values() for p in sources}
 
+    def valid_ranges(self) -> dict[str, tuple[float, bool, float, bool]]:
+        """parameter → (low, low included, high, high included): the values ingestion accepts (PhysioNet 2012:
+        `ranges`, both ends included; MIMIC-III: each feature's `valid`, above / below / at_most, in the unit the
+        features stage reads)."""
+        ingestion = self.ingestion or {}
+        if "ranges" in ingestion:
+            return {p: (float(low), True, float(high), True) for p, (low, high) in ingestion["ranges"].items()}
+        ranges = {}
+        for parameter, feature in (ingestion.get("features") or {}).items():
+            valid = feature.get("valid") or {}
+            high = (float(valid["at_most"]), True) if "at_most" in valid else (float(valid.get("below", np.inf)), False)
+            ranges[parameter] = (float(valid.get("above", -np.inf)), False, *high)
+        return ranges
+
     def _check_ranges(self, timeseries: pd.DataFrame) -> None:
-        """Values outside the physiological range that ingestion accepts (PhysioNet 2012: `ranges`) are an error:
-        the study never saw such a value (ingestion rejects it), and it is most often a unit mix-up."""
-        ranges = (self.ingestion or {}).get("ranges", {})
-        low = timeseries["parameter"].map(lambda p: ranges.get(p, (-np.inf, np.inf))[0]).astype(float)
-        high = timeseries["parameter"].map(lambda p: ranges.get(p, (-np.inf, np.inf))[1]).astype(float)
-        outside = (timeseries["value"] < low) | (timeseries["value"] > high)
+        """Values outside the range ingestion accepts are an error: the study never saw such a value (ingestion
+        drops it), and it is most often a unit mix-up."""
+        ranges = self.valid_ranges()
+        if not ranges or timeseries.empty:
+            return
+        bounds = pd.DataFrame([ranges.get(p, (-np.inf, True, np.inf, True)) for p in timeseries["parameter"]],
+                              columns=["low", "low_in", "high", "high_in"], index=timeseries.index)
+        value = timeseries["value"]
+        below = np.where(bounds["low_in"], value < bounds["low"], value <= bounds["low"])
+        above = np.where(bounds["high_in"], value > bounds["high"], value >= bounds["high"])
+        outside = below | above
         if outside.any():
-            row = timeseries[outside].iloc[0]
+            row, bound = timeseries[outside].iloc[0], bounds[outside].iloc[0]
+            interval = (f"{'[' if bound['low_in'] else '('}{bound['low']:g}, {bound['high']:g}"
+                        f"{']' if bound['high_in'] else ')'}")
             raise ValueError(f"record {int(row['record_id'])}: {row['parameter']} = {row['value']:g} at minute "
-                             f"{int(row['minutes'])} is outside [{ranges[row['parameter']][0]:g}, "
-                             f"{ranges[row['parameter']][1]:g}], the range ingestion accepts "
+                             f"{int(row['minutes'])} is outside {interval}, the range ingestion accepts "
                              f"({int(outside.sum())} value(s) outside); check its unit ({self._unit_of(row['parameter'])}).")
 
     def _unit_of(self, parameter: str) -> str:
@@ -165,7 +185,7 @@ class ModelService:
         """PhysioNet 2012 record files (name → bytes) → (timeseries, static, rejected rows) by ingestion's rules;
         only measurements the feature set reads are kept (a record file holds every parameter). A file without a
         `<RecordID>.txt` name is named after its RecordID row."""
-        if self.ingestion is None:
+        if self.source != "physionet2012" or self.ingestion is None:
             raise ValueError(f"model {self.name!r} was trained on {self.source or 'another source'}; it takes "
                              "records as JSON measurements, not PhysioNet 2012 record files.")
         named = {}
