@@ -155,6 +155,7 @@ cli.add_command(click.Command(
     short_help=kedro_run.short_help,
 ))
 
+
 def _load_versions(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
     """`dataset:version` pairs (as `kedro run --load-versions`) → {dataset: version}."""
     versions = {}
@@ -168,37 +169,56 @@ def _load_versions(ctx: click.Context, param: click.Parameter, value: tuple[str,
 
 
 def load_service(model_name: str, env: str | None, load_versions: dict[str, str]) -> Any:
-    """A `ModelService` of `training.<model_name>.model` of the environment's study, with its feature spec, its
-    metrics (decision threshold) and the source's attack and ingestion settings, read through the catalog."""
+    """A `ModelService` of the environment's study, read through the catalog: a torch model
+    (`training.<model>.model`), a baseline (`training.<model>.estimator`) or the stack (its estimator and its
+    members), with its feature spec, its metrics (decision threshold) and the source's attack and ingestion
+    settings."""
     from ehr_adversarial.pipeline_registry import STUDIES
-    from ehr_adversarial.serving import ModelService
+    from ehr_adversarial.serving import service as serving
     from ehr_adversarial.session import StudySession
 
     with StudySession.create(project_path=Path.cwd(), env=env) as session:
         source = session.environment_source()
         study = STUDIES[source]
-        servable = {**study.torch_models, **{r: study.torch_models[p] for r, p in study.robust_models.items()}}
+        torch_models = {**study.torch_models, **{r: study.torch_models[p] for r, p in study.robust_models.items()}}
+        servable = [*torch_models, *study.baseline_models, *(["stack"] if study.stack_members else [])]
         if model_name not in servable:
-            raise ValueError(f"--model {model_name!r}: the {source} study serves its torch models "
-                             f"({', '.join(servable)}).")
+            raise ValueError(f"--model {model_name!r}: the {source} study serves {', '.join(servable)}.")
         context = session.load_context()
         catalog = context._get_catalog(load_versions=load_versions)  # the hook `kedro run --load-versions` uses
-        names = {"model": f"training.{model_name}.model", "metrics": f"training.{model_name}.metrics",
-                 "feature_spec": f"features.{servable[model_name]}.feature_spec"}
-        loaded, versions = {}, {}
-        for key, name in names.items():
+        params = context.params
+        versions: dict[str, str] = {}
+
+        def load(name: str) -> Any:
             dataset = catalog.get(name)
             try:
                 versions[name] = dataset.resolve_load_version()
-                loaded[key] = dataset.load()
+                return dataset.load()
             except DatasetError as error:
                 raise ValueError(f"{name} cannot be loaded ({short_message(error).splitlines()[0]}); train the model "
                                  f"first: `kedro run{' --env ' + env if env else ''} --pipelines features,training` "
                                  "(or the whole study, `kedro run`).") from error
-        params = context.params
-    metrics = loaded["metrics"]
-    return ModelService(
-        name=model_name, model=loaded["model"], feature_spec=loaded["feature_spec"],
+
+        members = study.stack_members if model_name == "stack" else (model_name,)
+        feature_sets = {study.models.get(m, torch_models.get(m)) for m in members}
+        if len(feature_sets) != 1:
+            raise ValueError(f"the stack's members read different feature sets ({sorted(feature_sets)}); the server "
+                             "builds one model input per record.")
+        # The trained artifacts first: a missing one is the error worth naming.
+        trained = {m: load(f"training.{m}.model" if m in torch_models else f"training.{m}.estimator") for m in members}
+        stacker = load("training.stack.estimator") if model_name == "stack" else None
+        feature_spec = load(f"features.{feature_sets.pop()}.feature_spec")
+        model = trained[model_name] if model_name in torch_models else None
+        probability = None
+        if model is None:
+            member_probability = {
+                m: serving.torch_model_probability(trained[m], params["device"]) if m in torch_models
+                else serving.estimator_probability(trained[m], feature_spec) for m in members}
+            probability = (serving.stack_probability(stacker, member_probability) if stacker is not None
+                           else member_probability[model_name])
+        metrics = load(f"training.{model_name}.metrics")
+    return serving.ModelService(
+        name=model_name, model=model, probability=probability, feature_spec=feature_spec,
         threshold=metrics.get("threshold"), threshold_rule=metrics.get("threshold_rule"),
         attack=params["attack"][source], ingestion=params["ingestion"][source],
         source=source, device=params["device"], seed=int(params["seed"]),
@@ -210,7 +230,8 @@ def load_service(model_name: str, env: str | None, load_versions: dict[str, str]
 
 @cli.command()
 @click.option("--model", "model_name", default="dssm", show_default=True,
-              help="The torch model to serve (training.<model>.model of the environment's study).")
+              help="The model to serve: a torch model (predictions and susceptible locations), a baseline or "
+                   "`stack` (predictions).")
 @click.option("--env", "-e", default=None, help="Kedro environment; its data source decides the study.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -679,6 +679,37 @@ def test_kedro_serve_answers_over_http_with_the_probabilities_of_the_run(physion
 
 
 @pytest.mark.slow
+def test_served_baselines_and_stack_give_the_runs_test_probabilities(physionet_project, physionet2012_dir, monkeypatch):
+    """The baselines and the stack serve predictions (no susceptible locations: they have no input gradients)."""
+    from fastapi.testclient import TestClient
+
+    from ehr_adversarial.cli import load_service
+    from ehr_adversarial.serving import create_app
+
+    root = physionet_project
+    monkeypatch.chdir(root)
+    for model in ("gbm", "stack"):
+        service = load_service(model, "physionet2012", {})
+        client = TestClient(create_app(service))
+        saved = pd.read_parquet(latest_version(
+            root, f"data/07_model_output/physionet2012/training/{model}/test_predictions.parquet")).set_index("record_id")
+        for record_id in (142675, 142680):
+            answer = client.post("/predict/physionet2012", content=physionet2012_record_file(physionet2012_dir, record_id),
+                                 headers={"content-type": "text/plain"})
+            assert answer.status_code == 200, answer.text
+            (prediction,) = answer.json()["predictions"]
+            assert prediction["p_death"] == pytest.approx(saved.at[record_id, "y_prob"], rel=1e-6), (model, record_id)
+        answer = client.post("/susceptibility/physionet2012", content=physionet2012_record_file(physionet2012_dir, 142675),
+                             headers={"content-type": "text/plain"})
+        assert answer.status_code == 422 and "no input gradients" in answer.json()["detail"]
+        described = client.get("/model").json()
+        assert described["architecture"] is None and described["class_boundary_p_death"] is None
+    assert set(service.about["versions"]) == {"features.full.feature_spec", "training.dssm.model",
+                                              "training.gbm.estimator", "training.stack.estimator",
+                                              "training.stack.metrics"}
+
+
+@pytest.mark.slow
 def test_the_run_copies_its_reports_to_latest_with_an_index(physionet_project):
     root = physionet_project / "data/08_reporting/physionet2012"
     latest = root / "latest"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,9 @@ from ehr_adversarial.features.model_input import model_input_of_records
 from ehr_adversarial.sources.physionet2012 import parse_physionet2012_records
 from ehr_adversarial.sources.physionet2012.formats import RECORD_FILE
 from ehr_adversarial.torch_utils import resolve_device
+from ehr_adversarial.training.baselines import baseline_probability
+from ehr_adversarial.training.selection import prediction_frame
+from ehr_adversarial.training.stacking import predict_stack
 from ehr_adversarial.training.torch_loop import (
     death_probability,
     limited_threads,
@@ -42,9 +45,54 @@ ATTACK_MODES = {"all_cells": {}, "measured": {"observed_only": True, "forward_fi
 RECORD_ID_ROW = re.compile(rb"^00:00,RecordID,(\d+)\s*$", re.MULTILINE)
 
 
+# P(death) per record of a model input bundle (X, mask, delta, static, record_id).
+ProbabilityOf = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+def _unlabelled(bundle: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The bundle with a placeholder label: the study's prediction code takes labelled bundles; served records
+    have no outcome, and no served number depends on it."""
+    return {**bundle, "y": np.zeros(len(bundle["X"]), dtype=np.int64)}
+
+
+def model_logits(model: nn.Module, bundle: Mapping[str, np.ndarray], device: torch.device) -> torch.Tensor:
+    """Eval-mode logits of a torch model on the inputs of `bundle`."""
+    tensors = to_tensors(_unlabelled({name: bundle[name] for name in ("X", "mask", "delta", "static")}), device)
+    return predict_logits(model, tensors, int(model.config.get("batch_size", 256)))
+
+
+def torch_probability(model: nn.Module, logits: torch.Tensor) -> np.ndarray:
+    """P(death) from a torch model's logits, as its test predictions give it (prior shift removed, calibrated)."""
+    return death_probability(logits, model.config["probability_shift"], model.config.get("calibration"))
+
+
+def torch_model_probability(model: nn.Module, device: str = "auto") -> ProbabilityOf:
+    """P(death) of a torch model (e.g. a member of the stack), as its test predictions give it."""
+    torch_device = resolve_device(device)
+    model = model.to(torch_device).eval()
+    return lambda bundle: torch_probability(model, model_logits(model, bundle, torch_device))
+
+
+def estimator_probability(estimator: Any, feature_spec: Mapping[str, Any]) -> ProbabilityOf:
+    """P(death) of a summary-statistics baseline, as the training stage's `predict_estimator` computes it."""
+    return lambda bundle: baseline_probability(estimator, bundle, feature_spec)
+
+
+def stack_probability(stacker: Any, members: Mapping[str, ProbabilityOf]) -> ProbabilityOf:
+    """P(death) of the stack from its members' probabilities, by the training stage's `predict_stack`."""
+    def probability(bundle: Mapping[str, np.ndarray]) -> np.ndarray:
+        frames = {name: prediction_frame(_unlabelled(bundle), member(bundle), "served")
+                  for name, member in members.items()}
+        return predict_stack(stacker, **frames)["y_prob"].to_numpy()
+    return probability
+
+
 @dataclass
 class ModelService:
-    """One trained torch model, its feature spec and what the study measured about it.
+    """One trained model, its feature spec and what the study measured about it.
+
+    `model` is a torch model (its predictions and its susceptible locations are served); a model without input
+    gradients (a baseline, the stack) comes as `probability` instead, and only its predictions are served.
 
     `threshold` is the decision threshold the training stage chose on held-out predictions (never the test
     split); `attack` the source's attack settings; `ingestion` the source's ingestion settings (the valid range of
@@ -53,8 +101,9 @@ class ModelService:
     """
 
     name: str
-    model: nn.Module
+    model: nn.Module | None
     feature_spec: Mapping[str, Any]
+    probability: ProbabilityOf | None = None
     threshold: float | None = None
     threshold_rule: str | None = None
     attack: Mapping[str, Any] | None = None
@@ -66,6 +115,13 @@ class ModelService:
     n_threads: int = 1
 
     def __post_init__(self) -> None:
+        self._device = resolve_device(self.device)
+        # One request computes at a time: torch modules switch train/eval modes for the attack's input gradients.
+        self._lock = threading.Lock()
+        if self.model is None:
+            if self.probability is None:
+                raise ValueError(f"model {self.name!r}: give a torch model or a probability function.")
+            return
         config = self.model.config
         if config.get("feature_set") != self.feature_spec.get("feature_set"):
             raise ValueError(f"model {self.name!r} reads feature set {config.get('feature_set')!r} but the feature "
@@ -73,11 +129,7 @@ class ModelService:
         if [str(n) for n in config["feature_names"]] != list(self.feature_spec["feature_names"]):
             raise ValueError(f"model {self.name!r} and its feature spec name different features; they come from "
                              "different runs.")
-        self._device = resolve_device(self.device)
         self.model = self.model.to(self._device).eval()
-        # torch modules are not safe to share between request threads while they switch train/eval modes
-        # (the attack's input gradients); one request at a time computes.
-        self._lock = threading.Lock()
 
     # -- what the model is -------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -86,7 +138,7 @@ class ModelService:
         return {
             "model": self.name,
             "source": self.source,
-            "architecture": self.model.config.get("architecture"),
+            "architecture": self.model.config.get("architecture") if self.model is not None else None,
             "feature_set": spec["feature_set"],
             "n_hours": int(spec["n_hours"]),
             "features": [{"name": name, "unit": spec.get("units", {}).get(name, ""),
@@ -101,10 +153,10 @@ class ModelService:
             **dict(self.about),
         }
 
-    def class_boundary(self) -> float:
-        """P(death) at which the model's predicted class (the argmax of its class-weighted logits, what the attack
-        flips) changes: equal logits, mapped through the prior shift and the calibration."""
-        return float(self._probability(torch.zeros(1, 2))[0])
+    def class_boundary(self) -> float | None:
+        """P(death) at which a torch model's predicted class (the argmax of its class-weighted logits, what the
+        attack flips) changes: equal logits, mapped through the prior shift and the calibration."""
+        return float(torch_probability(self.model, torch.zeros(1, 2))[0]) if self.model is not None else None
 
     # -- records → model input ---------------------------------------------------------------------------------
     def model_input(self, timeseries: pd.DataFrame, static: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -203,20 +255,18 @@ class ModelService:
 
     # -- predictions -------------------------------------------------------------------------------------------
     def _logits(self, bundle: Mapping[str, np.ndarray]) -> torch.Tensor:
-        """Eval-mode logits of the model inputs in `bundle` (X, mask, delta, static)."""
-        inputs = {name: bundle[name] for name in ("X", "mask", "delta", "static")}
-        tensors = to_tensors({**inputs, "y": np.zeros(len(bundle["X"]), dtype=np.int64)}, self._device)
-        return predict_logits(self.model, tensors, int(self.model.config.get("batch_size", 256)))
+        return model_logits(self.model, bundle, self._device)
 
     def _probability(self, logits: torch.Tensor) -> np.ndarray:
-        """P(death) as the study's test predictions give it (prior shift removed, calibrated)."""
-        return death_probability(logits, self.model.config["probability_shift"], self.model.config.get("calibration"))
+        return torch_probability(self.model, logits)
 
     def predict(self, timeseries: pd.DataFrame, static: pd.DataFrame) -> pd.DataFrame:
-        """record_id, p_death, high_risk (p_death ≥ the threshold; None without one)."""
+        """record_id, p_death (as the study's test predictions), high_risk (p_death ≥ the threshold; None without
+        one)."""
         bundle = self.model_input(timeseries, static)
         with self._lock, limited_threads(self.n_threads):
-            prob = self._probability(self._logits(bundle))
+            prob = (self._probability(self._logits(bundle)) if self.model is not None
+                    else np.asarray(self.probability(bundle), dtype=float))
         return pd.DataFrame({
             "record_id": bundle["record_id"].astype(np.int64),
             "p_death": prob.astype(float),
@@ -232,6 +282,9 @@ class ModelService:
         `mode`: `all_cells` (the study's default attack: any cell, measured or imputed) or `measured` (the
         measurement-consistent attack: only measured values change, and each change moves the hours forward-filled
         from it)."""
+        if self.model is None:
+            raise ValueError(f"model {self.name!r} has no input gradients to attack (the attack needs one torch "
+                             "model); serve a torch model for susceptible locations, e.g. `kedro serve --model dssm`.")
         if self.attack is None:
             raise ValueError(f"no attack settings were given for model {self.name!r}.")
         if mode not in ATTACK_MODES:

@@ -156,11 +156,15 @@ def predict_estimator(
 ) -> pd.DataFrame:
     """P(death) per record of the `split` bundle from the baseline."""
     check_model_input(model_input, feature_spec, "model input")
+    return prediction_frame(model_input, baseline_probability(estimator, model_input, feature_spec), split)
+
+
+def baseline_probability(estimator, model_input: Mapping[str, np.ndarray], feature_spec: Mapping[str, Any]) -> np.ndarray:
+    """P(death) per record of a model input (labelled or not: e.g. records sent to the model server)."""
     features = _summaries(model_input, feature_spec)
     expected = list(getattr(estimator, "feature_names_in_", features.columns))
     if list(features.columns) != expected:
         raise ValueError(f"the estimator was fitted on {len(expected)} summary columns but the model "
                          f"input gives {features.shape[1]} (feature set {feature_spec['feature_set']!r})")
     with limited_threads(DEFAULT_THREADS):
-        prob = _estimator_probability(estimator, features, estimator.probability_shift_)
-    return prediction_frame(model_input, prob, split)
+        return _estimator_probability(estimator, features, estimator.probability_shift_)
