@@ -43,6 +43,8 @@ VARIANTS: dict[str, dict] = {
     "pooled, hidden 64": merge_config(POOLED, {"hyperparameters": {"hidden_size": 64}}),
     "pooled, dropout 0.3": merge_config(POOLED, {"hyperparameters": {"dropout": 0.3}}),
     "pooled, weight decay 1e-3": merge_config(POOLED, {"optimizer": {"weight_decay": 0.001}}),
+    "pooled, EMA of the weights (decay 0.98 per step)": merge_config(POOLED, {"ema_decay": 0.98}),
+    "pooled, EMA of the weights (decay 0.995 per step)": merge_config(POOLED, {"ema_decay": 0.995}),
 }
 
 

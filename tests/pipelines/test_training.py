@@ -483,6 +483,28 @@ def test_training_on_cpu_is_reproducible():
     assert not torch.equal(first.lstm.weight_ih_l0, third.lstm.weight_ih_l0)
 
 
+def test_an_exponential_moving_average_of_the_weights_is_what_is_monitored_and_kept():
+    """ema_decay → 0 keeps the last step's weights, exactly the plain fit; a real decay keeps other weights (the
+    average over steps), reproducibly, and its monitored scores are the averaged model's."""
+    bundle, spec = _train_and_spec()
+    spec["static_names"] = ["s0", "s1", "s2"]
+    config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8}, "batch_size": 16,
+              "max_epochs": 3, "patience": 3, "monitor": "loss", "class_weight": "balanced",
+              "optimizer": {"lr": 0.01}, "grad_clip": 1.0}
+    plain, plain_history = train_torch_model(bundle, bundle, spec, config, 3, "cpu")
+    tracking, tracking_history = train_torch_model(bundle, bundle, spec, {**config, "ema_decay": 1e-12}, 3, "cpu")
+    for name, tensor in plain.state_dict().items():
+        torch.testing.assert_close(tracking.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    np.testing.assert_allclose(tracking_history["monitor_loss"], plain_history["monitor_loss"], rtol=1e-5)
+    averaged, history = train_torch_model(bundle, bundle, spec, {**config, "ema_decay": 0.9}, 3, "cpu")
+    again, _ = train_torch_model(bundle, bundle, spec, {**config, "ema_decay": 0.9}, 3, "cpu")
+    assert torch.equal(averaged.lstm.weight_ih_l0, again.lstm.weight_ih_l0)
+    assert not torch.allclose(averaged.lstm.weight_ih_l0, plain.lstm.weight_ih_l0)
+    # the training loss is the raw model's, the monitored loss the averaged model's
+    np.testing.assert_allclose(history["train_loss"], plain_history["train_loss"], rtol=1e-6)
+    assert not np.allclose(history["monitor_loss"], plain_history["monitor_loss"])
+
+
 def test_comparison_warns_when_the_test_split_is_too_small():
     metric = {"value": 0.7, "ci_low": 0.5, "ci_high": 0.9, "n_valid": 10}
     metrics = {"feature_set": "sun2018", "n_test": 20, "n_test_positive": 4, "threshold": 0.3,

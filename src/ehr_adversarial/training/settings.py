@@ -112,6 +112,9 @@ class _TorchTraining(_Block):
     n_instances: int = Field(1, ge=1)
     calibration: Literal["platt", "none"] = "none"
     adversarial: AdversarialTrainingSettings | None = None
+    # Exponential moving average of the weights over optimizer steps (decay per step); the averaged weights are
+    # what is monitored, kept and served. None: the raw weights.
+    ema_decay: float | None = Field(None, gt=0, lt=1)
 
 
 class _LstmSun2018Core(_TorchTraining):

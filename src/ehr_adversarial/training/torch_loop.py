@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ehr_adversarial.models import build_model, model_inputs
@@ -143,7 +144,8 @@ def fit(
     """Train with Adam on class-weighted cross-entropy; keep the epoch best on `monitor_set`.
 
     `config` keys: batch_size, max_epochs, patience, monitor (auprc | auroc | loss),
-    class_weight, amp, optimizer {lr, betas, weight_decay}, grad_clip, and optionally adversarial
+    class_weight, amp, optimizer {lr, betas, weight_decay}, grad_clip, optionally ema_decay (monitor and keep an
+    exponential moving average of the weights) and adversarial
     {l1_budget, steps, weight, top_k, step_size}: each batch's loss is then (1 − weight)·loss(x) +
     weight·loss(x + δ), δ from a few steps of sparse L1 PGD (training.adversarial).
     Returns the model with the best epoch's weights (in eval mode) and the history.
@@ -166,6 +168,11 @@ def fit(
     y_monitor = monitor_set["y"].cpu().numpy()
     adversarial = config.get("adversarial")
     adversarial_weight = adversarial_loss_weight(config)
+    # With ema_decay, an exponential moving average of the weights is updated after every step, and it is the
+    # averaged model that is monitored and kept (less seed-to-seed variance than the last step's weights).
+    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(config["ema_decay"])), use_buffers=True)
+                if config.get("ema_decay") else None)
+    kept = averaged.module if averaged is not None else model
 
     best_score, best_epoch, best_state, history = -math.inf, -1, None, []
     epochs = tqdm(range(int(config["max_epochs"])), desc=description, unit="epoch", leave=False, disable=None)
@@ -191,9 +198,11 @@ def fit(
                 nn.utils.clip_grad_norm_(model.parameters(), float(config["grad_clip"]))
             scaler.step(optimizer)
             scaler.update()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total += float(loss.detach()) * batch["y"].shape[0]
 
-        logits = predict_logits(model, monitor_set, batch_size, amp)
+        logits = predict_logits(kept, monitor_set, batch_size, amp)
         monitor_loss = float(F.cross_entropy(logits, monitor_set["y"], weight=loss_weight))
         row = {"epoch": epoch, "train_loss": total / n, "monitor_loss": monitor_loss,
                **_scores(y_monitor, death_probability(logits, shift))}
@@ -201,7 +210,7 @@ def fit(
         score = -monitor_loss if monitor == "loss" else row[monitor]
         if score > best_score:
             best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(kept.state_dict())
         epochs.set_postfix(loss=f"{row['train_loss']:.4f}", auprc=f"{row['auprc']:.3f}",
                            best_epoch=best_epoch)
         if epoch - best_epoch >= int(config["patience"]):
