@@ -112,6 +112,9 @@ def test_predict_over_http_gives_the_studys_probability_for_files_and_json(serve
     described = client.get("/model").json()
     assert [f["name"] for f in described["features"]] == service.feature_spec["feature_names"]
     assert described["threshold"] == 0.4 and described["accepts_physionet2012_files"]
+    paths = client.get("/openapi.json").json()["paths"]  # what /docs shows
+    assert set(paths) == {"/health", "/model", "/predict", "/predict/physionet2012", "/susceptibility",
+                          "/susceptibility/physionet2012"}
 
     expected = study_probability(service, bundle, RECORDS)
     for record_id, p in zip(RECORDS, expected, strict=True):
