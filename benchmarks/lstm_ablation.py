@@ -48,6 +48,37 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+def score_variants(block_name: str, feature_set: str, yardstick: str, variants: dict[str, dict],
+                   names: list[str], data: Path, folds: int, epochs: int, seed: int = 2012) -> pd.DataFrame:
+    """Mean held-out AUROC/AUPRC over `folds` CV folds of the train split: the GBM `yardstick`, then the torch
+    block `block_name` with each named variant's overrides."""
+    features = data / "04_feature" / "physionet2012" / "features"
+    train = TensorBundleDataset(filepath=str(newest_version(
+        data / "05_model_input" / "physionet2012" / "features" / feature_set / "model_input_train.npz"))).load()
+    spec = json.loads(newest_version(features / feature_set / "feature_spec.json").read_text())
+    splits = pd.read_parquet(newest_version(features / "splits.parquet"))
+    blocks = yaml.safe_load((ROOT / "conf" / "base" / "parameters_training.yml").read_text())["training"]["physionet2012"]
+
+    rows = []
+    gbm = copy.deepcopy(blocks[yardstick])
+    gbm["cv"] = {"max_folds": folds, "grid": [{}]}
+    start = time.perf_counter()
+    cv, _, _ = select_estimator_config(train, splits, spec, gbm, seed)
+    rows.append({"model": f"{yardstick} (yardstick)", "auroc": cv["auroc"].mean(), "auprc": cv["auprc"].mean(),
+                 "seconds": time.perf_counter() - start})
+    for name in names:
+        block = merge_config(copy.deepcopy(blocks[block_name]), variants[name])
+        block["cv"] = {"max_folds": folds, "max_epochs": epochs, "grid": [{}]}
+        start = time.perf_counter()
+        cv, _ = select_torch_config(train, splits, spec, block, seed, "cpu")
+        rows.append({"model": f"{block_name} {name}", "auroc": cv["auroc"].mean(), "auprc": cv["auprc"].mean(),
+                     "seconds": time.perf_counter() - start})
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    table["auroc_gap_to_gbm"] = table["auroc"] - table["auroc"].iloc[0]
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "data")
@@ -55,33 +86,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15, help="epochs per CV fit (early stopping inside)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     args = parser.parse_args()
-
-    features = args.data / "04_feature" / "physionet2012" / "features"
-    train = TensorBundleDataset(filepath=str(newest_version(
-        args.data / "05_model_input" / "physionet2012" / "features" / "sun2018" / "model_input_train.npz"))).load()
-    spec = json.loads(newest_version(features / "sun2018" / "feature_spec.json").read_text())
-    splits = pd.read_parquet(newest_version(features / "splits.parquet"))
-    params = yaml.safe_load((ROOT / "conf" / "base" / "parameters_training.yml").read_text())["training"]
-    blocks = params["physionet2012"]
-    seed = 2012
-
-    rows = []
-    gbm = copy.deepcopy(blocks["gbm_sun2018"])
-    gbm["cv"] = {"max_folds": args.folds, "grid": [{}]}
-    start = time.perf_counter()
-    cv, _, _ = select_estimator_config(train, splits, spec, gbm, seed)
-    rows.append({"model": "gbm_sun2018 (yardstick)", "auroc": cv["auroc"].mean(), "auprc": cv["auprc"].mean(),
-                 "seconds": time.perf_counter() - start})
-    for name in args.variants:
-        block = merge_config(copy.deepcopy(blocks["lstm_sun2018"]), VARIANTS[name])
-        block["cv"] = {"max_folds": args.folds, "max_epochs": args.epochs, "grid": [{}]}
-        start = time.perf_counter()
-        cv, _ = select_torch_config(train, splits, spec, block, seed, "cpu")
-        rows.append({"model": f"lstm {name}", "auroc": cv["auroc"].mean(), "auprc": cv["auprc"].mean(),
-                     "seconds": time.perf_counter() - start})
-        print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    table["auroc_gap_to_gbm"] = table["auroc"] - table["auroc"].iloc[0]
+    table = score_variants("lstm_sun2018", "sun2018", "gbm_sun2018", VARIANTS, args.variants, args.data, args.folds,
+                           args.epochs)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

@@ -10,9 +10,11 @@ are not about the input (a bug) keep their traceback.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -87,19 +89,28 @@ def cli() -> None:
     """Project commands."""
 
 
+@contextlib.contextmanager
+def input_errors_reported(verbose: bool, command: str) -> Iterator[None]:
+    """Inside: an error about the input ends the command with its short message (`report_input_error`) and exit
+    status 1; a bug, or anything with `--verbose`, keeps its traceback."""
+    try:
+        yield
+    except Exception as error:
+        if verbose or not is_input_error(error):
+            raise
+        report_input_error(error, command)
+        sys.exit(1)
+
+
 def _run(verbose: bool, **options: Any) -> dict[str, Any]:
     try:
-        return kedro_run.callback(**options)
+        with input_errors_reported(verbose, "run"):
+            return kedro_run.callback(**options)
     except KeyboardInterrupt:
         if verbose:
             raise
         click.echo("Interrupted: the run stopped, and the versions it had written were removed.", err=True)
         sys.exit(130)
-    except Exception as error:
-        if verbose or not is_input_error(error):
-            raise
-        report_input_error(error)
-        sys.exit(1)
 
 
 def top_level_items(value: str) -> list[str]:
@@ -154,18 +165,6 @@ cli.add_command(click.Command(
     help=kedro_run.help,
     short_help=kedro_run.short_help,
 ))
-
-
-def _load_versions(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
-    """`dataset:version` pairs (as `kedro run --load-versions`) → {dataset: version}."""
-    versions = {}
-    for item in value:
-        name, colon, version = item.rpartition(":")
-        if not colon or not name or not version:
-            ctx.fail(f"--load-versions {item!r}: give `dataset:version`, e.g. "
-                     "training.dssm.model:2026-12-07T04.05.06.789Z")
-        versions[name] = version
-    return versions
 
 
 def load_service(model_name: str, env: str | None, load_versions: dict[str, str]) -> Any:
@@ -228,15 +227,17 @@ def load_service(model_name: str, env: str | None, load_versions: dict[str, str]
     )
 
 
-@cli.command()
+def _kedro_run_option(name: str) -> click.Parameter:
+    """One of `kedro run`'s options, as it parses it (e.g. `--load-versions dataset:version`)."""
+    return next(option for option in kedro_run.params if option.name == name)
+
+
+@cli.command(params=[_kedro_run_option("env"), _kedro_run_option("load_versions")])
 @click.option("--model", "model_name", default="dssm", show_default=True,
               help="The model to serve: a torch model (predictions and susceptible locations), a baseline or "
                    "`stack` (predictions).")
-@click.option("--env", "-e", default=None, help="Kedro environment; its data source decides the study.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--load-versions", "-lv", multiple=True, callback=_load_versions,
-              help="`dataset:version` to load instead of the latest (model, metrics, feature spec); repeatable.")
 @click.option("--verbose", is_flag=True, help="On an error, print the full traceback.")
 def serve(model_name: str, env: str | None, host: str, port: int, load_versions: dict[str, str],
           verbose: bool) -> None:
@@ -245,13 +246,8 @@ def serve(model_name: str, env: str | None, host: str, port: int, load_versions:
 
     from ehr_adversarial.serving import create_app
 
-    try:
+    with input_errors_reported(verbose, "serve"):
         service = load_service(model_name, env, load_versions)
-    except Exception as error:
-        if verbose or not is_input_error(error):
-            raise
-        report_input_error(error, "serve")
-        sys.exit(1)
     click.echo(f"serving {model_name} ({', '.join(f'{k} {v}' for k, v in service.about['versions'].items())}) "
                f"at http://{host}:{port} (API docs: /docs)", err=True)
     uvicorn.run(create_app(service), host=host, port=port, log_level="info")

@@ -665,7 +665,9 @@ def test_kedro_serve_answers_over_http_with_the_probabilities_of_the_run(physion
     root = physionet_project
     port = free_port()
     kedro = str(Path(sys.executable).with_name("kedro"))
-    server = subprocess.Popen([kedro, "serve", "--model", "dssm", "--env", "physionet2012", "--port", str(port)],
+    model_file = latest_version(root, "data/06_models/physionet2012/training/dssm/model.pt")
+    server = subprocess.Popen([kedro, "serve", "--model", "dssm", "--env", "physionet2012", "--port", str(port),
+                               "--load-versions", f"training.dssm.model:{model_file.parent.name}"],
                               cwd=root, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -681,7 +683,6 @@ def test_kedro_serve_answers_over_http_with_the_probabilities_of_the_run(physion
         with urllib.request.urlopen(f"{url}/model", timeout=10) as answer:
             described = json.loads(answer.read())
         metrics = json.loads(latest_version(root, "data/08_reporting/physionet2012/training/dssm/metrics.json").read_text())
-        model_file = latest_version(root, "data/06_models/physionet2012/training/dssm/model.pt")
         assert described["threshold"] == metrics["threshold"]
         assert described["versions"]["training.dssm.model"] == model_file.parent.name
         saved = pd.read_parquet(latest_version(

@@ -1,0 +1,46 @@
+"""Which training settings of the DSSM close its gap to the best model, chosen by CV only.
+
+Every variant is the project's `dssm` training block with some settings changed; each is scored by k-fold CV on the
+train split (set-a without the validation records, the folds of `features.splits`), the protocol the training
+stage uses for model selection, one instance per fit. The yardstick is `gbm` (gradient boosting on per-record
+summaries of the same `full` tensors) on the same folds. The test split (set-b) is never read.
+
+Usage (after `kedro run --pipelines features` wrote the full model input):
+
+    python benchmarks/dssm_ablation.py --data data --folds 2 --epochs 15
+
+Prints one row per variant: mean held-out AUROC/AUPRC over the folds, the gap to the GBM, seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lstm_ablation import ROOT, score_variants
+
+# variant → overrides of the dssm block (merged key by key)
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "lr 3e-3": {"optimizer": {"lr": 0.003}},
+    "hidden 64": {"hyperparameters": {"hidden_size": 64}},
+    "dropout 0.3": {"hyperparameters": {"dropout": 0.3}},
+    "weight decay 1e-3": {"optimizer": {"weight_decay": 0.001}},
+    "batch 64": {"batch_size": 64},
+    "one LSTM layer": {"hyperparameters": {"num_layers": 1}},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "data")
+    parser.add_argument("--folds", type=int, default=2, help="held-out folds of the train split's CV")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per CV fit (early stopping inside)")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    args = parser.parse_args()
+    table = score_variants("dssm", "full", "gbm", VARIANTS, args.variants, args.data, args.folds, args.epochs)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
