@@ -28,6 +28,7 @@ VARIANTS: dict[str, dict] = {
     "weight decay 1e-3": {"optimizer": {"weight_decay": 0.001}},
     "batch 64": {"batch_size": 64},
     "one LSTM layer": {"hyperparameters": {"num_layers": 1}},
+    "one LSTM layer, weight decay 1e-3": {"hyperparameters": {"num_layers": 1}, "optimizer": {"weight_decay": 0.001}},
 }
 
 
