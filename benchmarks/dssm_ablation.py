@@ -14,10 +14,7 @@ Prints one row per variant: mean held-out AUROC/AUPRC over the folds, the gap to
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from lstm_ablation import ROOT, score_variants
+from lstm_ablation import run_cli
 
 # variant → overrides of the dssm block (merged key by key)
 VARIANTS: dict[str, dict] = {
@@ -32,16 +29,5 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT / "data")
-    parser.add_argument("--folds", type=int, default=2, help="held-out folds of the train split's CV")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs per CV fit (early stopping inside)")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    args = parser.parse_args()
-    table = score_variants("dssm", "full", "gbm", VARIANTS, args.variants, args.data, args.folds, args.epochs)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-
-
 if __name__ == "__main__":
-    main()
+    run_cli(__doc__, "dssm", "full", "gbm", VARIANTS)

@@ -79,17 +79,18 @@ def score_variants(block_name: str, feature_set: str, yardstick: str, variants: 
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_cli(description: str, block_name: str, feature_set: str, yardstick: str, variants: dict[str, dict]) -> None:
+    """Parse the command line (--data, --folds, --epochs, --variants) and print the table of `score_variants`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--folds", type=int, default=2, help="held-out folds of the train split's CV")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per CV fit (early stopping inside)")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(variants))
     args = parser.parse_args()
-    table = score_variants("lstm_sun2018", "sun2018", "gbm_sun2018", VARIANTS, args.variants, args.data, args.folds,
+    table = score_variants(block_name, feature_set, yardstick, variants, args.variants, args.data, args.folds,
                            args.epochs)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(__doc__, "lstm_sun2018", "sun2018", "gbm_sun2018", VARIANTS)
