@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ehr_adversarial.serving.service import (
     ATTACK_MODES,
-    MAX_ATTACKED_RECORDS,
     MAX_RECORDS,
     ModelService,
 )
@@ -119,9 +118,6 @@ def create_app(service: ModelService) -> FastAPI:
 
     @app.post("/susceptibility")
     def susceptibility(request: Records, mode: AttackMode = "all_cells") -> dict[str, Any]:
-        if len(request.records) > MAX_ATTACKED_RECORDS:
-            raise HTTPException(422, f"the request holds {len(request.records)} records; the attack takes at most "
-                                     f"{MAX_ATTACKED_RECORDS} per request.")
         try:
             records = service.susceptible_locations(*records_frames(request), mode=mode)
         except ValueError as error:

@@ -1,6 +1,6 @@
-"""A trained torch model behind one object: records in, P(death), the decision and the record's susceptible
-locations out, computed by exactly the code the study uses (the features stage's binning, imputation and
-train-split scaling; the training stage's calibrated probability; the attack stage's L1 attack).
+"""A trained model behind one object: records in; P(death), the decision and (a torch model's) the record's
+susceptible locations out, computed by exactly the code the study uses (the features stage's binning, imputation
+and train-split scaling; the training stage's calibrated probability; the attack stage's L1 attack).
 
 No Kedro and no HTTP here: `ehr_adversarial.serving.app` puts this behind FastAPI, and `kedro serve` loads the
 model, its feature spec and metrics from the catalog.
@@ -130,6 +130,7 @@ class ModelService:
             raise ValueError(f"model {self.name!r} and its feature spec name different features; they come from "
                              "different runs.")
         self.model = self.model.to(self._device).eval()
+        self.probability = lambda bundle: self._probability(self._logits(bundle))
 
     # -- what the model is -------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -265,8 +266,7 @@ class ModelService:
         one)."""
         bundle = self.model_input(timeseries, static)
         with self._lock, limited_threads(self.n_threads):
-            prob = (self._probability(self._logits(bundle)) if self.model is not None
-                    else np.asarray(self.probability(bundle), dtype=float))
+            prob = np.asarray(self.probability(bundle), dtype=float)
         return pd.DataFrame({
             "record_id": bundle["record_id"].astype(np.int64),
             "p_death": prob.astype(float),
@@ -314,6 +314,7 @@ class ModelService:
                  else pd.DataFrame({"record_id": []}))
         prob = self._probability(logits)
         attacked = records.set_index("record_id")
+        feature_index = {name: f for f, name in enumerate(self.feature_spec["feature_names"])}
         answers = []
         for i, record_id in enumerate(bundle["record_id"].astype(np.int64).tolist()):
             answer: dict[str, Any] = {"record_id": record_id, "p_death": float(prob[i]),
@@ -324,7 +325,6 @@ class ModelService:
                 continue
             row = attacked.loc[record_id]
             measured = np.asarray(bundle["mask"][i], dtype=bool)
-            feature_index = {name: f for f, name in enumerate(self.feature_spec["feature_names"])}
             mine = cells[cells["record_id"] == record_id]
             mine = mine.iloc[np.argsort(-np.abs(mine["delta_scaled"].to_numpy()), kind="stable")]
             answers.append({
