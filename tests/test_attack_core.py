@@ -174,6 +174,41 @@ def test_scaling_reaches_a_linear_boundary_in_one_aimed_pass_where_bisection_nee
     assert int(passes[0]) <= 3  # the margin at δ, the clean margin, one aimed candidate
 
 
+def test_margins_the_caller_measured_save_the_refinements_passes_and_change_nothing(linear):
+    x, label = RECORDS[:1], LABELS[:1]
+    delta = torch.zeros(1, 2, 3, dtype=torch.float64)
+    delta[0, 0, 0] = -3 * 3.475 / 4
+    forward = lambda xa, rows: linear(xa)  # noqa: E731
+    alone, passes_alone = refine_perturbation(forward, x, label, delta, torch.tensor([0]), 20)
+    given, passes_given = refine_perturbation(forward, x, label, delta, torch.tensor([0]), 20,
+                                              logit_margin(linear(x), label).double(),
+                                              logit_margin(linear(x + delta), label).double())
+    torch.testing.assert_close(given, alone)
+    assert int(passes_given[0]) == int(passes_alone[0]) - 2
+    # NaN means "not measured": that margin costs its pass again
+    _, passes_nan = refine_perturbation(forward, x, label, delta, torch.tensor([0]), 20,
+                                        torch.tensor([math.nan], dtype=torch.float64), None)
+    assert int(passes_nan[0]) == int(passes_alone[0])
+
+
+def test_the_attack_refines_without_passing_the_clean_record_again(linear):
+    common = dict(lambdas=LAMBDAS, lr=0.05, max_iterations=300, patience=0)
+    searched = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common))
+    refined = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common, refine=True))
+    flipped = searched.success & (searched.norms()["l1"] > 0)
+    rows = torch.nonzero(flipped).squeeze(1)
+    x, label, delta = RECORDS[rows], LABELS[rows], searched.delta_best[rows]
+    forward = lambda xa, which: linear(xa)  # noqa: E731
+    alone, passes_alone = refine_perturbation(forward, x, label, delta, torch.arange(len(rows)), 10)
+    _, passes_given = refine_perturbation(forward, x, label, delta, torch.arange(len(rows)), 10,
+                                          logit_margin(linear(x), label).double(),
+                                          logit_margin(linear(x + delta), label).double())
+    # the search measured the clean margin (its first iterate) and the margin of its best δ, and hands them on
+    assert (passes_given < passes_alone).all()
+    assert (refined.forward_passes[rows] == searched.forward_passes[rows] + passes_given).all()
+    torch.testing.assert_close(refined.delta_best[rows], alone)
+
+
 def test_refinement_never_grows_l1_keeps_the_flip_and_the_box(linear):
     common = dict(lambdas=LAMBDAS, lr=0.05, max_iterations=300, patience=0)
     plain = l1_attack(linear, RECORDS, LABELS, AttackConfig(**common))
@@ -209,10 +244,13 @@ def test_polishing_moves_the_mass_onto_the_steep_cells_where_pruning_and_scaling
     refined_ratio = perturbation_norms(refined)["l1"].numpy() / optimum
     assert (refined_ratio[1:4] > 3.0).all()  # records 1–3: the optimum moves cells the scaled δ keeps small
     with input_gradient_mode(linear):
-        polished, passes, improved = polish_perturbation(forward, RECORDS, LABELS, refined, rows,
-                                                         AttackConfig(lambdas=(1.0,), polish_steps=40))
+        polished, passes, improved, margins = polish_perturbation(forward, RECORDS, LABELS, refined, rows,
+                                                                  AttackConfig(lambdas=(1.0,), polish_steps=40))
     assert (passes == 40).all()  # one gradient pass per step
     assert improved.tolist() == [False, True, True, True, False]  # records 0 and 4 were already optimal
+    # the margin it reports for an improved δ is that δ's; NaN where it kept the δ it was given
+    torch.testing.assert_close(margins[improved], logit_margin(linear(RECORDS + polished), LABELS)[improved])
+    assert margins[~improved].isnan().all()
     polished_l1 = perturbation_norms(polished)["l1"].numpy()
     assert (polished_l1 <= perturbation_norms(refined)["l1"].numpy() + 1e-12).all()
     assert (polished_l1 / optimum < 1.2).all()  # from 3–4.3× after pruning and scaling
@@ -238,9 +276,9 @@ def test_polishing_moves_only_the_cells_the_mask_allows(linear):
     rows = torch.tensor([2])
     assert logit_margin(linear(RECORDS[2:3] + delta[2:3]), LABELS[2:3]) < 0
     with input_gradient_mode(linear):
-        polished, _, improved = polish_perturbation(lambda xa, which: linear(xa), RECORDS, LABELS, delta, rows,
-                                                    AttackConfig(lambdas=(1.0,), polish_steps=20),
-                                                    cell_mask=observed.double())
+        polished, _, improved, _ = polish_perturbation(lambda xa, which: linear(xa), RECORDS, LABELS, delta, rows,
+                                                       AttackConfig(lambdas=(1.0,), polish_steps=20),
+                                                       cell_mask=observed.double())
     assert improved.all() and (polished[0][~observed[2]] == 0).all()
     assert logit_margin(linear(RECORDS[2:3] + polished), LABELS[2:3]) < 0
 

@@ -204,6 +204,8 @@ class _RunOutcome:
     delta_best: Tensor
     forward_passes: Tensor
     lambda_best: Tensor
+    clean_margin: Tensor  # the margin at δ = 0 (every run starts there)
+    best_margin: Tensor  # the margin at delta_best (NaN without success)
 
 
 Forward = Callable[[Tensor, Tensor], Tensor]
@@ -255,6 +257,8 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_i
     best_iteration = torch.full((n,), -1, dtype=torch.long, device=device)
     best_l1 = torch.full((n,), math.inf, dtype=torch.float64, device=device)
     lambda_best = torch.full((n,), math.nan, dtype=torch.float64, device=device)
+    clean_margin = torch.full((n,), math.nan, dtype=torch.float64, device=device)
+    best_margin = torch.full((n,), math.nan, dtype=torch.float64, device=device)
     forward_passes = torch.zeros(n, dtype=torch.long, device=device)
     index = torch.zeros(n, dtype=torch.long, device=device) if lam_index is None else lam_index.clone()
     since_change = torch.zeros(n, dtype=torch.long, device=device)  # iterations at the current λ
@@ -268,6 +272,8 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_i
         forward_passes[rows] += 1
         with torch.no_grad():
             success = margin < 0
+            if k == 0:
+                clean_margin[rows] = margin.detach().to(torch.float64)
             l1 = current.detach().abs().flatten(1).sum(1, dtype=torch.float64)
             new_first = success & (first_iteration[rows] < 0)
             first_rows = rows[new_first]
@@ -278,6 +284,7 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_i
             best_l1[best_rows] = l1[improved]
             best_iteration[best_rows] = k
             lambda_best[best_rows] = lambdas[index[best_rows]]
+            best_margin[best_rows] = margin.detach()[improved].to(torch.float64)
             delta_best[best_rows] = current.detach()[improved]
             # δ = 0 already flips the label (a misclassified record): nothing smaller exists.
             settled = (best_iteration[rows] >= 0) & (
@@ -329,6 +336,8 @@ def _ista_run(forward: Forward, x: Tensor, label: Tensor, lambdas: Tensor, lam_i
         delta_best=delta_best,
         forward_passes=forward_passes,
         lambda_best=lambda_best,
+        clean_margin=clean_margin,
+        best_margin=best_margin,
     )
 
 
@@ -446,6 +455,9 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
     device = x.device
     search = _LambdaSearch(config.search, len(config.lambdas), n, device)
     best_l1 = torch.full((n,), math.inf, dtype=torch.float64, device=device)
+    # Margins the search has already measured, so the refinement need not pass these records through again.
+    clean_margin = torch.full((n,), math.nan, dtype=torch.float64, device=device)
+    best_margin = torch.full((n,), math.nan, dtype=torch.float64, device=device)
     out = {
         "success": torch.zeros(n, dtype=torch.bool, device=device),
         "label": label.clone(),
@@ -470,9 +482,11 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
                         continuation=continuation, finished=progress if continuation else _no_progress)
         out["runs"][pending] += 1
         out["forward_passes"][pending] += run.forward_passes
+        clean_margin[pending] = run.clean_margin
         better = run.success & (run.best_l1 < best_l1[pending])
         rows = pending[better]
         best_l1[rows] = run.best_l1[better]
+        best_margin[rows] = run.best_margin[better]
         out["success"][rows] = True
         out["lambda_best"][rows] = run.lambda_best[better]
         out["first_iteration"][rows] = run.first_iteration[better]
@@ -488,18 +502,20 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
 
     candidates = torch.nonzero(out["success"] & (best_l1 > 0)).squeeze(1)  # δ = 0 flips: nothing to shrink
     if config.refine:
-        refined, passes = refine_perturbation(forward_all, x, label, out["delta_best"], candidates, config.refine_steps)
+        refined, passes = refine_perturbation(forward_all, x, label, out["delta_best"], candidates, config.refine_steps,
+                                              clean_margin[candidates], best_margin[candidates])
         out["delta_best"][candidates] = refined
         out["forward_passes"][candidates] += passes
     if config.polish_steps:
-        polished, passes, improved = polish_perturbation(forward_all, x, label, out["delta_best"], candidates, config,
-                                                         cell_mask)
+        polished, passes, improved, polished_margin = polish_perturbation(forward_all, x, label, out["delta_best"],
+                                                                          candidates, config, cell_mask)
         out["forward_passes"][candidates] += passes
         out["delta_best"][candidates] = polished
         if config.refine:  # the descent's last improvement overshoots the boundary like the search's first flip
             improved_rows = candidates[improved]
             refined, passes = refine_perturbation(forward_all, x, label, out["delta_best"], improved_rows,
-                                                  config.refine_steps)
+                                                  config.refine_steps, clean_margin[improved_rows],
+                                                  polished_margin[improved])
             out["delta_best"][improved_rows] = refined
             out["forward_passes"][improved_rows] += passes
     if source is not None:  # report what the model saw: the measured changes and the hours filled from them
@@ -510,7 +526,8 @@ def _attack_chunk(model: nn.Module, x: Tensor, label: Tensor, inputs: Mapping[st
 
 @torch.no_grad()
 def refine_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tensor, rows: Tensor,
-                        steps: int) -> tuple[Tensor, Tensor]:
+                        steps: int, clean_margin: Tensor | None = None,
+                        delta_margin: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Smaller flipping perturbations for records `rows` whose `delta[rows]` flips, by forward passes only.
 
     The ISTA iterate that first flips a label overshoots the decision boundary, and cells that
@@ -522,7 +539,9 @@ def refine_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
     on α is 2^-steps wide (the precision of `steps` bisection steps, in about half the passes).
     Each candidate is checked by a forward pass and only flipping ones are kept, so the result
     flips, stays in the box (X + αδ lies between X and X + δ) and its L1 is never larger. Without
-    gradients a pass costs about a third of an attack iteration. Returns the refined δ and the
+    gradients a pass costs about a third of an attack iteration. `clean_margin` (at δ = 0) and
+    `delta_margin` (at `delta[rows]`), per record of `rows`, are margins the caller has already
+    measured; NaN or None where it has not (each costs a pass here). Returns the refined δ and the
     passes per record.
     """
     passes = torch.zeros(rows.numel(), dtype=torch.long, device=x.device)
@@ -535,13 +554,23 @@ def refine_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
         passes[which] += 1
         return logit_margin(forward(base[which] + candidate, rows[which]), target[which]).to(torch.float64)
 
+    def given(margins: Tensor | None) -> Tensor:
+        if margins is None:
+            return torch.full((rows.numel(),), math.nan, dtype=torch.float64, device=x.device)
+        return margins.to(device=x.device, dtype=torch.float64).clone()
+
+    def measure_missing(margins: Tensor, candidate: Tensor) -> None:
+        missing = torch.nonzero(margins.isnan()).squeeze(1)
+        if missing.numel():
+            margins[missing] = margin(candidate[missing], missing)
+
     # (1) magnitude pruning: the smallest m whose m largest cells flip; m = L0 is δ itself.
     # (Ranking by |∇| or |δ·∇| instead cost a backward pass and gave the same L1 ±2 % on PhysioNet.)
     score = current.abs().flatten(1)
     ordered = score.sort(dim=1, descending=True).values
     low = torch.ones(rows.numel(), dtype=torch.long, device=x.device)
     high = (score > 0).sum(1)
-    margin_high = torch.full((rows.numel(),), math.nan, dtype=torch.float64, device=x.device)
+    margin_high = given(delta_margin)
     for _ in range(steps):
         open_ = torch.nonzero(low < high).squeeze(1)
         if open_.numel() == 0:
@@ -558,11 +587,10 @@ def refine_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
     current = current * (score >= cut).view_as(current)
 
     # (2) scale towards the boundary: the smallest α whose α·δ flips; α = 1 does (margin_high < 0).
-    all_rows = torch.arange(rows.numel(), device=x.device)
-    unknown = torch.nonzero(margin_high.isnan()).squeeze(1)  # no pruning candidate was accepted
-    if unknown.numel():
-        margin_high[unknown] = margin(current[unknown], unknown)
-    margin_low = margin(torch.zeros_like(current), all_rows).clamp(min=0)  # the clean margin (α = 0)
+    measure_missing(margin_high, current)  # δ's own, where no pruning candidate was accepted
+    margin_low = given(clean_margin)
+    measure_missing(margin_low, torch.zeros_like(current))
+    margin_low = margin_low.clamp(min=0)  # the clean margin (α = 0)
     tolerance = margin_low * 2.0 ** -steps
     low_alpha = torch.zeros(rows.numel(), dtype=torch.float64, device=x.device)
     high_alpha = torch.ones(rows.numel(), dtype=torch.float64, device=x.device)
@@ -589,7 +617,7 @@ def refine_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
 
 
 def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tensor, rows: Tensor,
-                        config: AttackConfig, cell_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                        config: AttackConfig, cell_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Smaller flipping perturbations for records `rows` whose `delta[rows]` flips, by a sparse L1 descent.
 
     Pruning and scaling keep the direction the search found; the smallest δ points elsewhere: at it the margin's
@@ -601,19 +629,22 @@ def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
     steepest descent (`sparse_descent_direction`, the sparse L1 descent of adversarial training), projected back
     (`project_l1_box`). Only verified flips are kept, so the result flips, stays in the box and its L1 never
     grows. With `cell_mask`, only masked cells move.
-    Returns δ of `rows`, the passes per record and which records improved.
+    Returns δ of `rows`, the passes per record, which records improved and the margin at each improved δ (NaN
+    for the others).
     """
     n = rows.numel()
     passes = torch.zeros(n, dtype=torch.long, device=x.device)
     best = delta[rows].flatten(1).clone()
     if n == 0:
-        return best.view(0, *x.shape[1:]), passes, torch.zeros(0, dtype=torch.bool, device=x.device)
+        return (best.view(0, *x.shape[1:]), passes, torch.zeros(0, dtype=torch.bool, device=x.device),
+                torch.zeros(0, dtype=torch.float64, device=x.device))
     base, target = x[rows].flatten(1), label[rows]
     lower, upper = -base, 1.0 - base
     if cell_mask is not None:
         movable_cells = cell_mask[rows].flatten(1) > 0
         lower, upper = lower * movable_cells, upper * movable_cells
     best_l1 = best.abs().sum(1, dtype=torch.float64)
+    best_margin = torch.full((n,), math.nan, dtype=torch.float64, device=x.device)
     start_l1 = best_l1.clone()
     radius = best_l1 * config.polish_shrink
     current = project_l1_box(best, lower, upper, radius)
@@ -629,6 +660,7 @@ def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
             improved = (margin < 0) & (l1 < best_l1)
             best[improved] = current[improved]
             best_l1[improved] = l1[improved]
+            best_margin[improved] = margin.detach()[improved].to(torch.float64)
             # A flip shrinks the ball around the new best; a step that does not flip widens it again by
             # √(1/shrink), up to just below the best L1, so a ball shrunk past what the descent can flip recovers.
             radius = torch.where(improved, best_l1 * config.polish_shrink,
@@ -639,4 +671,4 @@ def polish_perturbation(forward: Forward, x: Tensor, label: Tensor, delta: Tenso
                                             None if cell_mask is None else movable_cells)
             current = project_l1_box(current + (config.polish_step_size * radius).to(step.dtype)[:, None] * step,
                                      lower, upper, radius)
-    return best.view(n, *x.shape[1:]), passes, best_l1 < start_l1
+    return best.view(n, *x.shape[1:]), passes, best_l1 < start_l1, best_margin
