@@ -19,7 +19,7 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 pytestmark = pytest.mark.filterwarnings("ignore:.*register_new_resolver.*:UserWarning")
-ENVS = ("base", "local", "physionet2012", "mimic3_demo", "mimic3_postgres")
+ENVS = ("base", *sorted(path.name for path in CONF.iterdir() if path.is_dir() and path.name != "base"))
 
 
 def _parameters(env: str, runtime_params: dict | None = None) -> dict:
@@ -51,6 +51,16 @@ def test_every_environment_passes(env):
     params = _parameters(env)
     assert {"seed", "device", "attack", "training", "ingestion"} <= set(params)
     check_parameters(params)
+
+
+def test_the_ensemble_environment_trains_six_instances_of_each_attacked_model_and_changes_nothing_else(base):
+    ensemble = _parameters("ensemble")
+    models = ensemble["training"]["physionet2012"]
+    assert {name: models[name]["n_instances"] for name in ("lstm_sun2018", "lstm_pooled", "dssm")} == {
+        "lstm_sun2018": 6, "lstm_pooled": 6, "dssm": 6}
+    for name in ("lstm_sun2018", "lstm_pooled", "dssm"):
+        models[name]["n_instances"] = base["training"]["physionet2012"][name]["n_instances"]
+    assert ensemble == base
 
 
 def test_every_stage_and_source_is_checked(base):
