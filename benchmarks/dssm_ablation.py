@@ -16,16 +16,24 @@ from __future__ import annotations
 
 from lstm_ablation import run_cli
 
-# variant → overrides of the dssm block (merged key by key)
+from ehr_adversarial.training.selection import merge_config
+
+# ehr_classification's shape (two LSTM layers, weight decay 1e-4); the project's block sets one layer and 1e-3.
+EHR_CLASSIFICATION = {"hyperparameters": {"num_layers": 2}, "optimizer": {"weight_decay": 0.0001}}
+# variant → overrides of the project's dssm block (merged key by key)
 VARIANTS: dict[str, dict] = {
-    "default": {},
-    "lr 3e-3": {"optimizer": {"lr": 0.003}},
-    "hidden 64": {"hyperparameters": {"hidden_size": 64}},
-    "dropout 0.3": {"hyperparameters": {"dropout": 0.3}},
-    "weight decay 1e-3": {"optimizer": {"weight_decay": 0.001}},
-    "batch 64": {"batch_size": 64},
-    "one LSTM layer": {"hyperparameters": {"num_layers": 1}},
-    "one LSTM layer, weight decay 1e-3": {"hyperparameters": {"num_layers": 1}, "optimizer": {"weight_decay": 0.001}},
+    "ehr_classification": EHR_CLASSIFICATION,
+    "lr 3e-3": merge_config(EHR_CLASSIFICATION, {"optimizer": {"lr": 0.003}}),
+    "hidden 64": merge_config(EHR_CLASSIFICATION, {"hyperparameters": {"hidden_size": 64}}),
+    "dropout 0.3": merge_config(EHR_CLASSIFICATION, {"hyperparameters": {"dropout": 0.3}}),
+    "weight decay 1e-3": merge_config(EHR_CLASSIFICATION, {"optimizer": {"weight_decay": 0.001}}),
+    "batch 64": merge_config(EHR_CLASSIFICATION, {"batch_size": 64}),
+    "one LSTM layer": merge_config(EHR_CLASSIFICATION, {"hyperparameters": {"num_layers": 1}}),
+    "one LSTM layer, weight decay 1e-3 (project)": {},
+    "project, hidden 64": {"hyperparameters": {"hidden_size": 64}},
+    "project, dropout 0.3": {"hyperparameters": {"dropout": 0.3}},
+    "project, weight decay 3e-3": {"optimizer": {"weight_decay": 0.003}},
+    "project, lr 2e-3": {"optimizer": {"lr": 0.002}},
 }
 
 
