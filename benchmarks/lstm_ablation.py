@@ -45,6 +45,8 @@ VARIANTS: dict[str, dict] = {
     "pooled, weight decay 1e-3": merge_config(POOLED, {"optimizer": {"weight_decay": 0.001}}),
     "pooled, EMA of the weights (decay 0.98 per step)": merge_config(POOLED, {"ema_decay": 0.98}),
     "pooled, EMA of the weights (decay 0.995 per step)": merge_config(POOLED, {"ema_decay": 0.995}),
+    "pooled, lr halved after 2 epochs without gain": merge_config(POOLED, {"lr_plateau": {"factor": 0.5,
+                                                                                          "patience": 2}}),
 }
 
 

@@ -505,6 +505,28 @@ def test_an_exponential_moving_average_of_the_weights_is_what_is_monitored_and_k
     assert not np.allclose(history["monitor_loss"], plain_history["monitor_loss"])
 
 
+def test_lr_plateau_lowers_the_learning_rate_after_epochs_without_a_better_monitored_score():
+    bundle, spec = _train_and_spec()
+    spec["static_names"] = ["s0", "s1", "s2"]
+    config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8}, "batch_size": 16,
+              "max_epochs": 8, "patience": 8, "monitor": "auroc", "class_weight": "balanced",
+              "optimizer": {"lr": 0.05}, "grad_clip": 1.0}
+    plain, plain_history = train_torch_model(bundle, bundle, spec, config, 3, "cpu")
+    assert (plain_history["lr"] == 0.05).all()
+    _, history = train_torch_model(bundle, bundle, spec, {**config, "lr_plateau": {"factor": 0.5, "patience": 0}},
+                                   3, "cpu")
+    # patience 0: every epoch whose AUROC is not above the best so far halves the rate of the epochs after it
+    best = history["auroc"].cummax()
+    worse = (history["auroc"] <= best.shift(1)).to_numpy()[:-1]
+    expected = 0.05 * np.cumprod(np.where(worse, 0.5, 1.0))
+    np.testing.assert_allclose(history["lr"].to_numpy()[1:], expected)
+    assert worse.any()  # the fixture has such epochs, so the rate did change
+    # until the rate first changes the run is the plain one
+    first = int(np.argmax(worse)) + 1
+    np.testing.assert_allclose(history["auroc"][:first], plain_history["auroc"][:first], rtol=1e-6)
+    assert not np.allclose(history["monitor_loss"], plain_history["monitor_loss"])
+
+
 def test_comparison_warns_when_the_test_split_is_too_small():
     metric = {"value": 0.7, "ci_low": 0.5, "ci_high": 0.9, "n_valid": 10}
     metrics = {"feature_set": "sun2018", "n_test": 20, "n_test_positive": 4, "threshold": 0.3,

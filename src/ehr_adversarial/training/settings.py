@@ -97,6 +97,14 @@ class AdversarialTrainingSettings(_Block):
     step_size: float | None = Field(None, gt=0)
 
 
+class LrPlateauSettings(_Block):
+    """`lr_plateau` of a torch block: the learning rate is multiplied by `factor` after `patience` epochs without a
+    better monitored score (torch's ReduceLROnPlateau); absent or null = a constant learning rate."""
+
+    factor: float = Field(gt=0, lt=1)
+    patience: int = Field(ge=0)
+
+
 class _TorchTraining(_Block):
     """Settings every torch model block shares (training.torch_loop.fit, training.torch_models)."""
 
@@ -115,6 +123,7 @@ class _TorchTraining(_Block):
     # Exponential moving average of the weights over optimizer steps (decay per step); the averaged weights are
     # what is monitored, kept and served. None: the raw weights.
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    lr_plateau: LrPlateauSettings | None = None
 
 
 class _LstmSun2018Core(_TorchTraining):

@@ -145,7 +145,8 @@ def fit(
 
     `config` keys: batch_size, max_epochs, patience, monitor (auprc | auroc | loss),
     class_weight, amp, optimizer {lr, betas, weight_decay}, grad_clip, optionally ema_decay (monitor and keep an
-    exponential moving average of the weights) and adversarial
+    exponential moving average of the weights), lr_plateau {factor, patience} (multiply the learning rate by
+    factor after patience epochs without a better monitored score) and adversarial
     {l1_budget, steps, weight, top_k, step_size}: each batch's loss is then (1 − weight)·loss(x) +
     weight·loss(x + δ), δ from a few steps of sparse L1 PGD (training.adversarial).
     Returns the model with the best epoch's weights (in eval mode) and the history.
@@ -173,6 +174,12 @@ def fit(
     averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(config["ema_decay"])), use_buffers=True)
                 if config.get("ema_decay") else None)
     kept = averaged.module if averaged is not None else model
+    plateau = config.get("lr_plateau")
+    # "better" as early stopping counts it: any rise of the monitored score (no relative threshold)
+    scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=float(plateau["factor"]),
+                                                            patience=int(plateau["patience"]), threshold=0.0,
+                                                            threshold_mode="abs")
+                 if plateau else None)
 
     best_score, best_epoch, best_state, history = -math.inf, -1, None, []
     epochs = tqdm(range(int(config["max_epochs"])), desc=description, unit="epoch", leave=False, disable=None)
@@ -205,9 +212,11 @@ def fit(
         logits = predict_logits(kept, monitor_set, batch_size, amp)
         monitor_loss = float(F.cross_entropy(logits, monitor_set["y"], weight=loss_weight))
         row = {"epoch": epoch, "train_loss": total / n, "monitor_loss": monitor_loss,
-               **_scores(y_monitor, death_probability(logits, shift))}
+               **_scores(y_monitor, death_probability(logits, shift)), "lr": optimizer.param_groups[0]["lr"]}
         history.append(row)
         score = -monitor_loss if monitor == "loss" else row[monitor]
+        if scheduler is not None:
+            scheduler.step(score)
         if score > best_score:
             best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(kept.state_dict())
