@@ -363,6 +363,16 @@ def _train_and_spec():
     return synthetic_bundle(60, 4, seed=1, start_id=1), synthetic_spec("sun2018", 4)
 
 
+def _small_dssm(**overrides):
+    """A tiny DSSM fit on the synthetic bundle: bundle, spec (with three statics) and config (`overrides` on top)."""
+    bundle, spec = _train_and_spec()
+    spec["static_names"] = ["s0", "s1", "s2"]
+    config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8}, "batch_size": 16,
+              "max_epochs": 2, "patience": 2, "monitor": "loss", "class_weight": "balanced",
+              "optimizer": {"lr": 0.01}, "grad_clip": 1.0, **overrides}
+    return bundle, spec, config
+
+
 def test_nan_reaching_the_model_is_an_error_before_training():
     bundle, spec = _train_and_spec()
     bundle["X"][5, 17, 2] = np.nan
@@ -469,11 +479,7 @@ def test_balanced_class_weights_and_their_prior_shift():
 
 
 def test_training_on_cpu_is_reproducible():
-    bundle, spec = _train_and_spec()
-    config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8}, "batch_size": 16,
-              "max_epochs": 2, "patience": 2, "monitor": "loss", "class_weight": "balanced",
-              "optimizer": {"lr": 0.01}, "grad_clip": 1.0}
-    spec["static_names"] = ["s0", "s1", "s2"]
+    bundle, spec, config = _small_dssm()
     first, history_1 = train_torch_model(bundle, bundle, spec, config, 3, "cpu")
     second, history_2 = train_torch_model(bundle, bundle, spec, config, 3, "cpu")
     for name, tensor in first.state_dict().items():
@@ -486,11 +492,7 @@ def test_training_on_cpu_is_reproducible():
 def test_an_exponential_moving_average_of_the_weights_is_what_is_monitored_and_kept():
     """ema_decay → 0 keeps the last step's weights, exactly the plain fit; a real decay keeps other weights (the
     average over steps), reproducibly, and its monitored scores are the averaged model's."""
-    bundle, spec = _train_and_spec()
-    spec["static_names"] = ["s0", "s1", "s2"]
-    config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8}, "batch_size": 16,
-              "max_epochs": 3, "patience": 3, "monitor": "loss", "class_weight": "balanced",
-              "optimizer": {"lr": 0.01}, "grad_clip": 1.0}
+    bundle, spec, config = _small_dssm(max_epochs=3, patience=3)
     plain, plain_history = train_torch_model(bundle, bundle, spec, config, 3, "cpu")
     tracking, tracking_history = train_torch_model(bundle, bundle, spec, {**config, "ema_decay": 1e-12}, 3, "cpu")
     for name, tensor in plain.state_dict().items():
@@ -506,11 +508,7 @@ def test_an_exponential_moving_average_of_the_weights_is_what_is_monitored_and_k
 
 
 def test_lr_plateau_lowers_the_learning_rate_after_epochs_without_a_better_monitored_score():
-    bundle, spec = _train_and_spec()
-    spec["static_names"] = ["s0", "s1", "s2"]
-    config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8}, "batch_size": 16,
-              "max_epochs": 8, "patience": 8, "monitor": "auroc", "class_weight": "balanced",
-              "optimizer": {"lr": 0.05}, "grad_clip": 1.0}
+    bundle, spec, config = _small_dssm(max_epochs=8, patience=8, monitor="auroc", optimizer={"lr": 0.05})
     plain, plain_history = train_torch_model(bundle, bundle, spec, config, 3, "cpu")
     assert (plain_history["lr"] == 0.05).all()
     _, history = train_torch_model(bundle, bundle, spec, {**config, "lr_plateau": {"factor": 0.5, "patience": 0}},
@@ -780,11 +778,7 @@ def test_instances_are_trained_from_consecutive_seeds_and_averaged(tmp_path):
     from ehr_adversarial.datasets.torch_model import TorchModelDataset
     from ehr_adversarial.models import InstanceEnsemble, instances, model_inputs
 
-    bundle, spec = _train_and_spec()
-    spec["static_names"] = ["s0", "s1", "s2"]
-    config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8}, "batch_size": 16,
-              "max_epochs": 2, "patience": 2, "monitor": "loss", "class_weight": "balanced",
-              "optimizer": {"lr": 0.01}, "grad_clip": 1.0}
+    bundle, spec, config = _small_dssm()
     ensemble, history = train_torch_model(bundle, bundle, spec, {**config, "n_instances": 3}, 3, "cpu")
     assert isinstance(ensemble, InstanceEnsemble) and ensemble.config["n_instances"] == 3
     assert sorted(history["instance"].unique()) == [0, 1, 2]
@@ -835,11 +829,7 @@ def test_platt_calibration_recovers_the_true_log_odds_and_keeps_the_ranking():
 
 
 def test_a_calibrated_model_carries_its_calibration_and_predicts_with_it():
-    bundle, spec = _train_and_spec()
-    spec["static_names"] = ["s0", "s1", "s2"]
-    config = {"architecture": "dssm", "hyperparameters": {"hidden_size": 8}, "batch_size": 16, "max_epochs": 2,
-              "patience": 2, "monitor": "loss", "class_weight": "balanced", "optimizer": {"lr": 0.01},
-              "grad_clip": 1.0}
+    bundle, spec, config = _small_dssm()
     plain, _ = train_torch_model(bundle, bundle, spec, config, 3, "cpu")
     calibrated, _ = train_torch_model(bundle, bundle, spec, {**config, "calibration": "platt"}, 3, "cpu")
     assert "calibration" not in plain.config
