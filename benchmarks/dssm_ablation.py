@@ -34,6 +34,9 @@ VARIANTS: dict[str, dict] = {
     "project, dropout 0.3": {"hyperparameters": {"dropout": 0.3}},
     "project, weight decay 3e-3": {"optimizer": {"weight_decay": 0.003}},
     "project, lr 2e-3": {"optimizer": {"lr": 0.002}},
+    "project, + per-feature mean, min, max, last of x": {"hyperparameters": {
+        "input_summary": ["mean", "min", "max", "last"]}},
+    "project, + per-feature mean and last value of x": {"hyperparameters": {"input_summary": ["mean", "last"]}},
     "project, lr halved after 2 epochs without gain": {"lr_plateau": {"factor": 0.5, "patience": 2}},
 }
 

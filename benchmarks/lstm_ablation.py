@@ -45,6 +45,10 @@ VARIANTS: dict[str, dict] = {
     "pooled, weight decay 1e-3": merge_config(POOLED, {"optimizer": {"weight_decay": 0.001}}),
     "pooled, EMA of the weights (decay 0.98 per step)": merge_config(POOLED, {"ema_decay": 0.98}),
     "pooled, EMA of the weights (decay 0.995 per step)": merge_config(POOLED, {"ema_decay": 0.995}),
+    "pooled, + per-feature mean, min, max, last of x (lstm_pooled)": merge_config(POOLED, {"hyperparameters": {
+        "input_summary": ["mean", "min", "max", "last"]}}),
+    "pooled, + per-feature mean and last value of x": merge_config(POOLED, {"hyperparameters": {
+        "input_summary": ["mean", "last"]}}),
     "pooled, lr halved after 2 epochs without gain": merge_config(POOLED, {"lr_plateau": {"factor": 0.5,
                                                                                           "patience": 2}}),
 }
@@ -88,9 +92,10 @@ def run_cli(description: str, block_name: str, feature_set: str, yardstick: str,
     parser.add_argument("--folds", type=int, default=2, help="held-out folds of the train split's CV")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per CV fit (early stopping inside)")
     parser.add_argument("--variants", nargs="*", default=list(variants))
+    parser.add_argument("--seed", type=int, default=2012, help="training seed of every fit (the folds stay)")
     args = parser.parse_args()
     table = score_variants(block_name, feature_set, yardstick, variants, args.variants, args.data, args.folds,
-                           args.epochs)
+                           args.epochs, args.seed)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

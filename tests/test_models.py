@@ -18,6 +18,7 @@ from ehr_adversarial.models import (
     check_model_matches_data,
     model_inputs,
 )
+from ehr_adversarial.models.hourly_summary import hourly_summary
 
 N_HOURS, N_FEATURES, N_STATIC = 48, 7, 5
 
@@ -51,8 +52,11 @@ CONFIGS = {
     "lstm_sun2018_bidirectional": make_config("lstm_sun2018", bidirectional=True),
     "lstm_sun2018_all_channels": make_config("lstm_sun2018", use_mask=True, use_delta=True, use_static=True,
                                              readout="pooled"),
+    "lstm_pooled_input_summary": make_config("lstm_sun2018", use_static=True, readout="pooled",
+                                             input_summary=["mean", "last"]),
     "dssm": make_config("dssm"),
     "dssm_values_only": make_config("dssm", use_mask=False, use_delta=False),
+    "dssm_input_summary": make_config("dssm", num_layers=1, input_summary=["mean", "min", "max", "last"]),
 }
 
 
@@ -290,3 +294,32 @@ def test_lstm_channels_are_inputs_by_position_or_name_and_change_the_output():
     assert partial(batch["x"], batch["delta"]).shape == (4, 2)
     with pytest.raises(ValueError, match="readout is 'attention'"):
         build_model(make_config("lstm_sun2018", readout="attention"))
+
+
+def test_the_hourly_summary_is_each_features_mean_min_max_or_last_hour_in_the_order_asked():
+    x = make_batch()["x"]
+    expected = np.concatenate([x.numpy().mean(1), x.numpy().min(1), x.numpy().max(1), x.numpy()[:, -1]], axis=1)
+    np.testing.assert_allclose(hourly_summary(x, ["mean", "min", "max", "last"]).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(hourly_summary(x, ["last", "mean"]).numpy(),
+                               np.concatenate([x.numpy()[:, -1], x.numpy().mean(1)], axis=1), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"input_summary \['median'\] unknown; use any of mean, min, max, last"):
+        build_model(make_config("lstm_sun2018", input_summary=["mean", "median"]))
+
+
+def test_the_input_summary_reaches_the_classifier_beside_the_recurrent_read_out():
+    torch.manual_seed(0)
+    lstm = build_model(CONFIGS["lstm_pooled_input_summary"]).eval()
+    batch = make_batch()
+    outputs, (h_n, _) = lstm.lstm(batch["x"])
+    read_out = torch.tanh(torch.cat([h_n[-1], outputs.mean(1), outputs.amax(1)], dim=-1))
+    wide = torch.cat([read_out, batch["x"].mean(1), batch["x"][:, -1], batch["static"]], dim=-1)
+    torch.testing.assert_close(lstm(*model_inputs(lstm, batch)), lstm.head(torch.relu(lstm.fc(wide))))
+
+    dssm = build_model(CONFIGS["dssm_input_summary"]).eval()
+    seen = []
+    dssm.classifier[0].register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    dssm(*model_inputs(dssm, batch))
+    torch.testing.assert_close(seen[-1][:, -4 * N_FEATURES:], hourly_summary(batch["x"], ["mean", "min", "max", "last"]))
+    # the option is off by default: ehr_classification's and the paper's shapes are unchanged
+    assert build_model(CONFIGS["dssm"]).classifier[0].in_features == 64 + 32
+    assert build_model(CONFIGS["lstm_sun2018"]).fc.in_features == 128

@@ -7,13 +7,18 @@ network can tell an imputed value from a measured one (the GRU-D idea). A
 self-attention mixes the steps, and the last step (every record has all 48 hourly
 steps, so hour 47 is the last valid one) goes through Linear + Tanh. The static
 features go through an MLP (S → 32). Both are concatenated into an MLP classifier
-that returns 2 logits.
+that returns 2 logits. `input_summary` (e.g. `["mean", "last"]`) adds those summaries of each
+feature over the hours, taken from x, to the classifier's input (a wide path beside the recurrent one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
+
+from ehr_adversarial.models.hourly_summary import check_summaries, hourly_summary
 
 
 class DSSM(nn.Module):
@@ -32,9 +37,11 @@ class DSSM(nn.Module):
         use_mask: bool = True,
         use_delta: bool = True,
         n_classes: int = 2,
+        input_summary: Sequence[str] = (),
     ):
         super().__init__()
         self.use_mask, self.use_delta = use_mask, use_delta
+        self.input_summary = check_summaries(input_summary)
         n_inputs = n_features * (1 + int(use_mask) + int(use_delta))
         d_model = 2 * hidden_size
         self.lstm = nn.LSTM(
@@ -46,7 +53,7 @@ class DSSM(nn.Module):
         self.series_head = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh())
         self.static_encoder = nn.Sequential(nn.Linear(n_static, static_size), nn.ReLU())
         self.classifier = nn.Sequential(
-            nn.Linear(d_model + static_size, classifier_size),
+            nn.Linear(d_model + static_size + len(self.input_summary) * n_features, classifier_size),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(classifier_size, n_classes),
@@ -64,4 +71,7 @@ class DSSM(nn.Module):
         attended, _ = self.attention(h, h, h, need_weights=False)
         h = self.norm(h + attended)
         series = self.series_head(h[:, -1])
-        return self.classifier(torch.cat([series, self.static_encoder(static)], dim=-1))
+        parts = [series, self.static_encoder(static)]
+        if self.input_summary:  # x is scaled to [0, 1]
+            parts.append(hourly_summary(x, self.input_summary))
+        return self.classifier(torch.cat(parts, dim=-1))

@@ -9,13 +9,19 @@ train it with cross-entropy on the logits (no softmax inside the model).
 With its defaults the model is the paper's. The options `use_mask`, `use_delta`, `use_static` and
 `readout: pooled` give it the measurement masks, the hours since the last measurement, the static
 descriptors and a read-out over all hours; `model.inputs` then lists what forward() takes.
+`input_summary` (e.g. `["mean", "last"]`) adds those summaries of each feature over the hours, taken from x
+itself, beside the read-out: a wide path next to the deep one (the attack's gradient reaches x through both).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ehr_adversarial.models.hourly_summary import check_summaries, hourly_summary
 
 READOUTS = ("last", "pooled")
 
@@ -37,6 +43,7 @@ class LSTMSun2018(nn.Module):
         use_delta: bool = False,
         use_static: bool = False,
         readout: str = "last",
+        input_summary: Sequence[str] = (),
     ):
         super().__init__()
         if readout not in READOUTS:
@@ -45,6 +52,7 @@ class LSTMSun2018(nn.Module):
         # besides the values: which cells were measured (mask), hours since the last measurement (delta),
         # the static descriptors, and a read-out over all hours (mean and max of the LSTM outputs).
         self.use_mask, self.use_delta, self.use_static, self.readout = use_mask, use_delta, use_static, readout
+        self.input_summary = check_summaries(input_summary)
         self.inputs = ("x", *(["mask"] if use_mask else []), *(["delta"] if use_delta else []),
                        *(["static"] if use_static else []))
         n_inputs = n_features * (1 + int(use_mask) + int(use_delta))
@@ -52,6 +60,7 @@ class LSTMSun2018(nn.Module):
         n_directions = 2 if bidirectional else 1
         n_summary = n_directions * hidden_size * (3 if readout == "pooled" else 1)
         n_summary += n_static if use_static else 0
+        n_summary += len(self.input_summary) * n_features
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(n_summary, fc_size)
         self.head = nn.Linear(fc_size, n_classes)
@@ -71,6 +80,8 @@ class LSTMSun2018(nn.Module):
         if self.readout == "pooled":
             h = torch.cat([h, outputs.mean(dim=1), outputs.amax(dim=1)], dim=-1)
         h = torch.tanh(h)
+        if self.input_summary:  # x is scaled to [0, 1]: no squashing needed
+            h = torch.cat([h, hourly_summary(x, self.input_summary)], dim=-1)
         if self.use_static:
             h = torch.cat([h, extra["static"]], dim=-1)
         h = self.dropout(h)

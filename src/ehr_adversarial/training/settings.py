@@ -62,6 +62,7 @@ class LstmSun2018Hyperparameters(_Block):
     use_delta: bool = False
     use_static: bool = False
     readout: Literal["last", "pooled"] = "last"
+    input_summary: list[Literal["mean", "min", "max", "last"]] = []
 
 
 class DssmHyperparameters(_Block):
@@ -76,6 +77,7 @@ class DssmHyperparameters(_Block):
     use_mask: bool = True
     use_delta: bool = True
     n_classes: int = Field(2, ge=2)
+    input_summary: list[Literal["mean", "min", "max", "last"]] = []
 
 
 class TorchCV(_Block, Generic[Entry]):
