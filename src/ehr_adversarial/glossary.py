@@ -8,9 +8,9 @@ NAMES: dict[str, str] = {
     # models
     "lstm_sun2018": "the mortality LSTM of Sun et al. (KDD 2018) over the 48 hourly values, read out at its "
                     "final hidden state; the architecture the paper attacks",
-    "lstm_pooled": "the LSTM of lstm_sun2018 with the static descriptors and a read-out over all hours (last "
-                   "state, mean and max of the outputs); it reads the same hourly values, so the attack perturbs all "
-                   "of its time-series input",
+    "lstm_pooled": "the LSTM of lstm_sun2018 with the static descriptors, a read-out over all hours (last "
+                   "state, mean and max of the outputs) and each feature's mean, min, max and last hourly value; it "
+                   "reads the same hourly values, so the attack perturbs all of its time-series input",
     "dssm": "the bi-LSTM with self-attention of ehr_classification (values, measurement masks and hours since "
             "the last measurement, plus a static encoder)",
     "logreg": "logistic regression on per-record summaries of each variable (mean, min, max, first, last, std, "

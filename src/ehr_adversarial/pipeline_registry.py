@@ -106,8 +106,8 @@ class Study:
 STUDIES: dict[str, Study] = {
     "physionet2012": Study(
         feature_sets=("full", "sun2018"),
-        # lstm_sun2018: the paper's model; lstm_pooled: the same LSTM with statics and a pooled read-out, the
-        # competent model on the same inputs (its yardstick is gbm_sun2018).
+        # lstm_sun2018: the paper's model; lstm_pooled: the same LSTM with statics, a pooled read-out and hourly
+        # summaries of x, the competent model on the same inputs (its yardstick is gbm_sun2018).
         torch_models={"lstm_sun2018": "sun2018", "lstm_pooled": "sun2018", "dssm": "full"},
         # gbm_sun2018: the same-input yardstick of lstm_sun2018 (gradient boosting on its tensors' summaries).
         baseline_models={"logreg": "full", "gbm": "full", "gbm_sun2018": "sun2018"},
