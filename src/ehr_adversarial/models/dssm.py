@@ -72,6 +72,6 @@ class DSSM(nn.Module):
         h = self.norm(h + attended)
         series = self.series_head(h[:, -1])
         parts = [series, self.static_encoder(static)]
-        if self.input_summary:  # x is scaled to [0, 1]
+        if self.input_summary:  # x is scaled to [0, 1]: no squashing needed
             parts.append(hourly_summary(x, self.input_summary))
         return self.classifier(torch.cat(parts, dim=-1))

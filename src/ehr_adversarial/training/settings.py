@@ -12,7 +12,10 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from ehr_adversarial.models.hourly_summary import SUMMARIES
+
 Monitor = Literal["auprc", "auroc", "loss"]
+SummaryName = Literal[tuple(SUMMARIES)]  # what a torch model's `input_summary` may list
 ClassWeight = Literal["balanced", "none"]
 
 
@@ -62,7 +65,7 @@ class LstmSun2018Hyperparameters(_Block):
     use_delta: bool = False
     use_static: bool = False
     readout: Literal["last", "pooled"] = "last"
-    input_summary: list[Literal["mean", "min", "max", "last"]] = []
+    input_summary: list[SummaryName] = []
 
 
 class DssmHyperparameters(_Block):
@@ -77,7 +80,7 @@ class DssmHyperparameters(_Block):
     use_mask: bool = True
     use_delta: bool = True
     n_classes: int = Field(2, ge=2)
-    input_summary: list[Literal["mean", "min", "max", "last"]] = []
+    input_summary: list[SummaryName] = []
 
 
 class TorchCV(_Block, Generic[Entry]):
