@@ -13,6 +13,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ehr_adversarial.models.hourly_summary import SUMMARIES
+from ehr_adversarial.models.lstm_sun2018 import READOUTS
 
 Monitor = Literal["auprc", "auroc", "loss"]
 SummaryName = Literal[tuple(SUMMARIES)]  # what a torch model's `input_summary` may list
@@ -64,7 +65,7 @@ class LstmSun2018Hyperparameters(_Block):
     use_mask: bool = False
     use_delta: bool = False
     use_static: bool = False
-    readout: Literal["last", "pooled"] = "last"
+    readout: Literal[READOUTS] = "last"
     input_summary: list[SummaryName] = []
 
 
