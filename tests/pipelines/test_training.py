@@ -23,6 +23,7 @@ from ehr_adversarial.training import (
     fit_estimator,
     predict_estimator,
     predict_torch_model,
+    refit_torch_model,
     select_estimator_config,
     train_torch_model,
 )
@@ -805,6 +806,61 @@ def test_instances_are_trained_from_consecutive_seeds_and_averaged(tmp_path):
     assert all(member.config["n_instances"] == 1 for member in instances(loaded))
     with torch.no_grad():
         assert torch.equal(loaded(*model_inputs(loaded, batch)), logits)
+
+
+def test_a_refit_trains_each_instance_afresh_on_train_and_validation_for_the_epochs_it_kept():
+    """refit_on train passes the early-stopped model through; train_and_validation retrains instance k from seed
+    + k on both splits for its best epoch + 1 epochs (bit for bit what train_model does without a monitor set),
+    keeps the last epoch and carries the early-stopped model's calibration."""
+    from ehr_adversarial.models import instances
+    from ehr_adversarial.training import torch_model_config
+    from ehr_adversarial.training.torch_loop import to_tensors, train_model
+
+    bundle, spec, config = _small_dssm(max_epochs=4, patience=4, n_instances=2, calibration="platt")
+    validation = synthetic_bundle(40, 4, seed=2, start_id=1000)
+    early, history = train_torch_model(bundle, validation, spec, config, 3, "cpu")
+    assert refit_torch_model(bundle, validation, spec, config, early, 3, "cpu") is early
+
+    refit_config = {**config, "refit_on": "train_and_validation"}
+    refit = refit_torch_model(bundle, validation, spec, refit_config, early, 3, "cpu")
+    kept = [int(history.loc[(history["instance"] == k) & history["best"], "epoch"].iloc[0]) + 1 for k in (0, 1)]
+    assert refit.config["refit"] == {"on": "train_and_validation", "records": 100, "epochs": kept}
+    assert refit.config["calibration"]["slope"] == early.config["calibration"]["slope"]
+    assert refit.config["calibration"]["fitted_on"] == "validation, early-stopped instances"
+    both = to_tensors({name: np.concatenate([bundle[name], validation[name]])
+                       for name in ("X", "mask", "delta", "static", "y")}, torch.device("cpu"))
+    for k, member in enumerate(instances(refit)):
+        by_hand, by_hand_history = train_model(torch_model_config(config, spec), {**config, "max_epochs": kept[k]},
+                                               both, None, 3 + k, "by hand")
+        assert len(by_hand_history) == kept[k] and by_hand_history["best"].iloc[-1]
+        for name, tensor in by_hand.state_dict().items():
+            assert torch.equal(tensor, member.state_dict()[name]), (k, name)
+    early_member = instances(early)[0]
+    assert any(not torch.equal(t, early_member.state_dict()[n]) for n, t in instances(refit)[0].state_dict().items())
+
+    assert [m.config["kept_epochs"] for m in instances(early)] == kept
+    del instances(early)[1].config["kept_epochs"]
+    with pytest.raises(ValueError, match="instance 1 .*`kept_epochs`"):
+        refit_torch_model(bundle, validation, spec, refit_config, early, 3, "cpu")
+
+
+def test_the_validation_predictions_of_a_torch_model_come_from_its_early_stopped_instances():
+    """The refit has seen the validation records; threshold, calibration and stack read the early-stopped model."""
+    pipe = training_pipeline("physionet2012")
+    for model in ("lstm_sun2018", "lstm_pooled", "dssm"):
+        [predict] = [n for n in pipe.nodes if n.name == f"training.{model}.predict_validation"]
+        assert predict.inputs[0] == f"training.{model}.early_stopped_model"
+        [test] = [n for n in pipe.nodes if n.name == f"training.{model}.predict_test"]
+        assert test.inputs[0] == f"training.{model}.model"
+
+
+def test_a_refit_with_a_plateau_schedule_is_refused_naming_both_settings():
+    from ehr_adversarial.training.settings import DssmTraining
+
+    _, _, config = _small_dssm(refit_on="train_and_validation", lr_plateau={"factor": 0.5, "patience": 1})
+    with pytest.raises(ValueError, match="lr_plateau .* refit_on: train"):
+        DssmTraining.model_validate(config)
+    DssmTraining.model_validate({**config, "lr_plateau": None})
 
 
 def test_platt_calibration_recovers_the_true_log_odds_and_keeps_the_ranking():

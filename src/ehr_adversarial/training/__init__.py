@@ -26,6 +26,7 @@ from ehr_adversarial.training.selection import DEFAULT_THREADS, check_model_inpu
 from ehr_adversarial.training.stacking import evaluate_stack, fit_stack, predict_stack
 from ehr_adversarial.training.torch_models import (
     predict_torch_model,
+    refit_torch_model,
     select_torch_config,
     torch_model_config,
     train_torch_model,
@@ -46,6 +47,7 @@ __all__ = [
     "predict_estimator",
     "predict_stack",
     "predict_torch_model",
+    "refit_torch_model",
     "select_estimator_config",
     "select_torch_config",
     "torch_model_config",

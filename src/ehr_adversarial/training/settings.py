@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from ehr_adversarial.models.hourly_summary import SUMMARIES
 from ehr_adversarial.models.lstm_sun2018 import READOUTS
@@ -130,6 +130,16 @@ class _TorchTraining(_Block):
     # what is monitored, kept and served. None: the raw weights.
     ema_decay: float | None = Field(None, gt=0, lt=1)
     lr_plateau: LrPlateauSettings | None = None
+    # train: the early-stopped instances are the model; train_and_validation: each is then trained afresh on both
+    # splits for the epochs its early stopping kept (training.torch_models.refit_torch_model).
+    refit_on: Literal["train", "train_and_validation"] = "train"
+
+    @model_validator(mode="after")
+    def _refit_has_no_monitored_score(self):
+        if self.refit_on == "train_and_validation" and self.lr_plateau is not None:
+            raise ValueError("lr_plateau lowers the learning rate on the monitored validation score, and a refit on "
+                             "train + validation has none; set refit_on: train or remove lr_plateau")
+        return self
 
 
 class _LstmSun2018Core(_TorchTraining):

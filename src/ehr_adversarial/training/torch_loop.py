@@ -136,12 +136,13 @@ def _scores(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
 def fit(
     model: nn.Module,
     train: Tensors,
-    monitor_set: Tensors,
+    monitor_set: Tensors | None,
     config: Mapping[str, Any],
     generator: torch.Generator,
     description: str = "training",
 ) -> tuple[nn.Module, pd.DataFrame]:
-    """Train with Adam on class-weighted cross-entropy; keep the epoch best on `monitor_set`.
+    """Train with Adam on class-weighted cross-entropy; keep the epoch best on `monitor_set`, or, when
+    `monitor_set` is None, train all `max_epochs` and keep the last (a refit for an epoch count found before).
 
     `config` keys: batch_size, max_epochs, patience, monitor (auprc | auroc | loss),
     class_weight, amp, optimizer {lr, betas, weight_decay}, grad_clip, optionally ema_decay (monitor and keep an
@@ -166,7 +167,7 @@ def fit(
         raise ValueError(f"monitor is {monitor!r}; use auprc, auroc or loss")
     batch_size = int(config["batch_size"])
     n = train["y"].shape[0]
-    y_monitor = monitor_set["y"].cpu().numpy()
+    y_monitor = monitor_set["y"].cpu().numpy() if monitor_set is not None else None
     adversarial = config.get("adversarial")
     adversarial_weight = adversarial_loss_weight(config)
     # With ema_decay, an exponential moving average of the weights is updated after every step, and it is the
@@ -209,10 +210,15 @@ def fit(
                 averaged.update_parameters(model)
             total += float(loss.detach()) * batch["y"].shape[0]
 
+        row = {"epoch": epoch, "train_loss": total / n, "lr": optimizer.param_groups[0]["lr"]}
+        if monitor_set is None:
+            history.append({**row, "monitor_loss": math.nan, "auroc": math.nan, "auprc": math.nan})
+            best_epoch = epoch
+            epochs.set_postfix(loss=f"{row['train_loss']:.4f}")
+            continue
         logits = predict_logits(kept, monitor_set, batch_size, amp)
         monitor_loss = float(F.cross_entropy(logits, monitor_set["y"], weight=loss_weight))
-        row = {"epoch": epoch, "train_loss": total / n, "monitor_loss": monitor_loss,
-               **_scores(y_monitor, death_probability(logits, shift)), "lr": optimizer.param_groups[0]["lr"]}
+        row.update({"monitor_loss": monitor_loss, **_scores(y_monitor, death_probability(logits, shift))})
         history.append(row)
         score = -monitor_loss if monitor == "loss" else row[monitor]
         if scheduler is not None:
@@ -225,11 +231,15 @@ def fit(
         if epoch - best_epoch >= int(config["patience"]):
             break
 
-    model.load_state_dict(best_state)
     history = pd.DataFrame(history)
     history["best"] = history["epoch"] == best_epoch
-    logger.info("%s: best epoch %d of %d, monitor %s = %.4f", description, best_epoch,
-                len(history), monitor, history.loc[best_epoch, monitor if monitor != "loss" else "monitor_loss"])
+    if monitor_set is None:
+        best_state = kept.state_dict()
+        logger.info("%s: %d epochs, train loss %.4f", description, len(history), history["train_loss"].iloc[-1])
+    else:
+        logger.info("%s: best epoch %d of %d, monitor %s = %.4f", description, best_epoch,
+                    len(history), monitor, history.loc[best_epoch, monitor if monitor != "loss" else "monitor_loss"])
+    model.load_state_dict(best_state)
     return model.eval(), history
 
 
@@ -257,11 +267,13 @@ def train_model(
 
     The model's config then carries what prediction and the attack need besides the weights:
     `probability_shift` (the log-odds the class weights add; predictions subtract it so that
-    probabilities match the training prevalence) and `batch_size`.
+    probabilities match the training prevalence) and `batch_size`; and `kept_epochs`, the epochs behind the kept
+    weights (best epoch + 1; what a refit on more records trains for).
     """
     generator = seed_everything(seed)
     model = build_model(model_config).to(train["y"].device)
     model, history = fit(model, train, monitor_set, config, generator, description)
+    model.config["kept_epochs"] = int(history.loc[history["best"], "epoch"].iloc[0]) + 1
     model.config["probability_shift"] = prior_shift(class_weights(train["y"].cpu().numpy(), config["class_weight"]))
     model.config["batch_size"] = int(config["batch_size"])
     return model, history

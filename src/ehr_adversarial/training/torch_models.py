@@ -1,5 +1,5 @@
-"""Torch models (`lstm_sun2018`, `dssm`): k-fold CV over candidate configs on the train split, refit with
-early stopping on the validation split, predictions.
+"""Torch models (`lstm_sun2018`, `dssm`): k-fold CV over candidate configs on the train split, training with
+early stopping on the validation split, optionally a refit on train + validation for the epochs found, predictions.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from ehr_adversarial.models import InstanceEnsemble, check_model_matches_data
+from ehr_adversarial.models import InstanceEnsemble, check_model_matches_data, instances
 from ehr_adversarial.torch_utils import resolve_device
 from ehr_adversarial.training.selection import (
     DEFAULT_THREADS,
@@ -101,7 +101,7 @@ def train_torch_model(
     device: str,
     model: str | None = None,
 ) -> tuple[nn.Module, pd.DataFrame]:
-    """Refit the selected config on the whole train split, early-stopping on the validation split; `model` is
+    """Train the selected config on the whole train split, early-stopping on the validation split; `model` is
     the model's name in the study (`lstm_pooled`), which the progress lines show (default: its architecture).
 
     With `n_instances` K > 1, K instances are trained alike from seeds seed, seed + 1, …, each with its
@@ -119,20 +119,14 @@ def train_torch_model(
     members, histories = [], []
     for k in range(n_instances):
         start = time.perf_counter()
-        name = (model or selected_config["architecture"]) + (f" instance {k}" if n_instances > 1 else "")
-        member, history = _train_once(selected_config, feature_spec, train, validation, seed + k, f"{name} refit")
-        logger.info("refit of %s took %.1f s", name, time.perf_counter() - start)
+        name = _instance_name(model, selected_config, k)
+        member, history = _train_once(selected_config, feature_spec, train, validation, seed + k,
+                                      f"{name} early-stopped")
+        logger.info("training of %s took %.1f s", name, time.perf_counter() - start)
         members.append(member.cpu())
         histories.append(history.assign(instance=k))
-    # train_model put the class weights' prior shift and the batch size on each member's config.
-    if n_instances == 1:
-        model, history = members[0], histories[0].drop(columns="instance")
-    else:
-        model = InstanceEnsemble(members).eval()
-        model.config = {**members[0].config, "n_instances": n_instances}
-        for member in members:
-            member.config["n_instances"] = 1
-        history = pd.concat(histories, ignore_index=True)
+    model = _one_model(members)
+    history = histories[0].drop(columns="instance") if n_instances == 1 else pd.concat(histories, ignore_index=True)
     if selected_config.get("calibration", "none") == "platt":
         # on the validation split, as the decision threshold (the test split never enters)
         logits = predict_logits(model.to(torch_device), validation, int(model.config["batch_size"]))
@@ -141,6 +135,73 @@ def train_torch_model(
             model.config["calibration"] = {**calibration, "fitted_on": "validation"}
         model = model.cpu()
     return model, history
+
+
+def refit_torch_model(
+    model_input_train: Mapping[str, np.ndarray],
+    model_input_validation: Mapping[str, np.ndarray],
+    feature_spec: Mapping[str, Any],
+    selected_config: Mapping[str, Any],
+    early_stopped: nn.Module,
+    seed: int,
+    device: str,
+    model: str | None = None,
+) -> nn.Module:
+    """With `refit_on: train_and_validation`, each instance of `early_stopped` (`train_torch_model`) trained
+    afresh from its seed on train + validation for the epochs its early stopping kept (`kept_epochs` in its
+    config: best epoch + 1), the last epoch kept, as the baselines are refit after CV; otherwise (`refit_on: train`, the default) `early_stopped`
+    itself.
+
+    The refit model carries the early-stopped model's Platt calibration, fitted on validation records those
+    instances never saw; its validation predictions would be in-sample, so the decision threshold, calibration
+    and stacking read the early-stopped model's (the training pipeline wires them so). `model.config["refit"]`
+    records the records and epochs of each instance.
+    """
+    refit_on = selected_config.get("refit_on", "train")
+    if refit_on == "train":
+        return early_stopped
+    if refit_on != "train_and_validation":
+        raise ValueError(f"refit_on is {refit_on!r}; use train or train_and_validation")
+    check_model_input(model_input_train, feature_spec, "model_input_train")
+    check_model_input(model_input_validation, feature_spec, "model_input_validation")
+    combined = to_tensors({name: np.concatenate([model_input_train[name], model_input_validation[name]])
+                           for name in ("X", "mask", "delta", "static", "y")}, resolve_device(device))
+    members, epochs = [], []
+    for k, stopped in enumerate(instances(early_stopped)):
+        if "kept_epochs" not in stopped.config:
+            raise ValueError(f"instance {k} of the early-stopped model does not say how many epochs it kept "
+                             "(`kept_epochs` in its config); train it again with this version of the project")
+        epochs.append(int(stopped.config["kept_epochs"]))
+        start = time.perf_counter()
+        name = _instance_name(model, selected_config, k)
+        member, _ = _train_once(merge_config(selected_config, {"max_epochs": epochs[-1]}), feature_spec, combined,
+                                None, seed + k, f"{name} refit on train + validation")
+        logger.info("refit of %s on train + validation (%d epochs) took %.1f s", name, epochs[-1],
+                    time.perf_counter() - start)
+        members.append(member.cpu())
+    refit = _one_model(members)
+    if "calibration" in early_stopped.config:
+        refit.config["calibration"] = {**early_stopped.config["calibration"],
+                                       "fitted_on": "validation, early-stopped instances"}
+    refit.config["refit"] = {"on": "train_and_validation", "records": int(combined["y"].shape[0]),
+                             "epochs": epochs}
+    return refit
+
+
+def _instance_name(model: str | None, config: Mapping[str, Any], k: int) -> str:
+    return (model or config["architecture"]) + (f" instance {k}" if int(config.get("n_instances", 1)) > 1 else "")
+
+
+def _one_model(members: list[nn.Module]) -> nn.Module:
+    """One member as it is, or several as one `InstanceEnsemble` (mean logit). train_model put the class weights'
+    prior shift and the batch size on each member's config; the ensemble takes the first's."""
+    if len(members) == 1:
+        return members[0]
+    ensemble = InstanceEnsemble(members).eval()
+    ensemble.config = {**members[0].config, "n_instances": len(members)}
+    for member in members:
+        member.config["n_instances"] = 1
+    return ensemble
 
 
 def predict_torch_model(

@@ -31,7 +31,9 @@ def _evaluation_nodes(threshold_predictions: str, model: str) -> list[Node]:
 
 
 def torch_model_pipeline(model: str) -> Pipeline:
-    """CV selection, refit with early stopping on validation, predictions and evaluation of a torch model."""
+    """CV selection, training with early stopping on validation, the refit on train + validation where the
+    settings ask for it (else the early-stopped model passes through), predictions and evaluation of a torch model.
+    Validation predictions come from the early-stopped model: the refit has seen those records."""
     return Pipeline([
         node(nodes.select_torch_config,
              ["model_input_train", "splits", "feature_spec", "params:model_training", "params:seed", "params:device"],
@@ -39,10 +41,14 @@ def torch_model_pipeline(model: str) -> Pipeline:
         node(bound(nodes.train_torch_model, model=model),
              ["model_input_train", "model_input_validation", "feature_spec", "selected_config", "params:seed",
               "params:device"],
-             ["model", "training_history"], name="train"),
+             ["early_stopped_model", "training_history"], name="train"),
         node(bound(nodes.predict_torch_model, split="validation"),
-             ["model", "model_input_validation", "feature_spec", "params:device"], "validation_predictions",
-             name="predict_validation"),
+             ["early_stopped_model", "model_input_validation", "feature_spec", "params:device"],
+             "validation_predictions", name="predict_validation"),
+        node(bound(nodes.refit_torch_model, model=model),
+             ["model_input_train", "model_input_validation", "feature_spec", "selected_config", "early_stopped_model",
+              "params:seed", "params:device"],
+             "model", name="refit"),
         node(bound(nodes.predict_torch_model, split="test"),
              ["model", "model_input_test", "feature_spec", "params:device"], "test_predictions", name="predict_test"),
         node(bound(nodes.plot_training_curves, model=model), ["training_history", "selected_config"], "training_curves",

@@ -1,0 +1,113 @@
+"""Does refitting a torch model on train + validation, for the epoch count early stopping found, beat the
+early-stopped model? Scored by CV on the train split only (the test split is never read).
+
+The baselines refit on train + validation after CV (4000 records on PhysioNet 2012); the torch models train on
+the 3200 train records and keep the 800 validation records for early stopping, calibration and the threshold.
+This benchmark measures what the extra records are worth to a torch model, the way the training stage would use
+them: for each held-out fold f of the train split's CV folds, the next fold m plays the validation split,
+
+- **early-stopped**: trained on the other folds, early-stopping on m (the training stage's model today);
+- **refit**: trained afresh (same seed) on the other folds and m together for the early-stopped model's best
+  epoch count + 1 (`training.torch_loop.fit` without a monitor set), the last epoch kept;
+
+and both are scored on f. Both are single instances of the block's configuration.
+
+Usage (after `kedro run --pipelines features` wrote the model input):
+
+    python benchmarks/refit_ablation.py --model lstm_pooled --seeds 2012 2013 2014
+
+Prints, per seed and fold, both held-out AUROC/AUPRC, and the mean paired difference with its spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from ehr_adversarial.datasets.tensors import TensorBundleDataset
+from ehr_adversarial.reporting.latest import newest_version
+from ehr_adversarial.torch_utils import resolve_device
+from ehr_adversarial.training.selection import cv_folds, merge_config
+from ehr_adversarial.training.torch_loop import (
+    death_probability,
+    limited_threads,
+    predict_logits,
+    subset,
+    to_tensors,
+    train_model,
+)
+from ehr_adversarial.training.torch_models import torch_model_config
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURE_SET = {"lstm_sun2018": "sun2018", "lstm_pooled": "sun2018", "dssm": "full"}
+
+
+def held_out_scores(model, tensors, y: np.ndarray) -> dict[str, float]:
+    prob = death_probability(predict_logits(model, tensors, 256), model.config["probability_shift"])
+    return {"auroc": float(roc_auc_score(y, prob)), "auprc": float(average_precision_score(y, prob))}
+
+
+def compare(model_name: str, data: Path, seeds: list[int], max_folds: int) -> pd.DataFrame:
+    feature_set = FEATURE_SET[model_name]
+    features = data / "04_feature" / "physionet2012" / "features"
+    bundle = TensorBundleDataset(filepath=str(newest_version(
+        data / "05_model_input" / "physionet2012" / "features" / feature_set / "model_input_train.npz"))).load()
+    spec = json.loads(newest_version(features / feature_set / "feature_spec.json").read_text())
+    splits = pd.read_parquet(newest_version(features / "splits.parquet"))
+    block = yaml.safe_load((ROOT / "conf" / "base" / "parameters_training.yml").read_text())
+    block = block["training"]["physionet2012"][model_name]
+    fold, held_out = cv_folds(bundle, splits, max_folds)
+    all_folds = sorted(int(f) for f in np.unique(fold) if f >= 0)
+    tensors = to_tensors(bundle, resolve_device("cpu"))
+    y = np.asarray(bundle["y"])
+    rows = []
+    for seed in seeds:
+        for f in held_out:
+            m = all_folds[(all_folds.index(f) + 1) % len(all_folds)]
+            fit_index = np.flatnonzero((fold != f) & (fold != m))
+            test_index = np.flatnonzero(fold == f)
+            test = subset(tensors, test_index)
+            start = time.perf_counter()
+            with limited_threads(1):
+                stopped, history = train_model(torch_model_config(block, spec), block, subset(tensors, fit_index),
+                                               subset(tensors, np.flatnonzero(fold == m)), seed,
+                                               f"seed {seed} fold {f} early-stopped")
+                epochs = int(history.loc[history["best"], "epoch"].iloc[0]) + 1
+                refit, _ = train_model(torch_model_config(block, spec), merge_config(block, {"max_epochs": epochs}),
+                                       subset(tensors, np.flatnonzero(fold != f)), None, seed,
+                                       f"seed {seed} fold {f} refit")
+            a = held_out_scores(stopped, test, y[test_index])
+            b = held_out_scores(refit, test, y[test_index])
+            rows.append({"seed": seed, "fold": f, "epochs": epochs,
+                         "auroc_early_stopped": a["auroc"], "auroc_refit": b["auroc"],
+                         "auprc_early_stopped": a["auprc"], "auprc_refit": b["auprc"],
+                         "seconds": time.perf_counter() - start})
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "data")
+    parser.add_argument("--model", default="lstm_pooled", choices=sorted(FEATURE_SET))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2012])
+    parser.add_argument("--folds", type=int, default=5, help="held-out folds of the train split's CV")
+    args = parser.parse_args()
+    table = compare(args.model, args.data, args.seeds, args.folds)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for metric in ("auroc", "auprc"):
+        diff = table[f"{metric}_refit"] - table[f"{metric}_early_stopped"]
+        print(f"{metric}: early-stopped {table[f'{metric}_early_stopped'].mean():.4f}, "
+              f"refit {table[f'{metric}_refit'].mean():.4f}, refit − early-stopped {diff.mean():+.4f} "
+              f"(SD {diff.std(ddof=1):.4f}, better in {(diff > 0).sum()} of {len(diff)} fits)")
+
+
+if __name__ == "__main__":
+    main()
