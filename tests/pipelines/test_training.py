@@ -808,17 +808,24 @@ def test_instances_are_trained_from_consecutive_seeds_and_averaged(tmp_path):
         assert torch.equal(loaded(*model_inputs(loaded, batch)), logits)
 
 
-def test_a_refit_trains_each_instance_afresh_on_train_and_validation_for_the_epochs_it_kept():
+def test_a_refit_trains_each_instance_afresh_on_train_and_validation_for_the_epochs_it_kept(tmp_path):
     """refit_on train passes the early-stopped model through; train_and_validation retrains instance k from seed
     + k on both splits for its best epoch + 1 epochs (bit for bit what train_model does without a monitor set),
     keeps the last epoch and carries the early-stopped model's calibration."""
+    from kedro.io.core import Version
+
+    from ehr_adversarial.datasets.torch_model import TorchModelDataset
     from ehr_adversarial.models import instances
     from ehr_adversarial.training import torch_model_config
     from ehr_adversarial.training.torch_loop import to_tensors, train_model
 
     bundle, spec, config = _small_dssm(max_epochs=4, patience=4, n_instances=2, calibration="platt")
     validation = synthetic_bundle(40, 4, seed=2, start_id=1000)
-    early, history = train_torch_model(bundle, validation, spec, config, 3, "cpu")
+    trained, history = train_torch_model(bundle, validation, spec, config, 3, "cpu")
+    # the refit node reads the early-stopped model from its saved file, where only the ensemble's config is kept
+    dataset = TorchModelDataset(filepath=str(tmp_path / "early_stopped_model.pt"), version=Version(None, None))
+    dataset.save(trained)
+    early = dataset.load()
     assert refit_torch_model(bundle, validation, spec, config, early, 3, "cpu") is early
 
     refit_config = {**config, "refit_on": "train_and_validation"}
@@ -838,9 +845,9 @@ def test_a_refit_trains_each_instance_afresh_on_train_and_validation_for_the_epo
     early_member = instances(early)[0]
     assert any(not torch.equal(t, early_member.state_dict()[n]) for n, t in instances(refit)[0].state_dict().items())
 
-    assert [m.config["kept_epochs"] for m in instances(early)] == kept
-    del instances(early)[1].config["kept_epochs"]
-    with pytest.raises(ValueError, match="instance 1 .*`kept_epochs`"):
+    assert early.config["kept_epochs"] == kept and kept[0] != kept[1]  # the instances stopped apart
+    early.config["kept_epochs"] = kept[:1]
+    with pytest.raises(ValueError, match=r"\(2 instance\(s\)\) .*`kept_epochs` in its config is \[\d\]"):
         refit_torch_model(bundle, validation, spec, refit_config, early, 3, "cpu")
 
 

@@ -268,7 +268,7 @@ def train_model(
     The model's config then carries what prediction and the attack need besides the weights:
     `probability_shift` (the log-odds the class weights add; predictions subtract it so that
     probabilities match the training prevalence) and `batch_size`; and `kept_epochs`, the epochs behind the kept
-    weights (best epoch + 1; what a refit on more records trains for).
+    weights (best epoch + 1; what a refit on more records trains for; an ensemble lists its instances').
     """
     generator = seed_everything(seed)
     model = build_model(model_config).to(train["y"].device)

@@ -166,12 +166,16 @@ def refit_torch_model(
     check_model_input(model_input_validation, feature_spec, "model_input_validation")
     combined = to_tensors({name: np.concatenate([model_input_train[name], model_input_validation[name]])
                            for name in ("X", "mask", "delta", "static", "y")}, resolve_device(device))
+    kept_epochs = early_stopped.config.get("kept_epochs")
+    kept_epochs = [kept_epochs] if isinstance(kept_epochs, int) else kept_epochs
+    n_instances = len(instances(early_stopped))
+    if not isinstance(kept_epochs, list) or len(kept_epochs) != n_instances:
+        raise ValueError(f"the early-stopped model ({n_instances} instance(s)) does not say how many epochs each "
+                         f"instance kept (`kept_epochs` in its config is {kept_epochs!r}); train it again with this "
+                         "version of the project")
     members, epochs = [], []
-    for k, stopped in enumerate(instances(early_stopped)):
-        if "kept_epochs" not in stopped.config:
-            raise ValueError(f"instance {k} of the early-stopped model does not say how many epochs it kept "
-                             "(`kept_epochs` in its config); train it again with this version of the project")
-        epochs.append(int(stopped.config["kept_epochs"]))
+    for k in range(n_instances):
+        epochs.append(int(kept_epochs[k]))
         start = time.perf_counter()
         name = _instance_name(model, selected_config, k)
         member, _ = _train_once(merge_config(selected_config, {"max_epochs": epochs[-1]}), feature_spec, combined,
@@ -194,11 +198,13 @@ def _instance_name(model: str | None, config: Mapping[str, Any], k: int) -> str:
 
 def _one_model(members: list[nn.Module]) -> nn.Module:
     """One member as it is, or several as one `InstanceEnsemble` (mean logit). train_model put the class weights'
-    prior shift and the batch size on each member's config; the ensemble takes the first's."""
+    prior shift, the batch size and `kept_epochs` on each member's config; the ensemble takes the first's, and
+    `kept_epochs` of each member as a list (a saved ensemble keeps only its own config)."""
     if len(members) == 1:
         return members[0]
     ensemble = InstanceEnsemble(members).eval()
-    ensemble.config = {**members[0].config, "n_instances": len(members)}
+    ensemble.config = {**members[0].config, "n_instances": len(members),
+                       "kept_epochs": [int(member.config["kept_epochs"]) for member in members]}
     for member in members:
         member.config["n_instances"] = 1
     return ensemble
