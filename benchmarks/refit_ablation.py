@@ -10,7 +10,10 @@ them: for each held-out fold f of the train split's CV folds, the next fold m pl
 - **refit**: trained afresh (same seed) on the other folds and m together for the early-stopped model's best
   epoch count + 1 (`training.torch_loop.fit` without a monitor set), the last epoch kept;
 
-and both are scored on f. Both are single instances of the block's configuration.
+and both are scored on f. Both are single instances of the block's configuration. The refit's probabilities use
+what the training stage gives it, fitted on m by the early-stopped model: the Platt calibration and the decision
+threshold (max min(Se, PPV)); so besides AUROC/AUPRC the table shows min(Se, PPV) at that threshold and the
+Brier score on f for both models, which says whether the calibration and threshold carry over to the refit.
 
 Usage (after `kedro run --pipelines features` wrote the model input):
 
@@ -29,14 +32,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from ehr_adversarial.datasets.tensors import TensorBundleDataset
 from ehr_adversarial.reporting.latest import newest_version
 from ehr_adversarial.torch_utils import resolve_device
+from ehr_adversarial.training.metrics import binary_metrics, choose_threshold
 from ehr_adversarial.training.selection import cv_folds, merge_config
 from ehr_adversarial.training.torch_loop import (
     death_probability,
+    fit_calibration,
     limited_threads,
     predict_logits,
     subset,
@@ -46,12 +51,14 @@ from ehr_adversarial.training.torch_loop import (
 from ehr_adversarial.training.torch_models import torch_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("auroc", "auprc", "min_se_ppv", "brier")
 FEATURE_SET = {"lstm_sun2018": "sun2018", "lstm_pooled": "sun2018", "dssm": "full"}
 
 
-def held_out_scores(model, tensors, y: np.ndarray) -> dict[str, float]:
-    prob = death_probability(predict_logits(model, tensors, 256), model.config["probability_shift"])
-    return {"auroc": float(roc_auc_score(y, prob)), "auprc": float(average_precision_score(y, prob))}
+def held_out_scores(model, tensors, y: np.ndarray, calibration, threshold: float) -> dict[str, float]:
+    prob = death_probability(predict_logits(model, tensors, 256), model.config["probability_shift"], calibration)
+    return {"auroc": float(roc_auc_score(y, prob)), "auprc": float(average_precision_score(y, prob)),
+            "min_se_ppv": binary_metrics(y, prob, threshold)["min_se_ppv"], "brier": brier_score_loss(y, prob)}
 
 
 def compare(model_name: str, data: Path, seeds: list[int], max_folds: int) -> pd.DataFrame:
@@ -83,11 +90,16 @@ def compare(model_name: str, data: Path, seeds: list[int], max_folds: int) -> pd
                 refit, _ = train_model(torch_model_config(block, spec), merge_config(block, {"max_epochs": epochs}),
                                        subset(tensors, np.flatnonzero(fold != f)), None, seed,
                                        f"seed {seed} fold {f} refit")
-            a = held_out_scores(stopped, test, y[test_index])
-            b = held_out_scores(refit, test, y[test_index])
+            monitor = subset(tensors, np.flatnonzero(fold == m))
+            logits = predict_logits(stopped, monitor, 256)
+            calibration = fit_calibration(logits, y[fold == m], stopped.config["probability_shift"])
+            threshold = choose_threshold(y[fold == m], death_probability(
+                logits, stopped.config["probability_shift"], calibration))
+            a = held_out_scores(stopped, test, y[test_index], calibration, threshold)
+            b = held_out_scores(refit, test, y[test_index], calibration, threshold)
             rows.append({"seed": seed, "fold": f, "epochs": epochs,
-                         "auroc_early_stopped": a["auroc"], "auroc_refit": b["auroc"],
-                         "auprc_early_stopped": a["auprc"], "auprc_refit": b["auprc"],
+                         **{f"{metric}_{name}": scores[metric] for metric in METRICS
+                            for name, scores in (("early_stopped", a), ("refit", b))},
                          "seconds": time.perf_counter() - start})
             print(rows[-1], flush=True)
     return pd.DataFrame(rows)
@@ -102,8 +114,9 @@ def main() -> None:
     args = parser.parse_args()
     table = compare(args.model, args.data, args.seeds, args.folds)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    for metric in ("auroc", "auprc"):
+    for metric in METRICS:
         diff = table[f"{metric}_refit"] - table[f"{metric}_early_stopped"]
+        # lower is better for the Brier score
         print(f"{metric}: early-stopped {table[f'{metric}_early_stopped'].mean():.4f}, "
               f"refit {table[f'{metric}_refit'].mean():.4f}, refit − early-stopped {diff.mean():+.4f} "
               f"(SD {diff.std(ddof=1):.4f}, better in {(diff > 0).sum()} of {len(diff)} fits)")

@@ -851,6 +851,19 @@ def test_a_refit_trains_each_instance_afresh_on_train_and_validation_for_the_epo
         refit_torch_model(bundle, validation, spec, refit_config, early, 3, "cpu")
 
 
+def test_instances_train_in_one_worker_process_per_core_on_cpu_and_one_after_the_other_on_cuda(monkeypatch):
+    from ehr_adversarial.training.torch_models import _instance_processes
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    cpu = torch.device("cpu")
+    assert _instance_processes({}, 3, cpu) == 3
+    assert _instance_processes({}, 6, cpu) == 4
+    assert _instance_processes({"n_threads": 2}, 3, cpu) == 2
+    assert _instance_processes({"n_processes": 1}, 3, cpu) == 1
+    assert _instance_processes({}, 1, cpu) == 1
+    assert _instance_processes({}, 3, torch.device("cuda")) == 1
+
+
 def test_the_validation_predictions_of_a_torch_model_come_from_its_early_stopped_instances():
     """The refit has seen the validation records; threshold, calibration and stack read the early-stopped model."""
     pipe = training_pipeline("physionet2012")

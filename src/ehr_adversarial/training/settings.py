@@ -123,6 +123,8 @@ class _TorchTraining(_Block):
     grad_clip: float | None = Field(None, ge=0)
     amp: bool = False
     n_threads: int = Field(1, ge=1)
+    # CPU worker processes that train the instances side by side; null: one per n_threads of the usable CPUs
+    n_processes: int | None = Field(None, ge=1)
     n_instances: int = Field(1, ge=1)
     calibration: Literal["platt", "none"] = "none"
     adversarial: AdversarialTrainingSettings | None = None

@@ -5,15 +5,24 @@ early stopping on the validation split, optionally a refit on train + validation
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
-from ehr_adversarial.models import InstanceEnsemble, check_model_matches_data, instances
+from ehr_adversarial.models import (
+    InstanceEnsemble,
+    build_model,
+    check_model_matches_data,
+    instances,
+)
 from ehr_adversarial.torch_utils import resolve_device
 from ehr_adversarial.training.selection import (
     DEFAULT_THREADS,
@@ -55,6 +64,68 @@ def _train_once(config: Mapping[str, Any], feature_spec: Mapping[str, Any], trai
                 seed: int, description: str) -> tuple[nn.Module, pd.DataFrame]:
     with limited_threads(config.get("n_threads", DEFAULT_THREADS)):
         return train_model(torch_model_config(config, feature_spec), config, train, monitor_set, seed, description)
+
+
+def _train_instances(configs: list[Mapping[str, Any]], feature_spec: Mapping[str, Any],
+                     train: Mapping[str, np.ndarray], monitor_set: Mapping[str, np.ndarray] | None, seed: int,
+                     descriptions: list[str], device: torch.device) -> list[tuple[nn.Module, pd.DataFrame]]:
+    """Instance k trained with `configs[k]` from seed + k (on CPU side by side in `n_processes` worker processes,
+    each on its own `n_threads`; the same weights as one after the other), as CPU modules with their histories."""
+    processes = _instance_processes(configs[0], len(configs), device)
+    jobs = [(configs[k], feature_spec, seed + k, descriptions[k]) for k in range(len(configs))]
+    start = time.perf_counter()
+    if processes > 1:
+        # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang in its first kernel
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_receive_data, initargs=(train, monitor_set)) as pool:
+            results = list(pool.map(_fit_received, jobs))
+    else:
+        _receive_data(train, monitor_set, device)
+        try:
+            results = [_fit_received(job) for job in jobs]
+        finally:
+            _receive_data(None, None)
+    fitted = []
+    for description, (model_config, state, history, seconds) in zip(descriptions, results, strict=True):
+        member = build_model(model_config)
+        member.load_state_dict(state)
+        member.config = model_config
+        fitted.append((member.eval(), history))
+        best = history.loc[history["best"]].iloc[0]
+        logger.info("%s: kept epoch %d of %d, monitor AUPRC %.4f, %.1f s", description, int(best["epoch"]),
+                    len(history), best["auprc"], seconds)
+    logger.info("%d instance(s) in %d process(es): %.1f s", len(configs), processes, time.perf_counter() - start)
+    return fitted
+
+
+def _instance_processes(config: Mapping[str, Any], n_instances: int, device: torch.device) -> int:
+    """`n_processes` of the block; null: one per `n_threads` of the CPUs this process may use, at most one per
+    instance. One on CUDA (the instances share the device)."""
+    if device.type != "cpu":
+        return 1
+    wanted = config.get("n_processes")
+    if wanted is None:
+        wanted = len(os.sched_getaffinity(0)) // int(config.get("n_threads", DEFAULT_THREADS))
+    return max(1, min(int(wanted), n_instances))
+
+
+_DATA: dict[str, Any] = {}
+
+
+def _receive_data(train, monitor_set, device: torch.device | None = None) -> None:
+    """What the instances train on, once per worker process (not once per instance)."""
+    _DATA.clear()
+    if train is not None:
+        device = device or torch.device("cpu")
+        _DATA.update(train=to_tensors(train, device),
+                     monitor=None if monitor_set is None else to_tensors(monitor_set, device))
+
+
+def _fit_received(job) -> tuple[dict[str, Any], dict[str, torch.Tensor], pd.DataFrame, float]:
+    config, feature_spec, seed, description = job
+    start = time.perf_counter()
+    member, history = _train_once(config, feature_spec, _DATA["train"], _DATA["monitor"], seed, description)
+    return member.config, {k: v.cpu() for k, v in member.state_dict().items()}, history, time.perf_counter() - start
 
 
 def select_torch_config(
@@ -113,18 +184,13 @@ def train_torch_model(
     check_model_input(model_input_train, feature_spec, "model_input_train")
     check_model_input(model_input_validation, feature_spec, "model_input_validation")
     torch_device = resolve_device(device)
-    train = to_tensors(model_input_train, torch_device)
     validation = to_tensors(model_input_validation, torch_device)
     n_instances = int(selected_config.get("n_instances", 1))
-    members, histories = [], []
-    for k in range(n_instances):
-        start = time.perf_counter()
-        name = _instance_name(model, selected_config, k)
-        member, history = _train_once(selected_config, feature_spec, train, validation, seed + k,
-                                      f"{name} early-stopped")
-        logger.info("training of %s took %.1f s", name, time.perf_counter() - start)
-        members.append(member.cpu())
-        histories.append(history.assign(instance=k))
+    fitted = _train_instances([selected_config] * n_instances, feature_spec, model_input_train, model_input_validation,
+                              seed, [f"{_instance_name(model, selected_config, k)} early-stopped"
+                                     for k in range(n_instances)], torch_device)
+    members = [member for member, _ in fitted]
+    histories = [history.assign(instance=k) for k, (_, history) in enumerate(fitted)]
     model = _one_model(members)
     history = histories[0].drop(columns="instance") if n_instances == 1 else pd.concat(histories, ignore_index=True)
     if selected_config.get("calibration", "none") == "platt":
@@ -164,8 +230,8 @@ def refit_torch_model(
         raise ValueError(f"refit_on is {refit_on!r}; use train or train_and_validation")
     check_model_input(model_input_train, feature_spec, "model_input_train")
     check_model_input(model_input_validation, feature_spec, "model_input_validation")
-    combined = to_tensors({name: np.concatenate([model_input_train[name], model_input_validation[name]])
-                           for name in ("X", "mask", "delta", "static", "y")}, resolve_device(device))
+    combined = {name: np.concatenate([model_input_train[name], model_input_validation[name]])
+                for name in ("X", "mask", "delta", "static", "y")}
     kept_epochs = early_stopped.config.get("kept_epochs")
     kept_epochs = [kept_epochs] if isinstance(kept_epochs, int) else kept_epochs
     n_instances = len(instances(early_stopped))
@@ -173,17 +239,12 @@ def refit_torch_model(
         raise ValueError(f"the early-stopped model ({n_instances} instance(s)) does not say how many epochs each "
                          f"instance kept (`kept_epochs` in its config is {kept_epochs!r}); train it again with this "
                          "version of the project")
-    members, epochs = [], []
-    for k in range(n_instances):
-        epochs.append(int(kept_epochs[k]))
-        start = time.perf_counter()
-        name = _instance_name(model, selected_config, k)
-        member, _ = _train_once(merge_config(selected_config, {"max_epochs": epochs[-1]}), feature_spec, combined,
-                                None, seed + k, f"{name} refit on train + validation")
-        logger.info("refit of %s on train + validation (%d epochs) took %.1f s", name, epochs[-1],
-                    time.perf_counter() - start)
-        members.append(member.cpu())
-    refit = _one_model(members)
+    epochs = [int(e) for e in kept_epochs]
+    fitted = _train_instances([merge_config(selected_config, {"max_epochs": e}) for e in epochs], feature_spec,
+                              combined, None, seed,
+                              [f"{_instance_name(model, selected_config, k)} refit on train + validation "
+                               f"({epochs[k]} epochs)" for k in range(n_instances)], resolve_device(device))
+    refit = _one_model([member for member, _ in fitted])
     if "calibration" in early_stopped.config:
         refit.config["calibration"] = {**early_stopped.config["calibration"],
                                        "fitted_on": "validation, early-stopped instances"}
