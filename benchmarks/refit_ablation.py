@@ -61,7 +61,7 @@ def held_out_scores(model, tensors, y: np.ndarray, calibration, threshold: float
             "min_se_ppv": binary_metrics(y, prob, threshold)["min_se_ppv"], "brier": brier_score_loss(y, prob)}
 
 
-def compare(model_name: str, data: Path, seeds: list[int], max_folds: int) -> pd.DataFrame:
+def compare(model_name: str, data: Path, seeds: list[int], max_folds: int, same_steps: bool = False) -> pd.DataFrame:
     feature_set = FEATURE_SET[model_name]
     features = data / "04_feature" / "physionet2012" / "features"
     bundle = TensorBundleDataset(filepath=str(newest_version(
@@ -87,6 +87,8 @@ def compare(model_name: str, data: Path, seeds: list[int], max_folds: int) -> pd
                                                subset(tensors, np.flatnonzero(fold == m)), seed,
                                                f"seed {seed} fold {f} early-stopped")
                 epochs = int(history.loc[history["best"], "epoch"].iloc[0]) + 1
+                if same_steps:  # as many optimiser steps as the early-stopped model took, over more records
+                    epochs = max(1, round(epochs * fit_index.size / np.flatnonzero(fold != f).size))
                 refit, _ = train_model(torch_model_config(block, spec), merge_config(block, {"max_epochs": epochs}),
                                        subset(tensors, np.flatnonzero(fold != f)), None, seed,
                                        f"seed {seed} fold {f} refit")
@@ -111,8 +113,10 @@ def main() -> None:
     parser.add_argument("--model", default="lstm_pooled", choices=sorted(FEATURE_SET))
     parser.add_argument("--seeds", type=int, nargs="+", default=[2012])
     parser.add_argument("--folds", type=int, default=5, help="held-out folds of the train split's CV")
+    parser.add_argument("--same-steps", action="store_true",
+                        help="refit for as many optimiser steps as the early-stopped model took (fewer epochs)")
     args = parser.parse_args()
-    table = compare(args.model, args.data, args.seeds, args.folds)
+    table = compare(args.model, args.data, args.seeds, args.folds, args.same_steps)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for metric in METRICS:
         diff = table[f"{metric}_refit"] - table[f"{metric}_early_stopped"]

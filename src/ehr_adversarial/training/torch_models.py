@@ -92,8 +92,10 @@ def _train_instances(configs: list[Mapping[str, Any]], feature_spec: Mapping[str
         member.config = model_config
         fitted.append((member.eval(), history))
         best = history.loc[history["best"]].iloc[0]
-        logger.info("%s: kept epoch %d of %d, monitor AUPRC %.4f, %.1f s", description, int(best["epoch"]),
-                    len(history), best["auprc"], seconds)
+        score = (f"train loss {best['train_loss']:.4f}" if np.isnan(best["auprc"])  # a refit monitors nothing
+                 else f"monitor AUPRC {best['auprc']:.4f}")
+        logger.info("%s: kept epoch %d of %d, %s, %.1f s", description, int(best["epoch"]), len(history), score,
+                    seconds)
     logger.info("%d instance(s) in %d process(es): %.1f s", len(configs), processes, time.perf_counter() - start)
     return fitted
 
