@@ -83,10 +83,10 @@ def compare(model_name: str, data: Path, seeds: list[int], max_folds: int, same_
             test = subset(tensors, test_index)
             start = time.perf_counter()
             with limited_threads(1):
-                stopped, history = train_model(torch_model_config(block, spec), block, subset(tensors, fit_index),
+                stopped, _ = train_model(torch_model_config(block, spec), block, subset(tensors, fit_index),
                                                subset(tensors, np.flatnonzero(fold == m)), seed,
                                                f"seed {seed} fold {f} early-stopped")
-                epochs = int(history.loc[history["best"], "epoch"].iloc[0]) + 1
+                epochs = int(stopped.config["kept_epochs"])
                 if same_steps:  # as many optimiser steps as the early-stopped model took, over more records
                     epochs = max(1, round(epochs * fit_index.size / np.flatnonzero(fold != f).size))
                 refit, _ = train_model(torch_model_config(block, spec), merge_config(block, {"max_epochs": epochs}),
