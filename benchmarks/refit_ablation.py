@@ -36,32 +36,28 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from ehr_adversarial.datasets.tensors import TensorBundleDataset
 from ehr_adversarial.reporting.latest import newest_version
-from ehr_adversarial.torch_utils import resolve_device
+from ehr_adversarial.training import predict_torch_model, refit_torch_model, train_torch_model
 from ehr_adversarial.training.metrics import binary_metrics, choose_threshold
-from ehr_adversarial.training.selection import cv_folds, merge_config
-from ehr_adversarial.training.torch_loop import (
-    death_probability,
-    fit_calibration,
-    limited_threads,
-    predict_logits,
-    subset,
-    to_tensors,
-    train_model,
-)
-from ehr_adversarial.training.torch_models import torch_model_config
+from ehr_adversarial.training.selection import cv_folds
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("auroc", "auprc", "min_se_ppv", "brier")
 FEATURE_SET = {"lstm_sun2018": "sun2018", "lstm_pooled": "sun2018", "dssm": "full"}
 
 
-def held_out_scores(model, tensors, y: np.ndarray, calibration, threshold: float) -> dict[str, float]:
-    prob = death_probability(predict_logits(model, tensors, 256), model.config["probability_shift"], calibration)
+def held_out_scores(model, bundle, spec, threshold: float) -> dict[str, float]:
+    y, prob = bundle["y"], predict_torch_model(model, bundle, spec, "cpu")["y_prob"].to_numpy()
     return {"auroc": float(roc_auc_score(y, prob)), "auprc": float(average_precision_score(y, prob)),
             "min_se_ppv": binary_metrics(y, prob, threshold)["min_se_ppv"], "brier": brier_score_loss(y, prob)}
 
 
+def rows_of(bundle: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: value[index] for name, value in bundle.items()}
+
+
 def compare(model_name: str, data: Path, seeds: list[int], max_folds: int, same_steps: bool = False) -> pd.DataFrame:
+    """The training stage's own functions (`train_torch_model`, `refit_torch_model`, `predict_torch_model`) on
+    folds of the train split: one instance, the block's calibration, the refit's epochs as the stage sets them."""
     feature_set = FEATURE_SET[model_name]
     features = data / "04_feature" / "physionet2012" / "features"
     bundle = TensorBundleDataset(filepath=str(newest_version(
@@ -69,37 +65,28 @@ def compare(model_name: str, data: Path, seeds: list[int], max_folds: int, same_
     spec = json.loads(newest_version(features / feature_set / "feature_spec.json").read_text())
     splits = pd.read_parquet(newest_version(features / "splits.parquet"))
     block = yaml.safe_load((ROOT / "conf" / "base" / "parameters_training.yml").read_text())
-    block = block["training"]["physionet2012"][model_name]
+    block = {**block["training"]["physionet2012"][model_name], "n_instances": 1}
     fold, held_out = cv_folds(bundle, splits, max_folds)
     all_folds = sorted(int(f) for f in np.unique(fold) if f >= 0)
-    tensors = to_tensors(bundle, resolve_device("cpu"))
-    y = np.asarray(bundle["y"])
     rows = []
     for seed in seeds:
         for f in held_out:
             m = all_folds[(all_folds.index(f) + 1) % len(all_folds)]
-            fit_index = np.flatnonzero((fold != f) & (fold != m))
-            test_index = np.flatnonzero(fold == f)
-            test = subset(tensors, test_index)
+            fit_set = rows_of(bundle, np.flatnonzero((fold != f) & (fold != m)))
+            validation, test = rows_of(bundle, np.flatnonzero(fold == m)), rows_of(bundle, np.flatnonzero(fold == f))
             start = time.perf_counter()
-            with limited_threads(1):
-                stopped, _ = train_model(torch_model_config(block, spec), block, subset(tensors, fit_index),
-                                               subset(tensors, np.flatnonzero(fold == m)), seed,
-                                               f"seed {seed} fold {f} early-stopped")
-                epochs = int(stopped.config["kept_epochs"])
-                if same_steps:  # as many optimiser steps as the early-stopped model took, over more records
-                    epochs = max(1, round(epochs * fit_index.size / np.flatnonzero(fold != f).size))
-                refit, _ = train_model(torch_model_config(block, spec), merge_config(block, {"max_epochs": epochs}),
-                                       subset(tensors, np.flatnonzero(fold != f)), None, seed,
-                                       f"seed {seed} fold {f} refit")
-            monitor = subset(tensors, np.flatnonzero(fold == m))
-            logits = predict_logits(stopped, monitor, 256)
-            calibration = fit_calibration(logits, y[fold == m], stopped.config["probability_shift"])
-            threshold = choose_threshold(y[fold == m], death_probability(
-                logits, stopped.config["probability_shift"], calibration))
-            a = held_out_scores(stopped, test, y[test_index], calibration, threshold)
-            b = held_out_scores(refit, test, y[test_index], calibration, threshold)
-            rows.append({"seed": seed, "fold": f, "epochs": epochs,
+            stopped, _ = train_torch_model(fit_set, validation, spec, block, seed, "cpu", f"seed {seed} fold {f}")
+            if same_steps:  # as many optimiser steps as the early-stopped model took, over more records
+                n_fit = fit_set["y"].size
+                stopped.config["kept_epochs"] = max(1, round(stopped.config["kept_epochs"] * n_fit
+                                                             / (n_fit + validation["y"].size)))
+            refit = refit_torch_model(fit_set, validation, spec, {**block, "refit_on": "train_and_validation"},
+                                      stopped, seed, "cpu", f"seed {seed} fold {f}")
+            threshold = choose_threshold(validation["y"],
+                                         predict_torch_model(stopped, validation, spec, "cpu")["y_prob"].to_numpy())
+            a = held_out_scores(stopped, test, spec, threshold)
+            b = held_out_scores(refit, test, spec, threshold)
+            rows.append({"seed": seed, "fold": f, "epochs": refit.config["refit"]["epochs"][0],
                          **{f"{metric}_{name}": scores[metric] for metric in METRICS
                             for name, scores in (("early_stopped", a), ("refit", b))},
                          "seconds": time.perf_counter() - start})
