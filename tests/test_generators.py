@@ -663,6 +663,76 @@ def test_lattice_snaps_lattice_features_imposes_point_masses_and_leaves_the_rest
                               lattice.fit_lattice(train), fill[:3])
 
 
+def test_quantile_marginals_give_each_column_the_training_distribution_in_the_generated_order():
+    from ehr_adversarial.synthesis import lattice
+
+    train, synthetic = _lattice_bundles()
+    fill = np.array([0.5, 0.5, 0.5, 0.0], np.float32)
+    settings = lattice.lattice_settings({"marginals": "quantiles"})
+    fitted = lattice.fit_lattice(train, **settings)
+    assert [list(c) for c in fitted["X"]] == [["quantiles"], ["quantiles"], ["quantiles"], ["levels"]]
+    assert [list(c) for c in fitted["static"]] == [["levels"], ["quantiles"], ["quantiles"]]  # a binary column is snapped
+    mapped = lattice.apply_lattice(synthetic, fitted, fill)
+    X, mask = mapped["X"], mapped["mask"]
+    for j in range(3):
+        real, generated, old = (train["X"][:, :, j][train["mask"][:, :, j]], X[:, :, j][mask[:, :, j]],
+                                synthetic["X"][:, :, j][mask[:, :, j]])
+        assert np.isin(generated, real).all()  # training values only: levels and point masses included
+        # the same distribution: quantiles agree to the grid's resolution, the point masses' shares too
+        probabilities = np.linspace(0.01, 0.99, 99)
+        assert np.abs(np.quantile(generated, probabilities) - np.quantile(real, probabilities)).max() <= 1 / 12 + 1e-6
+        for value in (0.0, 0.5):
+            assert np.mean(generated == value) == pytest.approx(np.mean(real == value), abs=0.005)
+        # the generator's order is kept: a monotone map of the generated values
+        order = np.lexsort((generated, old))  # by generated value, then by the mapped one within ties
+        assert (np.diff(generated[order]) >= 0).all()
+    assert (X[:, :, 3][mask[:, :, 3]] == 1.0).all()
+    assert set(np.unique(mapped["static"][:, 0])) <= {0.0, 1.0}
+    assert np.mean(mapped["static"][:, 2] == np.float32(0.55)) == pytest.approx(np.mean(train["static"][:, 2] == np.float32(0.55)), abs=0.005)
+    np.testing.assert_array_equal(impute_like_features(X, mask, fill)[0], X)  # unobserved hours re-imputed
+    with pytest.raises(ValueError, match="lattice.marginals"):
+        lattice.lattice_settings({"marginals": "ranks"})
+    assert lattice.map_to_quantiles(np.array([3.0, 1.0, 2.0]), np.array([10.0, 20.0, 30.0])).tolist() == [30.0, 10.0, 20.0]
+    tied = lattice.map_to_quantiles(np.zeros(1000), np.linspace(0, 1, 1001))  # ties: no order by position
+    assert np.unique(tied).size > 900 and tied.min() < 0.01 and tied.max() > 0.99
+    assert abs(np.corrcoef(np.arange(1000), tied)[0, 1]) < 0.1
+
+
+def test_training_observation_counts_give_each_feature_the_training_count_distribution_without_moving_values():
+    from ehr_adversarial.synthesis import lattice
+
+    train, synthetic = _lattice_bundles()
+    train["mask"][: int(0.7 * len(train["y"])), :, 2] = False  # feature 2 is never measured in 70 % of the records
+    fill = np.array([0.5, 0.5, 0.5, 0.0], np.float32)
+    train["X"], train["delta"] = impute_like_features(train["X"], train["mask"], fill)
+    settings = lattice.lattice_settings({"observation_counts": "training"})
+    fitted = lattice.fit_lattice(train, **settings)
+    assert len(fitted["observation_counts"]) == 4
+    out = lattice.apply_lattice(synthetic, fitted, fill)
+    real_counts, counts, generated = train["mask"].sum(axis=1), out["mask"].sum(axis=1), synthetic["mask"].sum(axis=1)
+    for j in range(4):  # the same distribution of observed hours per record, in the generator's order of records
+        np.testing.assert_allclose(np.quantile(counts[:, j], np.linspace(0, 1, 21)),
+                                   np.quantile(real_counts[:, j], np.linspace(0, 1, 21)), atol=1)
+        order = np.lexsort((counts[:, j], generated[:, j]))
+        assert (np.diff(counts[order, j]) >= 0).all()
+    assert np.mean(counts[:, 2] == 0) == pytest.approx(0.7, abs=0.01)
+    # hours are only removed from, or only added to, a record's feature; an added hour repeats the value shown there
+    added, removed = out["mask"] & ~synthetic["mask"], synthetic["mask"] & ~out["mask"]
+    assert added.any() and removed.any() and not (added.any(axis=1) & removed.any(axis=1)).any()
+    for j in (1, 2):  # features whose values are otherwise kept (point masses aside)
+        kept = ~removed[:, :, j].any(axis=1)
+        free = np.asarray(fitted["X"][j].get("point_masses", []))
+        same = np.isclose(out["X"][kept, :, j], synthetic["X"][kept, :, j]) | np.isin(out["X"][kept, :, j], free)
+        assert same.all()
+    again, delta = impute_like_features(out["X"], out["mask"], fill)
+    np.testing.assert_array_equal(again, out["X"])
+    np.testing.assert_array_equal(delta, out["delta"])  # delta follows the new mask
+    for key in ("y", "record_id"):
+        np.testing.assert_array_equal(out[key], synthetic[key])
+    with pytest.raises(ValueError, match="lattice.observation_counts"):
+        lattice.lattice_settings({"observation_counts": "real"})
+
+
 def test_every_generator_stage_snaps_unless_the_lattice_is_off():
     from ehr_adversarial.synthesis import stages
 

@@ -37,6 +37,12 @@ class LatticeSettings(_Block):
     max_levels: PositiveInt = LATTICE_DEFAULTS["max_levels"]
     coverage: Probability = LATTICE_DEFAULTS["coverage"]
     point_mass_share: Probability = LATTICE_DEFAULTS["point_mass_share"]
+    # point_masses: columns that are not a lattice keep their values but the point masses' shares;
+    # quantiles: every column of more than two values takes the training column's empirical quantiles
+    marginals: Literal["point_masses", "quantiles"] = LATTICE_DEFAULTS["marginals"]
+    # generated: keep the generator's mask; training: each feature's observed hours per record take the
+    # training records' distribution of counts (hours removed or added at random, in the generator's order)
+    observation_counts: Literal["generated", "training"] = LATTICE_DEFAULTS["observation_counts"]
 
 
 class _Lattice(_Block):

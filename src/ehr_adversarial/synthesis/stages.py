@@ -53,10 +53,11 @@ def snap_to_train_lattice(
     if settings is None:
         return synthetic
     fitted = lattice.fit_lattice(model_input_train, **settings)
-    kinds = {kind: sum("levels" in c for c in columns) for kind, columns in fitted.items()}
-    masses = {kind: sum("point_masses" in c for c in columns) for kind, columns in fitted.items()}
-    logger.info("lattice: snapping to %s lattice column(s) and imposing point masses on %s (time series / static)",
-                "/".join(str(kinds.get(k, 0)) for k in ("X", "static")), "/".join(str(masses.get(k, 0)) for k in ("X", "static")))
+    def count(structure: str) -> str:
+        return "/".join(str(sum(structure in c for c in fitted.get(kind, []))) for kind in ("X", "static"))
+
+    logger.info("lattice: snapping to %s lattice column(s), imposing point masses on %s and training quantiles on %s "
+                "(time series / static)", count("levels"), count("point_masses"), count("quantiles"))
     return lattice.apply_lattice(synthetic, fitted, scaled_fill(feature_spec), in_place=True)
 
 
