@@ -23,6 +23,8 @@ from ehr_adversarial.synthesis.common import (
     BundleWriter,
     build_generator,
     impute_like_features,
+    one_hot_groups,
+    one_per_group,
     output_array,
     scaled_fill,
     synthetic_record_ids,
@@ -124,7 +126,9 @@ def test_ehrdiff_trains_and_samples_the_contract_bundle_reproducibly():
     layout = ehrdiff.matrix_layout(bundle, matrix)
     binary = np.asarray(layout["binary"])
     assert binary[48 * 5 : 2 * 48 * 5].all() and binary[-1] and binary[2 * 48 * 5]  # mask, y, binary static
-    params = _quick(project_parameters()["synthesis"]["physionet2012"]["ehrdiff"]) | {"hidden_dims": [32], "time_dim": 16}
+    # the hours basis, in which σ_data is each matrix column's own (the DCT basis has its own test below)
+    params = _quick(project_parameters()["synthesis"]["physionet2012"]["ehrdiff"]) | {"hidden_dims": [32], "time_dim": 16,
+                                                                                    "time_basis": "hours"}
     # EHRDiff's own setting: uncentred, σ_data 0.14 for binary columns, pooled std for the others
     seed_setting = params | {"center": False, "sigma_data_binary": 0.14, "sigma_data_continuous": "auto"}
     seed_model = ehrdiff.fit_ehrdiff(matrix, layout, seed_setting, "cpu", seed=3)
@@ -572,6 +576,20 @@ def test_kmimic_gan_learns_posterior_draws_not_posterior_means():
     assert (first - means).abs().mean() > 0.1  # z = μ + σ·ε with σ ≈ 1 after two training steps
 
 
+def test_a_one_hot_group_gets_exactly_one_column_the_highest_or_a_draw_in_proportion():
+    names = ["age", "gender", "icu_type=CCU", "icu_type=CSRU", "icu_type=MICU", "unit=A", "unit=B", "single=x"]
+    assert one_hot_groups(names) == [[2, 3, 4], [5, 6]]  # a variable with one level is no group
+    scores = torch.tensor([[0.9, 0.1, 0.6, 0.7, 0.2, 0.1, 0.2, 0.9], [0.2, 0.8, 0.1, 0.2, 0.3, 0.4, 0.3, 0.1]])
+    chosen = one_per_group(scores > 0.5, scores, one_hot_groups(names))
+    assert chosen.tolist() == [[True, False, False, True, False, False, True, True],
+                               [False, True, False, False, True, True, False, False]]  # other columns as they were
+    groups = [[1, 2, 3]]
+    probabilities = torch.tensor([[0.0, 0.1, 0.3, 0.6]]).repeat(20000, 1)
+    drawn = one_per_group(torch.zeros(20000, 4, dtype=torch.bool), probabilities, groups, generator=torch.Generator().manual_seed(0))
+    assert (drawn[:, 1:].sum(dim=1) == 1).all() and not drawn[:, 0].any()
+    np.testing.assert_allclose(drawn[:, 1:].float().mean(dim=0).numpy(), [0.1, 0.3, 0.6], atol=0.015)
+
+
 # ---------------------------------------------------------------------------------- lattice
 
 
@@ -759,9 +777,12 @@ def test_ehrdiff_on_real_physionet_training_records(physionet2012_features: Data
     assert model.config["n_train_records"] == 3200
     assert model.n_columns == 2 * 48 * 36 + 8 and not model.config["layout"]["label_column"]
     assert model.config["label_rates"][1] == pytest.approx(train["y"].mean())
-    fill = scaled_fill(physionet2012_features.load("features.full.feature_spec"))
-    synthetic = ehrdiff.sample_ehrdiff(model, 50, params, "cpu", 0, fill, splits["record_id"].to_numpy())
+    spec = physionet2012_features.load("features.full.feature_spec")
+    groups = one_hot_groups(spec["static_names"])
+    assert groups == [[4, 5, 6, 7]]  # icu_type=CCU, CSRU, MICU, SICU
+    synthetic = ehrdiff.sample_ehrdiff(model, 50, params, "cpu", 0, scaled_fill(spec), splits["record_id"].to_numpy(), groups)
     _check_contract(synthetic, 50, 48, 36, 8, splits["record_id"].to_numpy())
+    np.testing.assert_array_equal(synthetic["static"][:, 4:8].sum(axis=1), 1.0)  # one ICU type per record, as in real ones
 
 
 @pytest.mark.slow
@@ -797,9 +818,11 @@ def test_kmimic_on_real_physionet_training_records(physionet2012_features: DataC
     gan = kmimic.fit_latent_gan(static_vae, temporal_vae, train["static"], train["X"], train["mask"], train["y"], params["latent_gan"], "cpu", 0)
     # the label rate of the real train split: 443 deaths of 3200 (features pipeline, stratified)
     assert gan.label_rates[1].item() == pytest.approx(443 / 3200)
-    fill = scaled_fill(physionet2012_features.load("features.full.feature_spec"))
-    synthetic = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 30, params, "cpu", 0, fill, splits["record_id"].to_numpy())
+    spec = physionet2012_features.load("features.full.feature_spec")
+    synthetic = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 30, params, "cpu", 0, scaled_fill(spec),
+                                     splits["record_id"].to_numpy(), one_hot_groups(spec["static_names"]))
     _check_contract(synthetic, 30, 48, 36, 8, splits["record_id"].to_numpy())
+    np.testing.assert_array_equal(synthetic["static"][:, 4:8].sum(axis=1), 1.0)  # one ICU type per record
 
 
 @pytest.mark.slow

@@ -190,6 +190,35 @@ class BundleWriter:
         return out
 
 
+def one_hot_groups(static_names: Sequence[str]) -> list[list[int]]:
+    """Indices of the static columns that one-hot encode one categorical variable (the features stage names
+    them `<variable>=<level>`; ICU type on PhysioNet), for each variable with at least two levels. A real
+    record has exactly one of them set; generated binary flags decided column by column do not."""
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(static_names):
+        if "=" in name:
+            groups.setdefault(name.split("=", 1)[0], []).append(index)
+    return [columns for columns in groups.values() if len(columns) >= 2]
+
+
+def one_per_group(binary_values: torch.Tensor, scores: torch.Tensor, groups: Sequence[Sequence[int]], offset: int = 0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """`binary_values` with each one-hot group (column indices + `offset`) set to exactly one column: the
+    group's highest score, or, with a `generator`, one drawn with probabilities proportional to the scores
+    (non-negative: probabilities)."""
+    out = binary_values.clone()
+    for group in groups:
+        columns = torch.as_tensor([offset + c for c in group], device=scores.device)
+        group_scores = scores[:, columns]
+        if generator is None:
+            chosen = group_scores.argmax(dim=1)
+        else:
+            weights = group_scores.clamp_min(0).cpu() + 1e-12
+            chosen = torch.multinomial(weights, 1, generator=generator).squeeze(1).to(scores.device)
+        out[:, columns] = torch.nn.functional.one_hot(chosen, len(group)).to(out.dtype)
+    return out
+
+
 def bound_columns(values: torch.Tensor, binary_values: torch.Tensor, layout: Mapping[str, Any]) -> torch.Tensor:
     """Generated columns as the training data has them: binary columns (layout["binary"]) take
     `binary_values` (0/1), the others are clipped to their training range [layout["low"], layout["high"]]."""

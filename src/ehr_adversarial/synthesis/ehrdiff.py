@@ -19,7 +19,7 @@ such guidance (`use_cfg`, `n_classes`, `guid_scale`), but its released configura
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from .common import (
     build_generator,
     check_finite,
     ema_average,
+    one_per_group,
     random_batches,
     sample_in_chunks,
 )
@@ -243,9 +244,11 @@ def fit_ehrdiff_on_bundle(
 
 
 def sample_ehrdiff(
-    model: EHRDiff, n_samples: int, params: Mapping[str, Any], device: str, seed: int, fill: np.ndarray, real_ids: np.ndarray
+    model: EHRDiff, n_samples: int, params: Mapping[str, Any], device: str, seed: int, fill: np.ndarray, real_ids: np.ndarray,
+    static_groups: Sequence[Sequence[int]] = (),
 ) -> dict[str, np.ndarray]:
-    """n_samples synthetic records (the contract's bundle): Heun-sampled vectors, chunk by chunk."""
+    """n_samples synthetic records (the contract's bundle): Heun-sampled vectors, chunk by chunk. Each one-hot
+    group of static columns (`static_groups`, common.one_hot_groups) becomes its highest generated column."""
     layout = model.config["layout"]
     T, F, S = layout["n_hours"], layout["n_features"], layout["n_static"]
     a, b = T * F, 2 * T * F
@@ -263,7 +266,7 @@ def sample_ehrdiff(
         x = heun_sample(denoiser, latents, sampler["num_steps"], sampler["sigma_min"], sampler["sigma_max"], sampler["rho"])
         x = x + torch.as_tensor(model.config["offset"], device=torch_device)
         x = change_time_basis(x, layout, model.config.get("time_basis", "hours"), inverse=True)
-        x = bound_columns(x, x > 0.5, layout).cpu().numpy()
+        x = bound_columns(x, one_per_group(x > 0.5, x, static_groups, offset=b), layout).cpu().numpy()
         return {
             "X": x[:, :a].reshape(n, T, F),
             "mask": x[:, a:b].reshape(n, T, F) > 0.5,

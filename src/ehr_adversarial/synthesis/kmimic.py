@@ -22,7 +22,7 @@ noise (`residual`) jitters hour to hour.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ from .common import (
     bound_columns,
     build_generator,
     check_finite,
+    one_per_group,
     random_batches,
     sample_in_chunks,
 )
@@ -271,8 +272,11 @@ VALUE_NOISE = ("none", "residual", "residual_ar1")
 def sample_kmimic(
     static_vae: StaticVAE, temporal_vae: TemporalVAE, latent_generator: LatentGenerator, n_samples: int,
     params: Mapping[str, Any], device: str, seed: int, fill: np.ndarray, real_ids: np.ndarray,
+    static_groups: Sequence[Sequence[int]] = (),
 ) -> dict[str, np.ndarray]:
-    """n_samples synthetic records (the contract's bundle): decoded generator latents, chunk by chunk."""
+    """n_samples synthetic records (the contract's bundle): decoded generator latents, chunk by chunk. Each
+    one-hot group of static columns (`static_groups`, common.one_hot_groups) is one categorical draw, with
+    probabilities proportional to its columns' decoded probabilities."""
     split = latent_generator.config["static_latent_dim"]
     value_noise = params.get("value_noise", "none")
     if value_noise not in VALUE_NOISE:
@@ -290,7 +294,9 @@ def sample_kmimic(
         z = torch.randn(n, latent_generator.noise_dim, generator=generator)
         h = latent_generator.latent(z.to(torch_device), y.to(torch_device))
         static = static_vae.decode(h[:, :split])
-        draws = torch.rand(static.shape, generator=generator).to(torch_device) < torch.sigmoid(static)
+        probabilities = torch.sigmoid(static)
+        draws = torch.rand(static.shape, generator=generator).to(torch_device) < probabilities
+        draws = one_per_group(draws, probabilities, static_groups, generator=generator)
         static = bound_columns(static, draws, static_vae.config)
         values, mask_logits = temporal_vae.decode(h[:, split:])
         if value_noise != "none":  # a draw from the likelihood, not its mean (see observed_residual_statistics)

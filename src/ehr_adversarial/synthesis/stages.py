@@ -21,7 +21,7 @@ from torch import nn
 
 from ehr_adversarial.features.model_input import build_hourly_cells, build_model_input
 from ehr_adversarial.synthesis import ehrdiff, kmimic, lattice, synehrgy
-from ehr_adversarial.synthesis.common import SYNTHETIC_GROUP, scaled_fill
+from ehr_adversarial.synthesis.common import SYNTHETIC_GROUP, one_hot_groups, scaled_fill
 from ehr_adversarial.synthesis.tokenizer import RecordTokenizer, TokenCorpus
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,8 @@ def sample_ehrdiff(
 ) -> Bundle:
     """Synthetic records from a trained EHRDiff, snapped to the train split's lattices."""
     n = _n_samples(generator, model.config["n_train_records"])
-    synthetic = ehrdiff.sample_ehrdiff(model, n, generator, device, seed, scaled_fill(feature_spec), splits["record_id"].to_numpy())
+    synthetic = ehrdiff.sample_ehrdiff(model, n, generator, device, seed, scaled_fill(feature_spec), splits["record_id"].to_numpy(),
+                                       one_hot_groups(feature_spec["static_names"]))
     return snap_to_train_lattice(synthetic, model_input_train, feature_spec, generator)
 
 
@@ -267,6 +268,7 @@ def sample_kmimic(
     """Synthetic records from the three K-MIMIC stages, snapped to the train split's lattices."""
     n = _n_samples(generator, latent_gan.config["n_train_records"])
     synthetic = kmimic.sample_kmimic(
-        static_vae, temporal_vae, latent_gan, n, generator, device, seed, scaled_fill(feature_spec), splits["record_id"].to_numpy()
+        static_vae, temporal_vae, latent_gan, n, generator, device, seed, scaled_fill(feature_spec), splits["record_id"].to_numpy(),
+        one_hot_groups(feature_spec["static_names"]),
     )
     return snap_to_train_lattice(synthetic, model_input_train, feature_spec, generator)
