@@ -193,6 +193,38 @@ def test_one_selection_end_to_end_on_a_tiny_bundle(features_output: Path, monkey
     assert again != folder and (folder / "selection.json").exists()
 
 
+def test_candidates_that_differ_only_in_the_post_processing_share_one_generator_run(features_output: Path, monkeypatch):
+    calls = []
+    generate = selection.generate
+
+    def counting_generate(generator, settings, *args, **kwargs):
+        calls.append(settings["lattice"])
+        return generate(generator, settings, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "generate", counting_generate)
+    folder = selection.main(["--generator", "kmimic", "--data", str(features_output), "--max-steps", "2",
+                             "--n-samples", "60", "--no-detection", "--candidate", "lattice=false",
+                             "--candidate", "lattice.observation_counts=training", "--candidate", "value_noise=none"])
+    assert calls == [False, False]  # one unsnapped run for the first two candidates, one for the third
+    rows = json.loads((folder / "selection.json").read_text())["candidates"]
+    assert [row["generator_run_of"] for row in rows] == [0, 0, 2]
+    assert "| #0's | #0's + " in (folder / "selection.md").read_text()
+    assert rows[0]["fidelity"]["ks_mean"] != rows[1]["fidelity"]["ks_mean"]
+    # the unsnapped run snapped afterwards is what the stages give with the candidate's own setting
+    from ehr_adversarial.synthesis import stages
+
+    parameters = selection.project_parameters(None)["parameters"]
+    inputs = selection.load_inputs(features_output, "physionet2012", "full", [])
+    settings = selection.apply_caps(selection.merge_overrides(parameters["synthesis"]["physionet2012"]["kmimic"],
+                                                              {"lattice.observation_counts": "training"}), 2, 60, 120)
+    direct = generate("kmimic", settings, inputs, parameters, "physionet2012", "full", None, 2012, "cpu").synthetic
+    raw = generate("kmimic", {**settings, "lattice": False}, inputs, parameters, "physionet2012", "full", None, 2012, "cpu").synthetic
+    snapped = stages.snap_to_train_lattice({k: np.array(v, copy=True) for k, v in raw.items()}, inputs.train,
+                                           inputs.feature_spec, settings)
+    for key in ("X", "mask", "delta", "static", "y"):
+        np.testing.assert_array_equal(snapped[key], direct[key])
+
+
 def test_a_missing_bundle_names_the_path_and_the_command(tmp_path: Path, capsys):
     with pytest.raises(SystemExit):
         selection.main(["--generator", "kmimic", "--data", str(tmp_path)])
