@@ -287,6 +287,31 @@ def test_per_column_detector_sees_a_lattice_replaced_by_jitter_where_the_rank_te
     assert top["column"] == "filled" and top["auc"] > 0.7 and top["mann_whitney_auc"] < 0.55
 
 
+def _measured_together(n: int, seed: int, together: bool) -> pd.DataFrame:
+    """Missing rates of three labs and two vitals: in real records the labs are drawn at the same hours
+    (equal rates), in the other table each lab's rate is drawn on its own from the same marginal."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, 49, (n, 3)) / 48
+    labs = np.repeat(draws[:, :1], 3, axis=1) if together else draws
+    return pd.DataFrame({"static.age": rng.random(n), "Na.missing_rate": labs[:, 0], "K.missing_rate": labs[:, 1],
+                         "BUN.missing_rate": labs[:, 2], "HR.mean": rng.random(n), "Na.mean": rng.random(n)})
+
+
+def test_per_group_detectors_find_a_joint_giveaway_that_no_single_column_shows():
+    assert [fidelity.column_kind(c) for c in ("static.icu_type=MICU", "code.428", "label", "HR.missing_rate", "pH.std")] == \
+        ["static", "code", "label", "missing_rate", "std"]
+    real, synthetic = _measured_together(1500, 50, True), _measured_together(1500, 51, False)
+    columns = fidelity.per_column_detectors(real, synthetic, top=None, seed=2)["columns"]
+    assert max(row["auc"] for row in columns) < 0.6  # every marginal alike
+    groups = fidelity.per_group_detectors(real, synthetic, seed=2)
+    assert [(g["group"], g["n_columns"]) for g in groups["groups"]][0] == ("missing_rate", 3)
+    by_group = {g["group"]: g["auc"] for g in groups["groups"]}
+    assert by_group["missing_rate"] > 0.9 and by_group["mean"] < 0.6 and by_group["static"] < 0.6
+    assert groups["n_per_side"] == 1500
+    report = fidelity.discriminator_report(real, synthetic, families=("gbm",), seed=2)
+    assert report["per_group"] == groups
+
+
 def test_every_detector_family_scores_about_one_half_on_real_against_real():
     table = _lattice_table(3000, seed=44).assign(b=lambda t: t["value"] + 0.5 * np.random.default_rng(45).normal(size=3000))
     first, second = table.iloc[:1500], table.iloc[1500:]

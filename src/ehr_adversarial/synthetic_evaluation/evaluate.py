@@ -301,6 +301,8 @@ def _detector_columns(discriminator: Mapping[str, Any]) -> dict[str, Any]:
         f"{g['column']} {format_cell(g['auc'])} (rank test {format_cell(g['mann_whitney_auc'])}; real mode share "
         f"{format_cell(g['real_mode_share'])}, synthetic {format_cell(g['synthetic_share_at_real_mode'])})"
         for g in giveaways)
+    groups = (discriminator.get("per_group") or {}).get("groups", [])
+    row["giveaway_groups"] = "; ".join(f"{g['group']} ({g['n_columns']}) {format_cell(g['auc'])}" for g in groups)
     return row
 
 
@@ -398,6 +400,11 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
                       "is the Mann–Whitney AUC of the same column, the shares are those of the most common real value.", ""]
     for _, row in table.iterrows():
         giveaway_lines.append(f"- **{row['generator']}**: {row.get('giveaway_columns') or '—'}")
+    if "giveaway_groups" in table.columns:
+        giveaway_lines += ["", "By kind of column (gradient boosting on all columns of one kind together; number of "
+                           "columns in brackets), highest AUC first:", ""]
+        for _, row in table.iterrows():
+            giveaway_lines.append(f"- **{row['generator']}**: {row.get('giveaway_groups') or '—'}")
     lines = [
         "# Synthetic data: generators compared",
         "",

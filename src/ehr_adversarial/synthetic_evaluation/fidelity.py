@@ -345,6 +345,42 @@ def per_column_detectors(
             "max_auc": rows[0]["auc"] if rows else None}
 
 
+def column_kind(column: str) -> str:
+    """The kind of a flat-view column (flat_view.py): `static`, `code`, `label`, or the summary after the
+    feature's name (`mean`, `std`, `min`, `max`, `last`, `missing_rate`)."""
+    if column.startswith(("static.", "code.")):
+        return column.split(".", 1)[0]
+    return column.rsplit(".", 1)[-1] if "." in column else column
+
+
+def per_group_detectors(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    n_splits: int = 3,
+    max_records: int | None = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per kind of column (column_kind), the cross-validated AUROC of the `gbm` detector on all columns
+    of that kind together, highest first: {"groups": [{"group", "n_columns", "auc"}], "n_per_side"}.
+
+    Between the one-column detectors and the detector on every column: when each missing-rate column
+    alone is near 0.5 and all of them together are near 1, the giveaway is how the variables are
+    measured together (labs drawn at the same hours, a blood pressure's three values at once), not
+    how often each one is. Same subsample and folds as per_column_detectors.
+    """
+    values, is_real, splits, n = _detection_sample(real, synthetic, n_splits, max_records, seed)
+    kinds: dict[str, list[int]] = {}
+    for j, column in enumerate(real.columns):
+        kinds.setdefault(column_kind(column), []).append(j)
+    groups = []
+    for kind, columns in kinds.items():
+        x = values[:, columns]
+        auc = 0.5 if np.ptp(x, axis=0).max() == 0 else _cross_validated_auc(lambda: detector("gbm", seed), x, is_real, splits)[0]
+        groups.append({"group": kind, "n_columns": len(columns), "auc": auc})
+    groups.sort(key=lambda group: -group["auc"])
+    return {"groups": groups, "n_per_side": n}
+
+
 def discriminator_report(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -365,7 +401,8 @@ def discriminator_report(
     - `floor`: detector_aucs of `holdout` (real records the generator never saw) against `real`,
       the same families and settings: what each family scores on real against real (≈ 0.5; its
       spread is the noise of the sample size). None without a holdout;
-    - `per_column`: per_column_detectors, the columns that give the synthetic records away.
+    - `per_column`: per_column_detectors, the columns that give the synthetic records away;
+    - `per_group`: per_group_detectors, the kinds of column that do (with the per-column settings).
     """
     detected = detector_aucs(real, synthetic, families, n_splits, max_records, seed)
     first = detected["families"][families[0]]
@@ -378,6 +415,7 @@ def discriminator_report(
         "floor": floor,
         "per_column": per_column_detectors(real, synthetic, per_column_top, per_column_folds, per_column_max_records,
                                            per_column_max_iter, seed),
+        "per_group": per_group_detectors(real, synthetic, per_column_folds, per_column_max_records, seed),
     }
 
 
