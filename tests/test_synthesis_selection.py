@@ -175,7 +175,9 @@ def test_one_selection_end_to_end_on_a_tiny_bundle(features_output: Path, monkey
     assert folder.parent == features_output / "08_reporting" / "physionet2012" / "synthesis_selection" / "ehrdiff"
     report = json.loads((folder / "selection.json").read_text())
     markdown = (folder / "selection.md").read_text()
-    assert markdown in capsys.readouterr().out and "| 1 | `sampler.guidance=0,sampler.num_steps=4` |" in markdown
+    assert markdown in capsys.readouterr().out
+    # candidate 1's row, bold with "(chosen)" when the rule picks it
+    assert any(line.startswith("| 1 | ") and "`sampler.guidance=0,sampler.num_steps=4`" in line for line in markdown.splitlines())
     assert read and not any("model_input_test" in path for path in read)
     assert not any("test" in name for name in report["inputs"])
     assert report["evaluation"]["split"] == "validation" and report["evaluation"]["n_validation"] == 60
