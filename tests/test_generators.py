@@ -577,10 +577,11 @@ def test_kmimic_gan_learns_posterior_draws_not_posterior_means():
 
 
 def test_a_one_hot_group_gets_exactly_one_column_the_highest_or_a_draw_in_proportion():
-    names = ["age", "gender", "icu_type=CCU", "icu_type=CSRU", "icu_type=MICU", "unit=A", "unit=B", "single=x"]
-    assert one_hot_groups(names) == [[2, 3, 4], [5, 6]]  # a variable with one level is no group
+    spec = {"static_names": ["age", "gender", "icu_type=CCU", "icu_type=CSRU", "icu_type=MICU", "unit=A", "unit=B", "single=x"],
+            "static_one_hot": {"icu_type": ["CCU", "CSRU", "MICU"], "unit": ["A", "B"], "single": ["x"]}}
+    assert one_hot_groups(spec) == [[2, 3, 4], [5, 6]]  # a variable with one level is no group
     scores = torch.tensor([[0.9, 0.1, 0.6, 0.7, 0.2, 0.1, 0.2, 0.9], [0.2, 0.8, 0.1, 0.2, 0.3, 0.4, 0.3, 0.1]])
-    chosen = one_per_group(scores > 0.5, scores, one_hot_groups(names))
+    chosen = one_per_group(scores > 0.5, scores, one_hot_groups(spec))
     assert chosen.tolist() == [[True, False, False, True, False, False, True, True],
                                [False, True, False, False, True, True, False, False]]  # other columns as they were
     groups = [[1, 2, 3]]
@@ -778,7 +779,7 @@ def test_ehrdiff_on_real_physionet_training_records(physionet2012_features: Data
     assert model.n_columns == 2 * 48 * 36 + 8 and not model.config["layout"]["label_column"]
     assert model.config["label_rates"][1] == pytest.approx(train["y"].mean())
     spec = physionet2012_features.load("features.full.feature_spec")
-    groups = one_hot_groups(spec["static_names"])
+    groups = one_hot_groups(spec)
     assert groups == [[4, 5, 6, 7]]  # icu_type=CCU, CSRU, MICU, SICU
     synthetic = ehrdiff.sample_ehrdiff(model, 50, params, "cpu", 0, scaled_fill(spec), splits["record_id"].to_numpy(), groups)
     _check_contract(synthetic, 50, 48, 36, 8, splits["record_id"].to_numpy())
@@ -820,7 +821,7 @@ def test_kmimic_on_real_physionet_training_records(physionet2012_features: DataC
     assert gan.label_rates[1].item() == pytest.approx(443 / 3200)
     spec = physionet2012_features.load("features.full.feature_spec")
     synthetic = kmimic.sample_kmimic(static_vae, temporal_vae, gan, 30, params, "cpu", 0, scaled_fill(spec),
-                                     splits["record_id"].to_numpy(), one_hot_groups(spec["static_names"]))
+                                     splits["record_id"].to_numpy(), one_hot_groups(spec))
     _check_contract(synthetic, 30, 48, 36, 8, splits["record_id"].to_numpy())
     np.testing.assert_array_equal(synthetic["static"][:, 4:8].sum(axis=1), 1.0)  # one ICU type per record
 

@@ -152,7 +152,7 @@ def features_output(tmp_path: Path) -> Path:
     test.parent.mkdir(parents=True)
     test.write_text("the test split must not be read")
     names = [f"f{i}" for i in range(4)]
-    spec = {"feature_set": "full", "feature_names": names, "static_names": ["s0", "s1", "s2"], "n_hours": 48,
+    spec = {"feature_set": "full", "feature_names": names, "static_names": ["s0", "s1", "s2"], "static_one_hot": {}, "n_hours": 48,
             "scaler": {n: {"p05": 0.0, "p95": 1.0, "fill": 0.3, "median": 0.3} for n in names}}
     path = feature / "full" / "feature_spec.json" / VERSION / "feature_spec.json"
     path.parent.mkdir(parents=True)

@@ -190,15 +190,13 @@ class BundleWriter:
         return out
 
 
-def one_hot_groups(static_names: Sequence[str]) -> list[list[int]]:
-    """Indices of the static columns that one-hot encode one categorical variable (the features stage names
-    them `<variable>=<level>`; ICU type on PhysioNet), for each variable with at least two levels. A real
+def one_hot_groups(feature_spec: Mapping[str, Any]) -> list[list[int]]:
+    """Indices in `static_names` of the static columns that one-hot encode one categorical variable, for each
+    variable of the features stage's `static_one_hot` with at least two levels (ICU type on PhysioNet). A real
     record has exactly one of them set; generated binary flags decided column by column do not."""
-    groups: dict[str, list[int]] = {}
-    for index, name in enumerate(static_names):
-        if "=" in name:
-            groups.setdefault(name.split("=", 1)[0], []).append(index)
-    return [columns for columns in groups.values() if len(columns) >= 2]
+    index = {name: i for i, name in enumerate(feature_spec["static_names"])}
+    groups = [[index[f"{column}={level}"] for level in levels] for column, levels in feature_spec["static_one_hot"].items()]
+    return [columns for columns in groups if len(columns) >= 2]
 
 
 def one_per_group(binary_values: torch.Tensor, scores: torch.Tensor, groups: Sequence[Sequence[int]], offset: int = 0,

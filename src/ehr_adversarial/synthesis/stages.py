@@ -53,6 +53,7 @@ def snap_to_train_lattice(
     if settings is None:
         return synthetic
     fitted = lattice.fit_lattice(model_input_train, **settings)
+
     def count(structure: str) -> str:
         return "/".join(str(sum(structure in c for c in fitted.get(kind, []))) for kind in ("X", "static"))
 
@@ -110,7 +111,7 @@ def sample_ehrdiff(
     """Synthetic records from a trained EHRDiff, snapped to the train split's lattices."""
     n = _n_samples(generator, model.config["n_train_records"])
     synthetic = ehrdiff.sample_ehrdiff(model, n, generator, device, seed, scaled_fill(feature_spec), splits["record_id"].to_numpy(),
-                                       one_hot_groups(feature_spec["static_names"]))
+                                       one_hot_groups(feature_spec))
     return snap_to_train_lattice(synthetic, model_input_train, feature_spec, generator)
 
 
@@ -269,6 +270,6 @@ def sample_kmimic(
     n = _n_samples(generator, latent_gan.config["n_train_records"])
     synthetic = kmimic.sample_kmimic(
         static_vae, temporal_vae, latent_gan, n, generator, device, seed, scaled_fill(feature_spec), splits["record_id"].to_numpy(),
-        one_hot_groups(feature_spec["static_names"]),
+        one_hot_groups(feature_spec),
     )
     return snap_to_train_lattice(synthetic, model_input_train, feature_spec, generator)
