@@ -47,6 +47,11 @@ VARIANTS: dict[str, dict] = {
     "pooled, EMA of the weights (decay 0.995 per step)": merge_config(POOLED, {"ema_decay": 0.995}),
     "pooled, + per-feature mean, min, max, last of x (lstm_pooled)": merge_config(POOLED, {"hyperparameters": {
         "input_summary": ["mean", "min", "max", "last"]}}),
+    "lstm_pooled, + per-feature share of hours measured and hours since the last measurement": merge_config(POOLED, {
+        "hyperparameters": {"input_summary": ["mean", "min", "max", "last"],
+                            "measurement_summary": ["measured_share", "hours_since_last"]}}),
+    "lstm_pooled, + per-feature share of hours measured": merge_config(POOLED, {"hyperparameters": {
+        "input_summary": ["mean", "min", "max", "last"], "measurement_summary": ["measured_share"]}}),
     "pooled, + per-feature mean and last value of x": merge_config(POOLED, {"hyperparameters": {
         "input_summary": ["mean", "last"]}}),
     "pooled, lr halved after 2 epochs without gain": merge_config(POOLED, {"lr_plateau": {"factor": 0.5,

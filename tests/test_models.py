@@ -18,7 +18,7 @@ from ehr_adversarial.models import (
     check_model_matches_data,
     model_inputs,
 )
-from ehr_adversarial.models.hourly_summary import hourly_summary
+from ehr_adversarial.models.hourly_summary import hourly_summary, summarise_measurements
 
 N_HOURS, N_FEATURES, N_STATIC = 48, 7, 5
 
@@ -54,6 +54,9 @@ CONFIGS = {
                                              readout="pooled"),
     "lstm_pooled_input_summary": make_config("lstm_sun2018", use_static=True, readout="pooled",
                                              input_summary=["mean", "last"]),
+    "lstm_pooled_measurement_summary": make_config("lstm_sun2018", use_static=True, readout="pooled",
+                                                   input_summary=["mean", "min", "max", "last"],
+                                                   measurement_summary=["measured_share", "hours_since_last"]),
     "dssm": make_config("dssm"),
     "dssm_values_only": make_config("dssm", use_mask=False, use_delta=False),
     "dssm_input_summary": make_config("dssm", num_layers=1, input_summary=["mean", "min", "max", "last"]),
@@ -323,3 +326,31 @@ def test_the_input_summary_reaches_the_classifier_beside_the_recurrent_read_out(
     # the option is off by default: ehr_classification's and the paper's shapes are unchanged
     assert build_model(CONFIGS["dssm"]).classifier[0].in_features == 64 + 32
     assert build_model(CONFIGS["lstm_sun2018"]).fc.in_features == 128
+
+
+def test_the_measurement_summary_is_each_features_share_of_measured_hours_and_last_delta_read_from_mask_and_delta():
+    batch = make_batch()
+    expected = np.concatenate([batch["mask"].numpy().mean(1), batch["delta"].numpy()[:, -1]], axis=1)
+    np.testing.assert_allclose(summarise_measurements(batch, ["measured_share", "hours_since_last"]).numpy(), expected,
+                               rtol=1e-6)
+    np.testing.assert_allclose(summarise_measurements({"mask": batch["mask"] > 0}, ["measured_share"]).numpy(),
+                               batch["mask"].numpy().mean(1), rtol=1e-6)  # a boolean mask counts as 0/1
+
+    torch.manual_seed(0)
+    lstm = build_model(CONFIGS["lstm_pooled_measurement_summary"]).eval()
+    # the channels are inputs for the summary only: the recurrence still reads x alone
+    assert lstm.inputs == ("x", "mask", "delta", "static")
+    assert lstm.lstm.input_size == N_FEATURES
+    outputs, (h_n, _) = lstm.lstm(batch["x"])
+    read_out = torch.tanh(torch.cat([h_n[-1], outputs.mean(1), outputs.amax(1)], dim=-1))
+    wide = torch.cat([read_out, hourly_summary(batch["x"], ["mean", "min", "max", "last"]),
+                      torch.from_numpy(expected), batch["static"]], dim=-1)
+    torch.testing.assert_close(lstm(*model_inputs(lstm, batch)), lstm.head(torch.relu(lstm.fc(wide))))
+    # the mask's hourly pattern matters only through the share: moving a measurement to another hour changes nothing
+    moved = dict(batch, mask=batch["mask"].roll(1, dims=1))
+    torch.testing.assert_close(lstm(*model_inputs(lstm, moved))[:, 0], lstm(*model_inputs(lstm, batch))[:, 0])
+    share_only = build_model(make_config("lstm_sun2018", measurement_summary=["measured_share"]))
+    assert share_only.inputs == ("x", "mask")
+    with pytest.raises(ValueError, match=r"measurement_summary \['count'\] unknown; use any of measured_share, "
+                                         r"hours_since_last"):
+        build_model(make_config("lstm_sun2018", measurement_summary=["count"]))

@@ -125,7 +125,7 @@ def test_valid_kedro_params_pass():
      "unknown setting (allowed: hidden_size, bidirectional,"),
     (lambda p: p["synthetic_evaluation"]["mimic3"]["utility"]["sequence_model"]["hyperparameters"].update(n_layers=2),
      "synthetic_evaluation.mimic3.utility.sequence_model.hyperparameters.n_layers",
-     "unknown setting (allowed: hidden_size, bidirectional, dropout, fc_size, n_classes, use_mask, use_delta, use_static, readout, input_summary)"),
+     "unknown setting (allowed: hidden_size, bidirectional, dropout, fc_size, n_classes, use_mask, use_delta, use_static, readout, input_summary, measurement_summary)"),
     (lambda p: p["attack"]["physionet2012"].update(lambdas={"low": 1.0, "high": 0.1, "count": 5}),
      "attack.physionet2012.lambdas", "low (1.0) must not exceed high (0.1)"),
     (lambda p: p["ingestion"]["mimic3"]["cohort"].update(stay_definition="stay"),

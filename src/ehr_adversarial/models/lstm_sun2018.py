@@ -11,6 +11,9 @@ With its defaults the model is the paper's. The options `use_mask`, `use_delta`,
 descriptors and a read-out over all hours; `model.inputs` then lists what forward() takes.
 `input_summary` (e.g. `["mean", "last"]`) adds those summaries of each feature over the hours, taken from x
 itself, beside the read-out: a wide path next to the deep one (the attack's gradient reaches x through both).
+`measurement_summary` (`["measured_share", "hours_since_last"]`) adds, per feature, the share of hours it was
+measured and the hours since its last measurement, read from the mask and delta (not from x, so the attack cannot
+move them; they describe when the record was measured, which a value perturbation leaves as it was).
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ehr_adversarial.models.hourly_summary import check_summaries, hourly_summary
+from ehr_adversarial.models.hourly_summary import (
+    MEASUREMENT_SUMMARIES,
+    check_summaries,
+    hourly_summary,
+    summarise_measurements,
+)
 
 READOUTS = ("last", "pooled")
 
@@ -44,6 +52,7 @@ class LSTMSun2018(nn.Module):
         use_static: bool = False,
         readout: str = "last",
         input_summary: Sequence[str] = (),
+        measurement_summary: Sequence[str] = (),
     ):
         super().__init__()
         if readout not in READOUTS:
@@ -53,14 +62,16 @@ class LSTMSun2018(nn.Module):
         # the static descriptors, and a read-out over all hours (mean and max of the LSTM outputs).
         self.use_mask, self.use_delta, self.use_static, self.readout = use_mask, use_delta, use_static, readout
         self.input_summary = check_summaries(input_summary)
-        self.inputs = ("x", *(["mask"] if use_mask else []), *(["delta"] if use_delta else []),
-                       *(["static"] if use_static else []))
+        self.measurement_summary = check_summaries(measurement_summary, MEASUREMENT_SUMMARIES, "measurement_summary")
+        summarised = {MEASUREMENT_SUMMARIES[name][0] for name in self.measurement_summary}
+        self.inputs = ("x", *(["mask"] if use_mask or "mask" in summarised else []),
+                       *(["delta"] if use_delta or "delta" in summarised else []), *(["static"] if use_static else []))
         n_inputs = n_features * (1 + int(use_mask) + int(use_delta))
         self.lstm = nn.LSTM(n_inputs, hidden_size, batch_first=True, bidirectional=bidirectional)
         n_directions = 2 if bidirectional else 1
         n_summary = n_directions * hidden_size * (3 if readout == "pooled" else 1)
         n_summary += n_static if use_static else 0
-        n_summary += len(self.input_summary) * n_features
+        n_summary += (len(self.input_summary) + len(self.measurement_summary)) * n_features
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(n_summary, fc_size)
         self.head = nn.Linear(fc_size, n_classes)
@@ -82,6 +93,8 @@ class LSTMSun2018(nn.Module):
         h = torch.tanh(h)
         if self.input_summary:  # x is scaled to [0, 1]: no squashing needed
             h = torch.cat([h, hourly_summary(x, self.input_summary)], dim=-1)
+        if self.measurement_summary:  # shares of hours in [0, 1] as well
+            h = torch.cat([h, summarise_measurements(extra, self.measurement_summary).to(x.dtype)], dim=-1)
         if self.use_static:
             h = torch.cat([h, extra["static"]], dim=-1)
         h = self.dropout(h)

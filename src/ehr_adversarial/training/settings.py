@@ -12,11 +12,12 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from ehr_adversarial.models.hourly_summary import SUMMARIES
+from ehr_adversarial.models.hourly_summary import MEASUREMENT_SUMMARIES, SUMMARIES
 from ehr_adversarial.models.lstm_sun2018 import READOUTS
 
 Monitor = Literal["auprc", "auroc", "loss"]
 SummaryName = Literal[tuple(SUMMARIES)]  # what a torch model's `input_summary` may list
+MeasurementSummaryName = Literal[tuple(MEASUREMENT_SUMMARIES)]  # and its `measurement_summary`
 ClassWeight = Literal["balanced", "none"]
 
 
@@ -67,6 +68,7 @@ class LstmSun2018Hyperparameters(_Block):
     use_static: bool = False
     readout: Literal[READOUTS] = "last"
     input_summary: list[SummaryName] = []
+    measurement_summary: list[MeasurementSummaryName] = []
 
 
 class DssmHyperparameters(_Block):
