@@ -45,13 +45,19 @@ VARIANTS: dict[str, dict] = {
     "pooled, weight decay 1e-3": merge_config(POOLED, {"optimizer": {"weight_decay": 0.001}}),
     "pooled, EMA of the weights (decay 0.98 per step)": merge_config(POOLED, {"ema_decay": 0.98}),
     "pooled, EMA of the weights (decay 0.995 per step)": merge_config(POOLED, {"ema_decay": 0.995}),
-    "pooled, + per-feature mean, min, max, last of x (lstm_pooled)": merge_config(POOLED, {"hyperparameters": {
+    "pooled, + per-feature mean, min, max, last of x": merge_config(POOLED, {"hyperparameters": {
         "input_summary": ["mean", "min", "max", "last"]}}),
-    "lstm_pooled, + per-feature share of hours measured and hours since the last measurement": merge_config(POOLED, {
-        "hyperparameters": {"input_summary": ["mean", "min", "max", "last"],
-                            "measurement_summary": ["measured_share", "hours_since_last"]}}),
-    "lstm_pooled, + per-feature share of hours measured": merge_config(POOLED, {"hyperparameters": {
+    "pooled, mean, min, max, last, + per-feature share of hours measured and hours since the last measurement "
+    "(lstm_pooled)": merge_config(POOLED, {"hyperparameters": {
+        "input_summary": ["mean", "min", "max", "last"], "measurement_summary": ["measured_share", "hours_since_last"]}}),
+    "pooled, mean, min, max, last, + per-feature share of hours measured": merge_config(POOLED, {"hyperparameters": {
         "input_summary": ["mean", "min", "max", "last"], "measurement_summary": ["measured_share"]}}),
+    "lstm_pooled, + per-feature mean absolute deviation of x": merge_config(POOLED, {"hyperparameters": {
+        "input_summary": ["mean", "min", "max", "last", "mad"],
+        "measurement_summary": ["measured_share", "hours_since_last"]}}),
+    "lstm_pooled, + per-feature first hour of x": merge_config(POOLED, {"hyperparameters": {
+        "input_summary": ["mean", "min", "max", "last", "first"],
+        "measurement_summary": ["measured_share", "hours_since_last"]}}),
     "pooled, + per-feature mean and last value of x": merge_config(POOLED, {"hyperparameters": {
         "input_summary": ["mean", "last"]}}),
     "pooled, lr halved after 2 epochs without gain": merge_config(POOLED, {"lr_plateau": {"factor": 0.5,

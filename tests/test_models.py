@@ -299,12 +299,20 @@ def test_lstm_channels_are_inputs_by_position_or_name_and_change_the_output():
         build_model(make_config("lstm_sun2018", readout="attention"))
 
 
-def test_the_hourly_summary_is_each_features_mean_min_max_or_last_hour_in_the_order_asked():
+def test_the_hourly_summary_is_each_features_mean_min_max_last_deviation_or_first_hour_in_the_order_asked():
     x = make_batch()["x"]
     expected = np.concatenate([x.numpy().mean(1), x.numpy().min(1), x.numpy().max(1), x.numpy()[:, -1]], axis=1)
     np.testing.assert_allclose(hourly_summary(x, ["mean", "min", "max", "last"]).numpy(), expected, rtol=1e-6)
     np.testing.assert_allclose(hourly_summary(x, ["last", "mean"]).numpy(),
                                np.concatenate([x.numpy()[:, -1], x.numpy().mean(1)], axis=1), rtol=1e-6)
+    values = x.numpy()
+    mad = np.abs(values - values.mean(1, keepdims=True)).mean(1)
+    np.testing.assert_allclose(hourly_summary(x, ["mad", "first"]).numpy(),
+                               np.concatenate([mad, values[:, 0]], axis=1), rtol=1e-5)
+    # a feature that never changes (never measured: one imputed value) has deviation 0 and a finite gradient
+    constant = torch.full((2, N_HOURS, N_FEATURES), 0.4, requires_grad=True)
+    hourly_summary(constant, ["mad"]).sum().backward()
+    assert torch.isfinite(constant.grad).all()
     with pytest.raises(ValueError, match=r"input_summary \['median'\] unknown; use any of mean, min, max, last"):
         build_model(make_config("lstm_sun2018", input_summary=["mean", "median"]))
 

@@ -13,6 +13,10 @@ SUMMARIES = {
     "min": lambda x: x.amin(dim=1),
     "max": lambda x: x.amax(dim=1),
     "last": lambda x: x[:, -1],
+    # mean absolute deviation, not the standard deviation: a constant series (a feature never measured) would
+    # give the square root's infinite gradient at 0
+    "mad": lambda x: (x - x.mean(dim=1, keepdim=True)).abs().mean(dim=1),
+    "first": lambda x: x[:, 0],
 }
 
 
