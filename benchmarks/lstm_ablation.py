@@ -31,6 +31,9 @@ from ehr_adversarial.training.selection import merge_config
 
 ROOT = Path(__file__).resolve().parents[1]
 POOLED = {"hyperparameters": {"use_static": True, "readout": "pooled"}}
+FOUR = ["mean", "min", "max", "last"]
+SUMMARISED = merge_config(POOLED, {"hyperparameters": {"input_summary": FOUR}})
+MEASURED = merge_config(SUMMARISED, {"hyperparameters": {"measurement_summary": ["measured_share", "hours_since_last"]}})
 # variant → overrides of the lstm_sun2018 block (merged key by key)
 VARIANTS: dict[str, dict] = {
     "paper (x, last state)": {},
@@ -45,19 +48,15 @@ VARIANTS: dict[str, dict] = {
     "pooled, weight decay 1e-3": merge_config(POOLED, {"optimizer": {"weight_decay": 0.001}}),
     "pooled, EMA of the weights (decay 0.98 per step)": merge_config(POOLED, {"ema_decay": 0.98}),
     "pooled, EMA of the weights (decay 0.995 per step)": merge_config(POOLED, {"ema_decay": 0.995}),
-    "pooled, + per-feature mean, min, max, last of x": merge_config(POOLED, {"hyperparameters": {
-        "input_summary": ["mean", "min", "max", "last"]}}),
-    "pooled, mean, min, max, last, + per-feature share of hours measured and hours since the last measurement "
-    "(lstm_pooled)": merge_config(POOLED, {"hyperparameters": {
-        "input_summary": ["mean", "min", "max", "last"], "measurement_summary": ["measured_share", "hours_since_last"]}}),
-    "pooled, mean, min, max, last, + per-feature share of hours measured": merge_config(POOLED, {"hyperparameters": {
-        "input_summary": ["mean", "min", "max", "last"], "measurement_summary": ["measured_share"]}}),
-    "lstm_pooled, + per-feature mean absolute deviation of x": merge_config(POOLED, {"hyperparameters": {
-        "input_summary": ["mean", "min", "max", "last", "mad"],
-        "measurement_summary": ["measured_share", "hours_since_last"]}}),
-    "lstm_pooled, + per-feature first hour of x": merge_config(POOLED, {"hyperparameters": {
-        "input_summary": ["mean", "min", "max", "last", "first"],
-        "measurement_summary": ["measured_share", "hours_since_last"]}}),
+    "pooled, + per-feature mean, min, max, last of x (lstm_pooled)": SUMMARISED,
+    "pooled, mean, min, max, last, + per-feature share of hours measured and hours since the last measurement":
+        MEASURED,
+    "pooled, mean, min, max, last, + per-feature share of hours measured": merge_config(SUMMARISED, {
+        "hyperparameters": {"measurement_summary": ["measured_share"]}}),
+    "pooled, mean, min, max, last, measurement summaries, + per-feature mean absolute deviation of x": merge_config(
+        MEASURED, {"hyperparameters": {"input_summary": [*FOUR, "mad"]}}),
+    "pooled, mean, min, max, last, measurement summaries, + per-feature first hour of x": merge_config(
+        MEASURED, {"hyperparameters": {"input_summary": [*FOUR, "first"]}}),
     "pooled, + per-feature mean and last value of x": merge_config(POOLED, {"hyperparameters": {
         "input_summary": ["mean", "last"]}}),
     "pooled, lr halved after 2 epochs without gain": merge_config(POOLED, {"lr_plateau": {"factor": 0.5,
