@@ -846,9 +846,27 @@ def test_a_refit_trains_each_instance_afresh_on_train_and_validation_for_the_epo
     assert any(not torch.equal(t, early_member.state_dict()[n]) for n, t in instances(refit)[0].state_dict().items())
 
     assert early.config["kept_epochs"] == kept and kept[0] != kept[1]  # the instances stopped apart
+    # refit_epochs: median refits every instance for the same number of epochs, the median of what they kept
+    median = refit_torch_model(bundle, validation, spec, {**refit_config, "refit_epochs": "median"}, early, 3, "cpu")
+    shared = int(np.floor(np.median(kept) + 0.5))
+    assert median.config["refit"]["epochs"] == [shared, shared]
+    by_hand, _ = train_model(torch_model_config(config, spec), {**config, "max_epochs": shared}, both, None, 4, "by hand")
+    for name, tensor in by_hand.state_dict().items():
+        assert torch.equal(tensor, instances(median)[1].state_dict()[name]), name
     early.config["kept_epochs"] = kept[:1]
     with pytest.raises(ValueError, match=r"\(2 instance\(s\)\) .*`kept_epochs` in its config is \[\d\]"):
         refit_torch_model(bundle, validation, spec, refit_config, early, 3, "cpu")
+
+
+def test_the_refit_epochs_are_each_instances_own_or_for_all_the_median_rounded_half_up():
+    from ehr_adversarial.training.torch_models import refit_epoch_counts
+
+    assert refit_epoch_counts([11, 15, 16], "own") == [11, 15, 16]
+    assert refit_epoch_counts([11, 15, 16], "median") == [15, 15, 15]
+    assert refit_epoch_counts([8, 15], "median") == [12, 12]
+    assert refit_epoch_counts([8, 15, 17, 20], "median") == [16, 16, 16, 16]
+    with pytest.raises(ValueError, match="refit_epochs is 'mean'; use own or median"):
+        refit_epoch_counts([3], "mean")
 
 
 def test_instances_train_in_one_worker_process_per_core_on_cpu_and_one_after_the_other_on_cuda(monkeypatch):

@@ -137,6 +137,9 @@ class _TorchTraining(_Block):
     # train: the early-stopped instances are the model; train_and_validation: each is then trained afresh on both
     # splits for the epochs its early stopping kept (training.torch_models.refit_torch_model).
     refit_on: Literal["train", "train_and_validation"] = "train"
+    # own: each instance refits for the epochs its own early stopping kept; median: every instance for the median
+    # of those (instances trained for different lengths attribute the prediction to different inputs).
+    refit_epochs: Literal["own", "median"] = "own"
 
     @model_validator(mode="after")
     def _refit_has_no_monitored_score(self):

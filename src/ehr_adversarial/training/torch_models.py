@@ -5,6 +5,7 @@ early stopping on the validation split, optionally a refit on train + validation
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import time
@@ -217,8 +218,8 @@ def refit_torch_model(
 ) -> nn.Module:
     """With `refit_on: train_and_validation`, each instance of `early_stopped` (`train_torch_model`) trained
     afresh from its seed on train + validation for the epochs its early stopping kept (`kept_epochs` in its
-    config: best epoch + 1), the last epoch kept, as the baselines are refit after CV; otherwise (`refit_on: train`, the default) `early_stopped`
-    itself.
+    config: best epoch + 1; with `refit_epochs: median`, every instance for the median of those), the last epoch
+    kept, as the baselines are refit after CV; otherwise (`refit_on: train`, the default) `early_stopped` itself.
 
     The refit model carries the early-stopped model's Platt calibration, fitted on validation records those
     instances never saw; its validation predictions would be in-sample, so the decision threshold, calibration
@@ -241,7 +242,7 @@ def refit_torch_model(
         raise ValueError(f"the early-stopped model ({n_instances} instance(s)) does not say how many epochs each "
                          f"instance kept (`kept_epochs` in its config is {kept_epochs!r}); train it again with this "
                          "version of the project")
-    epochs = [int(e) for e in kept_epochs]
+    epochs = refit_epoch_counts([int(e) for e in kept_epochs], selected_config.get("refit_epochs", "own"))
     fitted = _train_instances([merge_config(selected_config, {"max_epochs": e}) for e in epochs], feature_spec,
                               combined, None, seed,
                               [f"{_instance_name(model, selected_config, k)} refit on train + validation "
@@ -253,6 +254,16 @@ def refit_torch_model(
     refit.config["refit"] = {"on": "train_and_validation", "records": int(combined["y"].shape[0]),
                              "epochs": epochs}
     return refit
+
+
+def refit_epoch_counts(kept_epochs: list[int], rule: str) -> list[int]:
+    """Epochs each instance's refit trains: its own kept epochs (`own`) or, for all, their median (`median`, rounded
+    half up: [11, 15, 16] → 15 each, [8, 15] → 12 each)."""
+    if rule == "own":
+        return list(kept_epochs)
+    if rule == "median":
+        return [int(math.floor(float(np.median(kept_epochs)) + 0.5))] * len(kept_epochs)
+    raise ValueError(f"refit_epochs is {rule!r}; use own or median")
 
 
 def _instance_name(model: str | None, config: Mapping[str, Any], k: int) -> str:
