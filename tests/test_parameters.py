@@ -117,6 +117,8 @@ def test_valid_kedro_params_pass():
     (lambda p: p["attack"]["mimic3"].update(search="binary"),
      "attack.mimic3.search", "(got 'binary'; allowed: continuation, bisect, descending, full)"),
     (lambda p: p.update(device="gpu"), "device", "(got 'gpu')"),
+    (lambda p: p["training"]["physionet2012"]["lstm_pooled"].update(refit_epochs="mean"),
+     "training.physionet2012.lstm_pooled.refit_epochs", "(got 'mean'; allowed: own, median)"),
     (lambda p: p.update(seed=-1), "seed", "(got -1)"),
     (lambda p: p["synthesis"]["physionet2012"]["ehrdiff"].update(n_samples="tain"),
      "synthesis.physionet2012.ehrdiff.n_samples", "(got 'tain'; allowed: train)"),

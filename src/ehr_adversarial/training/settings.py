@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from ehr_adversarial.models.hourly_summary import MEASUREMENT_SUMMARIES, SUMMARIES
 from ehr_adversarial.models.lstm_sun2018 import READOUTS
+from ehr_adversarial.training.torch_models import REFIT_EPOCH_RULES
 
 Monitor = Literal["auprc", "auroc", "loss"]
 SummaryName = Literal[tuple(SUMMARIES)]  # what a torch model's `input_summary` may list
@@ -139,7 +140,7 @@ class _TorchTraining(_Block):
     refit_on: Literal["train", "train_and_validation"] = "train"
     # own: each instance refits for the epochs its own early stopping kept; median: every instance for the median
     # of those (instances trained for different lengths attribute the prediction to different inputs).
-    refit_epochs: Literal["own", "median"] = "own"
+    refit_epochs: Literal[tuple(REFIT_EPOCH_RULES)] = "own"
 
     @model_validator(mode="after")
     def _refit_has_no_monitored_score(self):

@@ -256,14 +256,19 @@ def refit_torch_model(
     return refit
 
 
+# refit_epochs → the epochs each instance's refit trains, from the epochs each instance's early stopping kept
+REFIT_EPOCH_RULES = {
+    "own": lambda kept: list(kept),
+    # rounded half up: [11, 15, 16] → 15 each, [8, 15] → 12 each
+    "median": lambda kept: [int(math.floor(float(np.median(kept)) + 0.5))] * len(kept),
+}
+
+
 def refit_epoch_counts(kept_epochs: list[int], rule: str) -> list[int]:
-    """Epochs each instance's refit trains: its own kept epochs (`own`) or, for all, their median (`median`, rounded
-    half up: [11, 15, 16] → 15 each, [8, 15] → 12 each)."""
-    if rule == "own":
-        return list(kept_epochs)
-    if rule == "median":
-        return [int(math.floor(float(np.median(kept_epochs)) + 0.5))] * len(kept_epochs)
-    raise ValueError(f"refit_epochs is {rule!r}; use own or median")
+    """Epochs each instance's refit trains: its own kept epochs (`own`) or, for all, their median (`median`)."""
+    if rule not in REFIT_EPOCH_RULES:
+        raise ValueError(f"refit_epochs is {rule!r}; use {' or '.join(REFIT_EPOCH_RULES)}")
+    return REFIT_EPOCH_RULES[rule](kept_epochs)
 
 
 def _instance_name(model: str | None, config: Mapping[str, Any], k: int) -> str:
