@@ -752,6 +752,54 @@ def test_training_observation_counts_give_each_feature_the_training_count_distri
         lattice.lattice_settings({"observation_counts": "real"})
 
 
+def test_measurement_groups_measure_together_what_training_measures_together():
+    from ehr_adversarial.synthesis import lattice
+
+    train, synthetic = _lattice_bundles()
+    fill = np.array([0.5, 0.5, 0.5, 0.0], np.float32)
+    # feature 2 is drawn with feature 1: at a record's first draw always; later on in even records, never in odd ones
+    mask = train["mask"]
+    first = mask[:, :, 1] & (np.cumsum(mask[:, :, 1], axis=1) == 1)
+    even = (np.arange(len(mask)) % 2 == 0)[:, None]
+    mask[:, :, 2] = np.where(even, mask[:, :, 1], first)
+    train["X"], train["delta"] = impute_like_features(train["X"], mask, fill)
+    settings = lattice.lattice_settings({"observation_counts": "training", "measurement_groups": "training",
+                                         "group_min_jaccard": 0.5})  # the pair's Jaccard index is about 0.55
+    fitted = lattice.fit_lattice(train, **settings)
+    (group,) = fitted["measurement_groups"]  # features 0 and 3 are drawn apart from everything
+    assert group["members"] == [1, 2] and group["patterns"] == [[1, 0], [1, 1]]
+    assert group["first_shares"] == [0.0, 1.0]
+    np.testing.assert_allclose(group["transitions"][0], [1.0, 0.0])  # once alone, alone for good
+    events = mask[:, :, 1].sum(axis=1)
+    apart = np.sum(~even[:, 0] & (events >= 2))  # odd records: the first draw together, the second alone
+    assert group["transitions"][1][0] == pytest.approx(apart / (apart + np.sum(np.maximum(events - 1, 0)[even[:, 0]])))
+
+    out = lattice.apply_lattice(synthetic, fitted, fill)
+    one, two = out["mask"][:, :, 1], out["mask"][:, :, 2]
+    assert not (two & ~one).any()  # feature 2 only with feature 1: no training pattern has it alone
+    # feature 2 holds a prefix of the group's events: the first always, then together until once apart
+    together = two.sum(axis=1)
+    np.testing.assert_array_equal(two, one & (np.cumsum(one, axis=1) <= together[:, None]))
+    assert (together[one.any(axis=1)] >= 1).all() and (together < one.sum(axis=1)).any()
+    # the group's events take the training records' count distribution; features outside groups their own
+    for j, real in ((1, mask[:, :, 1].sum(axis=1)), (0, mask[:, :, 0].sum(axis=1))):
+        np.testing.assert_allclose(np.quantile(out["mask"][:, :, j].sum(axis=1), np.linspace(0, 1, 21)),
+                                   np.quantile(real, np.linspace(0, 1, 21)), atol=1)
+    again, delta = impute_like_features(out["X"], out["mask"], fill)
+    np.testing.assert_array_equal(again, out["X"])
+    np.testing.assert_array_equal(delta, out["delta"])  # delta follows the new mask
+    # with the generator's counts, the events are the hours any member was drawn at
+    generated = lattice.apply_lattice(synthetic, lattice.fit_lattice(train, **{**settings, "observation_counts": "generated"}), fill)
+    np.testing.assert_array_equal(generated["mask"][:, :, 1], synthetic["mask"][:, :, 1] | synthetic["mask"][:, :, 2])
+    np.testing.assert_array_equal(generated["mask"][:, :, [0, 3]], synthetic["mask"][:, :, [0, 3]])
+    # a higher bar groups nothing, and the mask stays the generator's
+    assert lattice.fit_lattice(train, **{**settings, "group_min_jaccard": 1.0})["measurement_groups"] == []
+    with pytest.raises(ValueError, match="lattice.measurement_groups"):
+        lattice.lattice_settings({"measurement_groups": "real"})
+    with pytest.raises(ValueError, match="lattice.group_min_jaccard"):
+        lattice.lattice_settings({"group_min_jaccard": 0})
+
+
 def test_every_generator_stage_snaps_unless_the_lattice_is_off():
     from ehr_adversarial.synthesis import stages
 

@@ -43,6 +43,11 @@ class LatticeSettings(_Block):
     # generated: keep the generator's mask; training: each feature's observed hours per record take the
     # training records' distribution of counts (hours removed or added at random, in the generator's order)
     observation_counts: Literal["generated", "training"] = LATTICE_DEFAULTS["observation_counts"]
+    # generated: each variable's flags as the generator drew them; training: the variables measured together in
+    # the train split (Jaccard of their hourly flags >= group_min_jaccard) share the generated events, each event
+    # taking a training pattern of members (the chemistry panel, the blood count, the blood gas, ...)
+    measurement_groups: Literal["generated", "training"] = LATTICE_DEFAULTS["measurement_groups"]
+    group_min_jaccard: float = Field(LATTICE_DEFAULTS["group_min_jaccard"], gt=0, le=1)
 
 
 class _Lattice(_Block):
