@@ -858,6 +858,35 @@ def test_a_refit_trains_each_instance_afresh_on_train_and_validation_for_the_epo
         refit_torch_model(bundle, validation, spec, refit_config, early, 3, "cpu")
 
 
+def test_kept_epoch_median_trains_every_instance_all_epochs_and_keeps_for_all_the_median_of_their_best():
+    """kept_epoch: median: each instance trains max_epochs whatever the patience, and all keep the weights of the
+    median of their best epochs (bit for bit train_model for that many epochs); own keeps each one's best."""
+    from ehr_adversarial.models import instances
+    from ehr_adversarial.training import torch_model_config
+    from ehr_adversarial.training.torch_loop import to_tensors, train_model
+
+    bundle, spec, config = _small_dssm(max_epochs=6, patience=1, n_instances=3, n_processes=1)
+    validation = synthetic_bundle(40, 4, seed=2, start_id=1000)
+    own, own_history = train_torch_model(bundle, validation, spec, config, 5, "cpu")
+    shared, history = train_torch_model(bundle, validation, spec, {**config, "kept_epoch": "median"}, 5, "cpu")
+    assert (history.groupby("instance").size() == 6).all()  # no early stop
+    best = [int(history.loc[(history["instance"] == k) & history["own_best"], "epoch"].iloc[0]) for k in range(3)]
+    epochs = int(np.floor(np.median(np.array(best) + 1) + 0.5))
+    assert shared.config["kept_epochs"] == [epochs] * 3
+    assert (history.loc[history["best"], "epoch"] == epochs - 1).all() and history["best"].sum() == 3
+    train = to_tensors(bundle, torch.device("cpu"))
+    for k, member in enumerate(instances(shared)):
+        by_hand, _ = train_model(torch_model_config(config, spec), {**config, "max_epochs": epochs}, train, None,
+                                 5 + k, "by hand")
+        for name, tensor in by_hand.state_dict().items():
+            assert torch.equal(tensor, member.state_dict()[name]), (k, name)
+    # the instances' own best epochs are the ones plain early stopping finds where it ran that long
+    own_best = [int(own_history.loc[(own_history["instance"] == k) & own_history["best"], "epoch"].iloc[0])
+                for k in range(3)]
+    assert own.config["kept_epochs"] == [b + 1 for b in own_best]
+    assert len(set(best)) > 1 or len(set(own_best)) > 1, "the fixture should make the instances stop apart"
+
+
 def test_the_refit_epochs_are_each_instances_own_or_for_all_the_median_rounded_half_up():
     from ehr_adversarial.training.torch_models import refit_epoch_counts
 

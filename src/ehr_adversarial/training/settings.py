@@ -141,6 +141,9 @@ class _TorchTraining(_Block):
     # own: each instance refits for the epochs its own early stopping kept; median: every instance for the median
     # of those (instances trained for different lengths attribute the prediction to different inputs).
     refit_epochs: Literal[tuple(REFIT_EPOCH_RULES)] = "own"
+    # own: each early-stopped instance keeps its own best epoch; median: every instance trains all max_epochs and
+    # all keep the weights of the median of their best epochs (training.torch_models.keep_shared_epoch)
+    kept_epoch: Literal["own", "median"] = "own"
 
     @model_validator(mode="after")
     def _refit_has_no_monitored_score(self):

@@ -140,9 +140,12 @@ def fit(
     config: Mapping[str, Any],
     generator: torch.Generator,
     description: str = "training",
+    epoch_states: list[dict[str, torch.Tensor]] | None = None,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train with Adam on class-weighted cross-entropy; keep the epoch best on `monitor_set`, or, when
     `monitor_set` is None, train all `max_epochs` and keep the last (a refit for an epoch count found before).
+    Given a list `epoch_states`, every epoch's weights are appended to it (on the CPU) and all `max_epochs` train,
+    whatever the patience, so that another epoch than the best can be kept afterwards.
 
     `config` keys: batch_size, max_epochs, patience, monitor (auprc | auroc | loss),
     class_weight, amp, optimizer {lr, betas, weight_decay}, grad_clip, optionally ema_decay (monitor and keep an
@@ -211,6 +214,8 @@ def fit(
             total += float(loss.detach()) * batch["y"].shape[0]
 
         row = {"epoch": epoch, "train_loss": total / n, "lr": optimizer.param_groups[0]["lr"]}
+        if epoch_states is not None:
+            epoch_states.append({k: v.detach().cpu().clone() for k, v in kept.state_dict().items()})
         if monitor_set is None:
             history.append({**row, "monitor_loss": math.nan, "auroc": math.nan, "auprc": math.nan})
             best_epoch = epoch
@@ -228,7 +233,7 @@ def fit(
             best_state = copy.deepcopy(kept.state_dict())
         epochs.set_postfix(loss=f"{row['train_loss']:.4f}", auprc=f"{row['auprc']:.3f}",
                            best_epoch=best_epoch)
-        if epoch - best_epoch >= int(config["patience"]):
+        if epoch - best_epoch >= int(config["patience"]) and epoch_states is None:
             break
 
     history = pd.DataFrame(history)
@@ -262,8 +267,10 @@ def train_model(
     monitor_set: Tensors,
     seed: int,
     description: str,
+    epoch_states: list[dict[str, torch.Tensor]] | None = None,
 ) -> tuple[nn.Module, pd.DataFrame]:
-    """A freshly seeded `build_model(model_config)` fitted on `train`, early-stopping on `monitor_set`.
+    """A freshly seeded `build_model(model_config)` fitted on `train`, early-stopping on `monitor_set` (with a list
+    `epoch_states`, every epoch's weights are appended to it and all max_epochs train: see `fit`).
 
     The model's config then carries what prediction and the attack need besides the weights:
     `probability_shift` (the log-odds the class weights add; predictions subtract it so that
@@ -272,7 +279,7 @@ def train_model(
     """
     generator = seed_everything(seed)
     model = build_model(model_config).to(train["y"].device)
-    model, history = fit(model, train, monitor_set, config, generator, description)
+    model, history = fit(model, train, monitor_set, config, generator, description, epoch_states)
     model.config["kept_epochs"] = int(history.loc[history["best"], "epoch"].iloc[0]) + 1
     model.config["probability_shift"] = prior_shift(class_weights(train["y"].cpu().numpy(), config["class_weight"]))
     model.config["batch_size"] = int(config["batch_size"])

@@ -62,18 +62,21 @@ def torch_model_config(training: Mapping[str, Any], feature_spec: Mapping[str, A
 
 
 def _train_once(config: Mapping[str, Any], feature_spec: Mapping[str, Any], train, monitor_set,
-                seed: int, description: str) -> tuple[nn.Module, pd.DataFrame]:
+                seed: int, description: str, epoch_states: list | None = None) -> tuple[nn.Module, pd.DataFrame]:
     with limited_threads(config.get("n_threads", DEFAULT_THREADS)):
-        return train_model(torch_model_config(config, feature_spec), config, train, monitor_set, seed, description)
+        return train_model(torch_model_config(config, feature_spec), config, train, monitor_set, seed, description,
+                           epoch_states)
 
 
 def _train_instances(configs: list[Mapping[str, Any]], feature_spec: Mapping[str, Any],
                      train: Mapping[str, np.ndarray], monitor_set: Mapping[str, np.ndarray] | None, seed: int,
-                     descriptions: list[str], device: torch.device) -> list[tuple[nn.Module, pd.DataFrame]]:
+                     descriptions: list[str], device: torch.device,
+                     every_epoch: bool = False) -> list[tuple[nn.Module, pd.DataFrame, list | None]]:
     """Instance k trained with `configs[k]` from seed + k (on CPU side by side in `n_processes` worker processes,
-    each on its own `n_threads`; the same weights as one after the other), as CPU modules with their histories."""
+    each on its own `n_threads`; the same weights as one after the other), as CPU modules with their histories
+    and, `every_epoch`, every epoch's weights (all max_epochs trained: see torch_loop.fit)."""
     processes = _instance_processes(configs[0], len(configs), device)
-    jobs = [(configs[k], feature_spec, seed + k, descriptions[k]) for k in range(len(configs))]
+    jobs = [(configs[k], feature_spec, seed + k, descriptions[k], every_epoch) for k in range(len(configs))]
     start = time.perf_counter()
     if processes > 1:
         # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang in its first kernel
@@ -87,11 +90,11 @@ def _train_instances(configs: list[Mapping[str, Any]], feature_spec: Mapping[str
         finally:
             _receive_data(None, None)
     fitted = []
-    for description, (model_config, state, history, seconds) in zip(descriptions, results, strict=True):
+    for description, (model_config, state, history, seconds, epoch_states) in zip(descriptions, results, strict=True):
         member = build_model(model_config)
         member.load_state_dict(state)
         member.config = model_config
-        fitted.append((member.eval(), history))
+        fitted.append((member.eval(), history, epoch_states))
         best = history.loc[history["best"]].iloc[0]
         score = (f"train loss {best['train_loss']:.4f}" if np.isnan(best["auprc"])  # a refit monitors nothing
                  else f"monitor AUPRC {best['auprc']:.4f}")
@@ -124,11 +127,14 @@ def _receive_data(train, monitor_set, device: torch.device | None = None) -> Non
                      monitor=None if monitor_set is None else to_tensors(monitor_set, device))
 
 
-def _fit_received(job) -> tuple[dict[str, Any], dict[str, torch.Tensor], pd.DataFrame, float]:
-    config, feature_spec, seed, description = job
+def _fit_received(job) -> tuple[dict[str, Any], dict[str, torch.Tensor], pd.DataFrame, float, list | None]:
+    config, feature_spec, seed, description, every_epoch = job
     start = time.perf_counter()
-    member, history = _train_once(config, feature_spec, _DATA["train"], _DATA["monitor"], seed, description)
-    return member.config, {k: v.cpu() for k, v in member.state_dict().items()}, history, time.perf_counter() - start
+    epoch_states = [] if every_epoch else None
+    member, history = _train_once(config, feature_spec, _DATA["train"], _DATA["monitor"], seed, description,
+                                  epoch_states)
+    return (member.config, {k: v.cpu() for k, v in member.state_dict().items()}, history,
+            time.perf_counter() - start, epoch_states)
 
 
 def select_torch_config(
@@ -189,11 +195,14 @@ def train_torch_model(
     torch_device = resolve_device(device)
     validation = to_tensors(model_input_validation, torch_device)
     n_instances = int(selected_config.get("n_instances", 1))
+    shared = selected_config.get("kept_epoch", "own") == "median" and n_instances > 1
     fitted = _train_instances([selected_config] * n_instances, feature_spec, model_input_train, model_input_validation,
                               seed, [f"{_instance_name(model, selected_config, k)} early-stopped"
-                                     for k in range(n_instances)], torch_device)
-    members = [member for member, _ in fitted]
-    histories = [history.assign(instance=k) for k, (_, history) in enumerate(fitted)]
+                                     for k in range(n_instances)], torch_device, every_epoch=shared)
+    if shared:
+        fitted = keep_shared_epoch(fitted, model or selected_config["architecture"])
+    members = [member for member, _, _ in fitted]
+    histories = [history.assign(instance=k) for k, (_, history, _) in enumerate(fitted)]
     model = _one_model(members)
     history = histories[0].drop(columns="instance") if n_instances == 1 else pd.concat(histories, ignore_index=True)
     if selected_config.get("calibration", "none") == "platt":
@@ -247,13 +256,29 @@ def refit_torch_model(
                               combined, None, seed,
                               [f"{_instance_name(model, selected_config, k)} refit on train + validation "
                                f"({epochs[k]} epochs)" for k in range(n_instances)], resolve_device(device))
-    refit = _one_model([member for member, _ in fitted])
+    refit = _one_model([member for member, _, _ in fitted])
     if "calibration" in early_stopped.config:
         refit.config["calibration"] = {**early_stopped.config["calibration"],
                                        "fitted_on": "validation, early-stopped instances"}
     refit.config["refit"] = {"on": "train_and_validation", "records": int(combined["y"].shape[0]),
                              "epochs": epochs}
     return refit
+
+
+def keep_shared_epoch(fitted: list[tuple[nn.Module, pd.DataFrame, list]], name: str) -> list[tuple[nn.Module, pd.DataFrame, None]]:
+    """`kept_epoch: median`: the instances (trained all max_epochs, every epoch's weights kept) all keep the weights
+    of one epoch, the median of the epochs their own early stopping would keep (best epoch + 1, rounded half up);
+    `history["best"]` marks it, `own_best` each instance's best, and `kept_epochs` is the shared count."""
+    own = [int(history.loc[history["best"], "epoch"].iloc[0]) for _, history, _ in fitted]
+    (epochs, *_) = refit_epoch_counts([epoch + 1 for epoch in own], "median")
+    logger.info("%s: the instances' best epochs %s; every instance keeps epoch %d", name, own, epochs - 1)
+    shared = []
+    for member, history, epoch_states in fitted:
+        member.load_state_dict(epoch_states[epochs - 1])
+        member.config["kept_epochs"] = epochs
+        history = history.assign(own_best=history["best"], best=history["epoch"] == epochs - 1)
+        shared.append((member.eval(), history, None))
+    return shared
 
 
 # refit_epochs → the epochs each instance's refit trains, from the epochs each instance's early stopping kept
