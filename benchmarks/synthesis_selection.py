@@ -435,6 +435,7 @@ def score_fidelity(synthetic: Mapping[str, np.ndarray], real_train: Mapping[str,
         families = metrics["discriminator"].get("families", {})
         separating = metrics.get("separating_columns") or [{}]
         return {"pearson_r_means": metrics["pearson_r"]["means"], "ks_mean": metrics["ks"]["mean"],
+                "co_measurement": metrics.get("co_measurement"),
                 "corr_mean_abs_diff": metrics["correlation_distance"]["mean_abs_diff"],
                 "most_separating_column": separating[0].get("column"), "most_separating_auc": separating[0].get("auc"),
                 "label_rate": label_rate,
@@ -457,6 +458,9 @@ def score_fidelity(synthetic: Mapping[str, np.ndarray], real_train: Mapping[str,
         "label_rate": label_rate,
         "detection_auc": None,
     }
+    if "mask" in synthetic:
+        result["co_measurement"] = fidelity.co_measurement(real_train["mask"], synthetic["mask"],
+                                                           inputs.feature_spec["feature_names"])
     if detection:
         settings = evaluation["fidelity"]
         result["detection"] = fidelity.discriminator_auc(real, synth, n_splits=settings["discriminator_folds"],
@@ -543,9 +547,10 @@ def markdown_report(report: Mapping[str, Any]) -> str:
     header = ["#", "candidate"]
     for model in models:
         header += [f"{label[model]} TSTR", f"{label[model]} TSTR/TRTR"]
-    header += ["mean TSTR/TRTR (flat)", "r means", "mean KS", f"label rate (real {report['real_label_rate']:.3f})",
-               "detection AUC", "most separating column (AUC)", "train s", "sample s", "score s"]
-    align = ["---:", "---", *["---:"] * (2 * len(models) + 5), "---", *["---:"] * 3]
+    header += ["mean TSTR/TRTR (flat)", "r means", "mean KS", "co-measurement mean abs Δ Jaccard",
+               f"label rate (real {report['real_label_rate']:.3f})", "detection AUC", "most separating column (AUC)",
+               "train s", "sample s", "score s"]
+    align = ["---:", "---", *["---:"] * (2 * len(models) + 6), "---", *["---:"] * 3]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for index, row in enumerate(rows):
         chosen = index == report["chosen"]
@@ -558,8 +563,9 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             for model in models:
                 scores = util["models"].get(model, {})
                 cells += [_cell(scores.get("tstr_auroc")), _cell(scores.get("ratio_auroc"))]
+            co_measurement = fid.get("co_measurement") or {}
             cells += [_cell(util["mean_flat_ratio_auroc"]), _cell(fid["pearson_r_means"]), _cell(fid["ks_mean"]),
-                      _cell(fid["label_rate"]), _cell(fid["detection_auc"]),
+                      _cell(co_measurement.get("mean_abs_diff")), _cell(fid["label_rate"]), _cell(fid["detection_auc"]),
                       f"{_cell(fid['most_separating_column'])} ({_cell(fid['most_separating_auc'])})",
                       *_generation_cells(index, row), _cell(timing["score_s"], ".1f")]
         lines.append("| " + " | ".join(cells) + " |")

@@ -475,3 +475,20 @@ def test_quality_metrics_refuse_mismatched_columns():
             metric(real, other)
     with pytest.raises(ValueError, match="same width"):
         quality.prdc(np.zeros((10, 3)), np.zeros((10, 2)))
+
+
+def test_co_measurement_compares_which_variables_are_measured_at_the_same_hours():
+    from ehr_adversarial.synthetic_evaluation.fidelity import co_measurement
+
+    rng = np.random.default_rng(0)
+    real = rng.random((200, 48, 3)) < 0.2
+    real[:, :, 1] = real[:, :, 0]  # a panel: always drawn together
+    synthetic = rng.random((200, 48, 3)) < 0.2  # the same rates, drawn apart
+    result = co_measurement(real, synthetic, ["BUN", "Creatinine", "HR"], top=2)
+    first = result["pairs"][0]
+    assert first["pair"] == "BUN/Creatinine" and first["real"] == 1.0
+    expected = np.sum(synthetic[:, :, 0] & synthetic[:, :, 1]) / np.sum(synthetic[:, :, 0] | synthetic[:, :, 1])
+    assert first["synthetic"] == pytest.approx(expected) and first["synthetic"] < 0.2
+    assert len(result["pairs"]) == 2
+    assert co_measurement(real, real, ["BUN", "Creatinine", "HR"])["mean_abs_diff"] == 0.0
+    assert 0.25 < result["mean_abs_diff"] < 0.35  # (|1 - 0.11| + two pairs near 0) / 3

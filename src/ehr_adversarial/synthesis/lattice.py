@@ -151,6 +151,18 @@ def fit_lattice(bundle: Mapping[str, np.ndarray], max_levels: int = 100, coverag
     return fitted
 
 
+def hourly_jaccard(mask: np.ndarray) -> np.ndarray:
+    """(F, F) Jaccard index of the features' observed cells, pooled over records and hours of an (N, T, F) mask:
+    the share of the cells where either is observed in which both are (1 on the diagonal; 0 where neither is)."""
+    flat = np.asarray(mask, dtype=bool).reshape(-1, np.shape(mask)[-1]).astype(np.int64)
+    both = flat.T @ flat
+    observed = np.diag(both)
+    either = observed[:, None] + observed[None, :] - both
+    jaccard = np.where(either > 0, both / np.maximum(either, 1), 0.0)
+    np.fill_diagonal(jaccard, 1.0)
+    return jaccard
+
+
 def fit_measurement_groups(mask: np.ndarray, min_jaccard: float, with_event_counts: bool) -> list[dict[str, list]]:
     """The groups of two or more time-series features whose observed cells overlap: average-linkage clusters
     of the Jaccard index of their pooled hourly flags, cut at `min_jaccard`. Per group: `members` (feature
@@ -159,16 +171,9 @@ def fit_measurement_groups(mask: np.ndarray, min_jaccard: float, with_event_coun
     `transitions` from one event's pattern to the next event's in the same record (a record that measures
     potassium alone tends to again); `with_event_counts`, the quantiles of the records' event counts."""
     mask = np.asarray(mask, dtype=bool)
-    n_features = mask.shape[2]
-    if n_features < 2:
+    if mask.shape[2] < 2:
         return []
-    flat = mask.reshape(-1, n_features).astype(np.int64)
-    both = flat.T @ flat
-    observed = np.diag(both)
-    either = observed[:, None] + observed[None, :] - both
-    jaccard = np.where(either > 0, both / np.maximum(either, 1), 0.0)
-    np.fill_diagonal(jaccard, 1.0)
-    labels = fcluster(linkage(squareform(1.0 - jaccard, checks=False), "average"), 1.0 - min_jaccard, "distance")
+    labels = fcluster(linkage(squareform(1.0 - hourly_jaccard(mask), checks=False), "average"), 1.0 - min_jaccard, "distance")
     grid = np.linspace(0.0, 1.0, min(QUANTILE_GRID, mask.shape[0]))
     groups = []
     for label in np.unique(labels):

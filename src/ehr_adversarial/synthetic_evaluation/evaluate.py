@@ -156,6 +156,9 @@ def evaluate_fidelity(
         metrics["alpha_precision"]["authenticity"],
         *(metrics["prdc"][m] for m in ("precision", "recall", "density", "coverage")),
     )
+    if "mask" in synthetic and "mask" in real_train:
+        metrics["co_measurement"] = fidelity.co_measurement(real_train["mask"], synthetic["mask"],
+                                                            feature_spec["feature_names"])
     if "X" in synthetic:
         metrics["autocorrelation"] = fidelity.autocorrelation_difference(
             real_train["X"], synthetic["X"], settings["acf_lags"], feature_spec["feature_names"]

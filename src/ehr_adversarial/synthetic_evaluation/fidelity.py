@@ -29,6 +29,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ehr_adversarial.synthesis.lattice import hourly_jaccard
+
 from .flat_view import align_columns, to_matrix
 
 logger = logging.getLogger(__name__)
@@ -255,6 +257,21 @@ def _cross_validated_auc(
             model = make().fit(values[train_index], is_real[train_index])
         aucs.append(roc_auc_score(is_real[test_index], model.predict_proba(values[test_index])[:, 1]))
     return float(np.mean(aucs)), float(np.std(aucs))
+
+
+def co_measurement(real_mask: np.ndarray, synthetic_mask: np.ndarray, feature_names: Sequence[str],
+                   top: int = 5) -> dict[str, Any]:
+    """Which variables are measured together: the Jaccard index of every pair's observed hourly cells (pooled over
+    records) in real and synthetic masks. `mean_abs_diff` over the pairs, and the `top` pairs real data measures
+    together most, each with both indices (BUN and creatinine: 0.99 in PhysioNet 2012's train split)."""
+    real, synthetic = hourly_jaccard(real_mask), hourly_jaccard(synthetic_mask)
+    upper = np.triu_indices(len(feature_names), k=1)
+    order = np.argsort(-real[upper], kind="stable")[:top]
+    return {
+        "mean_abs_diff": float(np.abs(real[upper] - synthetic[upper]).mean()) if upper[0].size else float("nan"),
+        "pairs": [{"pair": f"{feature_names[upper[0][i]]}/{feature_names[upper[1][i]]}",
+                   "real": float(real[upper][i]), "synthetic": float(synthetic[upper][i])} for i in order],
+    }
 
 
 def discriminator_auc(
