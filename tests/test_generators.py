@@ -774,17 +774,24 @@ def test_measurement_groups_measure_together_what_training_measures_together():
     apart = np.sum(~even[:, 0] & (events >= 2))  # odd records: the first draw together, the second alone
     assert group["transitions"][1][0] == pytest.approx(apart / (apart + np.sum(np.maximum(events - 1, 0)[even[:, 0]])))
 
-    out = lattice.apply_lattice(synthetic, fitted, fill)
-    one, two = out["mask"][:, :, 1], out["mask"][:, :, 2]
+    grouped = lattice.impose_measurement_groups(synthetic["mask"], fitted["measurement_groups"])
+    one, two = grouped[:, :, 1], grouped[:, :, 2]
     assert not (two & ~one).any()  # feature 2 only with feature 1: no training pattern has it alone
     # feature 2 holds a prefix of the group's events: the first always, then together until once apart
     together = two.sum(axis=1)
     np.testing.assert_array_equal(two, one & (np.cumsum(one, axis=1) <= together[:, None]))
     assert (together[one.any(axis=1)] >= 1).all() and (together < one.sum(axis=1)).any()
-    # the group's events take the training records' count distribution; features outside groups their own
-    for j, real in ((1, mask[:, :, 1].sum(axis=1)), (0, mask[:, :, 0].sum(axis=1))):
-        np.testing.assert_allclose(np.quantile(out["mask"][:, :, j].sum(axis=1), np.linspace(0, 1, 21)),
-                                   np.quantile(real, np.linspace(0, 1, 21)), atol=1)
+    # the group's number of events takes the training records' distribution
+    np.testing.assert_allclose(np.quantile(one.sum(axis=1), np.linspace(0, 1, 21)),
+                               np.quantile(mask[:, :, 1].sum(axis=1), np.linspace(0, 1, 21)), atol=1)
+    np.testing.assert_array_equal(grouped[:, :, [0, 3]], synthetic["mask"][:, :, [0, 3]])
+
+    # then every feature's count takes its training distribution, a member's hours staying within its group's events
+    out = lattice.apply_lattice(synthetic, fitted, fill)
+    for j in range(4):  # (the record that must gain the most may run out of its group's events)
+        np.testing.assert_allclose(np.quantile(out["mask"][:, :, j].sum(axis=1), np.linspace(0, 0.95, 20)),
+                                   np.quantile(mask[:, :, j].sum(axis=1), np.linspace(0, 0.95, 20)), atol=1)
+    assert not (out["mask"][:, :, [1, 2]] & ~grouped[:, :, [1]]).any()
     again, delta = impute_like_features(out["X"], out["mask"], fill)
     np.testing.assert_array_equal(again, out["X"])
     np.testing.assert_array_equal(delta, out["delta"])  # delta follows the new mask

@@ -43,8 +43,8 @@ events of a group are its generated ones (with `observation_counts: training`, t
 training records' counts of events, removing the hours the fewest members flag first, adding at random), and
 each event takes a pattern of members drawn from the training patterns (the whole panel; BUN and creatinine
 alone; potassium alone): a record's first event from the training records' first events, each later one from
-the training transitions between consecutive patterns of a record. The per-feature count calibration then applies to the
-variables outside every group.
+the training transitions between consecutive patterns of a record. With `observation_counts: training` every
+variable's count is then calibrated as below, a grouped variable gaining hours only at its group's events.
 
 Time series are learnt and snapped on observed cells (`mask`), in the bundle's own [0, 1] units
 (the scaler's map from clinical units is affine, so a lattice there is one here); unobserved hours
@@ -248,30 +248,37 @@ def map_to_quantiles(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
 
 
 def recount_hours(flags: np.ndarray, quantiles: list[int], rng: np.random.Generator,
-                  keep_first: np.ndarray | None = None) -> np.ndarray:
+                  keep_first: np.ndarray | None = None, allowed: np.ndarray | None = None) -> np.ndarray:
     """(N, T) flags whose per-record counts are mapped onto the count `quantiles` (map_to_quantiles of the
     generated counts) by unsetting set hours or setting unset ones: set hours go in the order of `keep_first`
-    (lowest first; none: random), unset ones are added at random."""
+    (lowest first; none: random), unset ones are added at random among the `allowed` hours (default: all; a
+    record runs out of them before its count if it must)."""
     generated = flags.sum(axis=1)
     change = map_to_quantiles(generated.astype(np.float64), np.asarray(quantiles, np.float64)).astype(np.int64) - generated
     keys = rng.random(flags.shape)
     if keep_first is not None:  # integer priorities: the random key only breaks ties
         keys = np.where(flags, keep_first + keys, keys) / (np.max(keep_first, initial=0) + 1.0)
+    if allowed is not None:
+        keys = np.where(flags | allowed, keys, 2.0 + keys)
     # rank of each hour among the record's set (to remove) or unset (to add) hours
     rank = np.argsort(np.argsort(np.where(flags, keys, 2.0 + keys), axis=1), axis=1)
     remove = flags & (rank < np.maximum(-change, 0)[:, None])
     add = ~flags & (rank - generated[:, None] < np.maximum(change, 0)[:, None])
+    if allowed is not None:
+        add &= allowed
     return (flags & ~remove) | add
 
 
-def impose_observation_counts(mask: np.ndarray, count_quantiles: list[list[int]], skip: frozenset[int] = frozenset()) -> np.ndarray:
-    """Per feature j (but those in `skip`), the records' observed-hour counts mapped onto `count_quantiles[j]`
-    (recount_hours, hours chosen at random in the record). Returns the new mask."""
+def impose_observation_counts(mask: np.ndarray, count_quantiles: list[list[int]],
+                              groups: list[Mapping[str, list]] = ()) -> np.ndarray:
+    """Per feature j, the records' observed-hour counts mapped onto `count_quantiles[j]` (recount_hours, hours
+    chosen at random in the record); a member of one of the measurement `groups` gains hours only at its group's
+    events (the hours another member is observed). Returns the new mask."""
     rng = np.random.default_rng(TIE_BREAK_SEED)
     out = np.array(mask, dtype=bool, copy=True)
+    events = {j: out[:, :, group["members"]].any(axis=2) for group in groups for j in group["members"]}
     for j, quantiles in enumerate(count_quantiles):
-        if j not in skip:
-            out[:, :, j] = recount_hours(out[:, :, j], quantiles, rng)
+        out[:, :, j] = recount_hours(out[:, :, j], quantiles, rng, allowed=events.get(j))
     return out
 
 
@@ -327,9 +334,9 @@ def apply_lattice(bundle: Mapping[str, np.ndarray], lattice: Mapping[str, list[d
         recount = bool(lattice.get("observation_counts") or lattice.get("measurement_groups"))
         if recount:
             # an added hour keeps the value X already shows there (the generator's output is imputed)
-            grouped = frozenset(j for group in lattice.get("measurement_groups", []) for j in group["members"])
-            mask = impose_measurement_groups(mask, lattice.get("measurement_groups", []))
-            mask = impose_observation_counts(mask, lattice.get("observation_counts", []), skip=grouped)
+            groups = lattice.get("measurement_groups", [])
+            mask = impose_observation_counts(impose_measurement_groups(mask, groups),
+                                             lattice.get("observation_counts", []), groups)
             if in_place:
                 bundle["mask"][...] = mask
                 mask = bundle["mask"]
