@@ -434,12 +434,14 @@ def score_fidelity(synthetic: Mapping[str, np.ndarray], real_train: Mapping[str,
                                                 real_holdout=real_validation)
         families = metrics["discriminator"].get("families", {})
         separating = metrics.get("separating_columns") or [{}]
+        kinds = (metrics["discriminator"].get("per_group") or {}).get("groups") or [{}]
         return {"pearson_r_means": metrics["pearson_r"]["means"], "ks_mean": metrics["ks"]["mean"],
                 "co_measurement": metrics.get("co_measurement"),
                 "corr_mean_abs_diff": metrics["correlation_distance"]["mean_abs_diff"],
                 "most_separating_column": separating[0].get("column"), "most_separating_auc": separating[0].get("auc"),
                 "label_rate": label_rate,
                 "detection_auc": families.get("gbm", {}).get("auc", metrics["discriminator"]["auc"]),
+                "most_telling_kind": kinds[0].get("group"), "most_telling_kind_auc": kinds[0].get("auc"),
                 "evaluate_fidelity": metrics}
     real = _flat(real_train, inputs.feature_spec, evaluation)
     synth = align_columns(real, _flat(synthetic, inputs.feature_spec, evaluation))
@@ -551,6 +553,11 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                f"label rate (real {report['real_label_rate']:.3f})", "detection AUC", "most separating column (AUC)",
                "train s", "sample s", "score s"]
     align = ["---:", "---", *["---:"] * (2 * len(models) + 6), "---", *["---:"] * 3]
+    # with --full-fidelity: the kind of column (missing_rate, std, ...) whose columns together give it away most
+    by_kind = any("most_telling_kind" in row.get("fidelity", {}) for row in rows)
+    if by_kind:
+        header.insert(header.index("train s"), "most telling kind of column (AUC)")
+        align.insert(len(align) - 3, "---")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for index, row in enumerate(rows):
         chosen = index == report["chosen"]
@@ -567,6 +574,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             cells += [_cell(util["mean_flat_ratio_auroc"]), _cell(fid["pearson_r_means"]), _cell(fid["ks_mean"]),
                       _cell(co_measurement.get("mean_abs_diff")), _cell(fid["label_rate"]), _cell(fid["detection_auc"]),
                       f"{_cell(fid['most_separating_column'])} ({_cell(fid['most_separating_auc'])})",
+                      *([f"{_cell(fid.get('most_telling_kind'))} ({_cell(fid.get('most_telling_kind_auc'))})"]
+                        if by_kind else []),
                       *_generation_cells(index, row), _cell(timing["score_s"], ".1f")]
         lines.append("| " + " | ".join(cells) + " |")
     rule = SELECT_BY[report["select_by"]]

@@ -189,10 +189,21 @@ def test_one_selection_end_to_end_on_a_tiny_bundle(features_output: Path, monkey
     assert first["n_synthetic"] == 80 and first["settings"]["n_samples"] == 80
     assert set(first["utility"]["models"]) == {"logistic_regression", "gradient_boosting"}
     assert 0 <= first["fidelity"]["detection_auc"] <= 1 and report["chosen"] in (0, 1)
-    # a second run gets a folder of its own
+    # which variables are measured together, real vs synthetic
+    assert 0 <= first["fidelity"]["co_measurement"]["mean_abs_diff"] <= 1
+    assert len(first["fidelity"]["co_measurement"]["pairs"]) == 5
+    # a second run gets a folder of its own; with the pipeline's whole fidelity evaluation, the table names the
+    # kind of column that gives the candidate away most
     again = selection.main(["--generator", "ehrdiff", "--data", str(features_output), "--max-steps", "1",
-                            "--n-samples", "40", "--no-detection"])
+                            "--n-samples", "40", "--full-fidelity"])
     assert again != folder and (folder / "selection.json").exists()
+    (row,) = json.loads((again / "selection.json").read_text())["candidates"]
+    kinds = row["fidelity"]["evaluate_fidelity"]["discriminator"]["per_group"]["groups"]
+    assert row["fidelity"]["most_telling_kind"] == kinds[0]["group"]
+    lines = (again / "selection.md").read_text().splitlines()
+    header, first_row = next(line for line in lines if line.startswith("| # |")), next(line for line in lines if line.startswith("| 0 |"))
+    assert "most telling kind of column (AUC)" in header and header.count("|") == first_row.count("|")
+    assert f"{kinds[0]['group']} (" in first_row
 
 
 def test_candidates_that_differ_only_in_the_post_processing_share_one_generator_run(features_output: Path, monkeypatch):
