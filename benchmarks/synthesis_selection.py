@@ -13,10 +13,12 @@ its output):
   evaluate_utility); TRTR (real train → validation) is computed once; the sequence model only with
   `--sequence-model` (slow);
 - fidelity against the real train split (synthetic_evaluation.fidelity on the flat views): Pearson r of the
-  column means/prevalences, mean KS, correlation mean |Δ|, the most separating column (rank test), the label
-  rate, and the cross-validated GBM detection AUC (real vs synthetic; `--no-detection` skips it).
-  `--full-fidelity` runs the pipeline's whole evaluate_fidelity instead (MMD², PRDC, per-column detectors:
-  minutes per candidate), with the validation split as the detectors' floor.
+  column means/prevalences, mean KS, correlation mean |Δ|, co-measurement (mean |Δ| of the Jaccard index of
+  every pair of variables' observed hours), the most separating column (rank test), the label rate, and the
+  cross-validated GBM detection AUC (real vs synthetic; `--no-detection` skips it).
+  `--full-fidelity` runs the pipeline's whole evaluate_fidelity instead (MMD², PRDC, per-column and per-kind
+  detectors: minutes per candidate), with the validation split as the detectors' floor; the table then adds the
+  kind of column (missing_rate, std, ...) whose columns together give the candidate away most.
 
 The test split is never read: it is reserved for the final report and the privacy holdout. The inputs are the
 latest versions the features pipeline wrote (`features.<feature_set>.model_input_{train,validation}`,
