@@ -185,7 +185,8 @@ def train_torch_model(
     the model's name in the study (`lstm_pooled`), which the progress lines show (default: its architecture).
 
     With `n_instances` K > 1, K instances are trained alike from seeds seed, seed + 1, …, each with its
-    own early stopping, and returned as one `InstanceEnsemble` (mean of their logits); the history
+    own early stopping (with `kept_epoch: median`, all trained every epoch and kept at one shared epoch:
+    keep_shared_epoch), and returned as one `InstanceEnsemble` (mean of their logits); the history
     then has an `instance` column. Instance 0 is the model a single-instance run trains. With
     `calibration: platt` the model's probabilities are Platt-scaled on the validation split
     (`model.config["calibration"]`).
