@@ -187,6 +187,7 @@ def test_a_copying_generator_is_caught(stand_in_run):
     # each side is subsampled to 1000 records, so only some copies meet their twin: ≈ 0.5
     assert fid["discriminator"]["auc"] == pytest.approx(0.5, abs=0.03) and abs(fid["mmd"]["mmd2"]) < 1e-3
     assert fid["autocorrelation"]["mean_abs_diff"] == 0.0
+    assert fid["co_measurement"]["mean_abs_diff"] == 0.0  # the same variables measured at the same hours
     # every synthetic record is a copy: no authentic record; PRDC of identical tables
     assert fid["alpha_precision"]["authenticity"] == 0.0
     assert fid["alpha_precision"]["n_real"] == fid["prdc"]["n_synthetic"] == 1600
@@ -262,6 +263,7 @@ def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(st
     assert "membership-inference AUC ≤ 0.55" in report
     assert {"alpha_precision", "prdc_coverage", "domias_auc", "identifiability", "jensen_shannon_mean"} <= set(table.columns)
     assert "| DOMIAS AUC |" in report and "## Sample-level fidelity" in report
+    assert "co_measurement_mean_abs_diff" in table.columns and "| co-measurement mean abs Δ Jaccard |" in report
     assert {f"detector_{f}_{k}" for f in ("gbm", "logistic_regression", "mlp") for k in ("auc", "floor")} <= set(table.columns)
     assert "| GBM AUC | logreg AUC | MLP AUC | floor: real holdout vs train (GBM / logreg / MLP) |" in report
     assert "## What gives each generator away" in report and f"- **noised**: {fid['discriminator']['per_column']['columns'][0]['column']} " in report

@@ -320,6 +320,7 @@ def _comparison_row(generator: str, fid: Mapping[str, Any], util: Mapping[str, A
         "corr_mean_abs_diff": fid["correlation_distance"]["mean_abs_diff"],
         "mmd2": fid["mmd"]["mmd2"],
         "acf_mean_abs_diff": fid.get("autocorrelation", {}).get("mean_abs_diff"),
+        "co_measurement_mean_abs_diff": fid.get("co_measurement", {}).get("mean_abs_diff"),
         "discriminator_auc": fid["discriminator"]["auc"],
         "most_separating_column": fid["separating_columns"][0]["column"] if fid.get("separating_columns") else None,
         "most_separating_auc": fid["separating_columns"][0]["auc"] if fid.get("separating_columns") else None,
@@ -420,7 +421,8 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
         *block("Fidelity (synthetic vs real train)", [
             ("records", "n_synthetic"), ("r means", "pearson_r_means"), ("r all", "pearson_r_all"), ("mean KS", "ks_mean"),
             ("corr ‖Δ‖F", "corr_frobenius"), ("corr mean |Δ|", "corr_mean_abs_diff"), ("MMD²", "mmd2"),
-            ("ACF mean |Δ|", "acf_mean_abs_diff"), ("discriminator AUC", "discriminator_auc"),
+            ("ACF mean |Δ|", "acf_mean_abs_diff"), ("co-measurement mean abs Δ Jaccard", "co_measurement_mean_abs_diff"),
+            ("discriminator AUC", "discriminator_auc"),
             ("most separating column (AUC)",
              lambda row: f"{format_cell(row.get('most_separating_column'))} ({format_cell(row.get('most_separating_auc'))})")]),
         *(block("Detection (real train vs synthetic; the floor is real holdout vs real train, 0.5 ideal)", detector_columns)
@@ -450,6 +452,7 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
 # Headline metrics summarised over each generator's runs (comparison column → label in the seed summary).
 SEED_SUMMARY_METRICS = {
     "pearson_r_means": "r means", "ks_mean": "mean KS", "mmd2": "MMD²",
+    "co_measurement_mean_abs_diff": "co-measurement mean abs Δ Jaccard",
     "detector_gbm_auc": "detection AUC, GBM", "detector_logistic_regression_auc": "detection AUC, logreg",
     "detector_mlp_auc": "detection AUC, MLP", "detector_gbm_floor": "detection floor (real holdout), GBM",
     "alpha_precision": "α-precision", "beta_recall": "β-recall", "authenticity": "authenticity",
