@@ -12,6 +12,7 @@ The "generator's training split" is half of the real train split; the other half
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pandas as pd
@@ -264,6 +265,12 @@ def test_noised_copies_leak_without_exact_matches_and_the_report_compares_all(st
     assert {"alpha_precision", "prdc_coverage", "domias_auc", "identifiability", "jensen_shannon_mean"} <= set(table.columns)
     assert "| DOMIAS AUC |" in report and "## Sample-level fidelity" in report
     assert "co_measurement_mean_abs_diff" in table.columns and "| co-measurement mean abs Δ Jaccard |" in report
+    # every table's header has as many cells as its delimiter row (a label's own pipes are escaped: corr mean \|Δ\|)
+    lines = report.splitlines()
+    for header, delimiter in zip(lines[:-1], lines[1:], strict=True):
+        if header.startswith("| generator |"):
+            assert len(re.split(r"(?<!\\)\|", header)) == delimiter.count("|") + 1, header
+    assert "corr mean \\|Δ\\|" in report
     assert {f"detector_{f}_{k}" for f in ("gbm", "logistic_regression", "mlp") for k in ("auc", "floor")} <= set(table.columns)
     assert "| GBM AUC | logreg AUC | MLP AUC | floor: real holdout vs train (GBM / logreg / MLP) |" in report
     assert "## What gives each generator away" in report and f"- **noised**: {fid['discriminator']['per_column']['columns'][0]['column']} " in report

@@ -373,7 +373,8 @@ def comparison_markdown(table: pd.DataFrame, models: Sequence[str], targets: Map
 
     def block(heading: str, columns: Sequence[tuple[str, Any]]) -> list[str]:
         """columns: (label, column name or function of the row)."""
-        lines = [f"## {heading}", "", "| generator | " + " | ".join(label for label, _ in columns) + " |",
+        # a label's own pipes (corr mean |Δ|) escaped, or they split the header into more cells than the rows have
+        lines = [f"## {heading}", "", "| generator | " + " | ".join(label.replace("|", "\\|") for label, _ in columns) + " |",
                  "|---|" + "---|" * len(columns)]
         for _, row in table.iterrows():
             cells = [value(row) if callable(value) else format_cell(row.get(value)) for _, value in columns]
