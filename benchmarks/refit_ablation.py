@@ -17,7 +17,7 @@ Brier score on f for both models, which says whether the calibration and thresho
 
 Usage (after `kedro run --pipelines features` wrote the model input):
 
-    python benchmarks/refit_ablation.py --model lstm_pooled --seeds 2012 2013 2014
+    python benchmarks/refit_ablation.py --model lstm_pooled --seeds 2012 2013 2014 [--set patience=25]
 
 Prints, per seed and fold, both held-out AUROC/AUPRC, and the mean paired difference with its spread.
 """
@@ -55,9 +55,11 @@ def rows_of(bundle: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.nd
     return {name: value[index] for name, value in bundle.items()}
 
 
-def compare(model_name: str, data: Path, seeds: list[int], max_folds: int, same_steps: bool = False) -> pd.DataFrame:
+def compare(model_name: str, data: Path, seeds: list[int], max_folds: int, same_steps: bool = False,
+            overrides: dict | None = None) -> pd.DataFrame:
     """The training stage's own functions (`train_torch_model`, `refit_torch_model`, `predict_torch_model`) on
-    folds of the train split: one instance, the block's calibration, the refit's epochs as the stage sets them."""
+    folds of the train split: one instance, the block's calibration (with `overrides` of its top-level keys), the
+    refit's epochs as the stage sets them."""
     feature_set = FEATURE_SET[model_name]
     features = data / "04_feature" / "physionet2012" / "features"
     bundle = TensorBundleDataset(filepath=str(newest_version(
@@ -65,7 +67,7 @@ def compare(model_name: str, data: Path, seeds: list[int], max_folds: int, same_
     spec = json.loads(newest_version(features / feature_set / "feature_spec.json").read_text())
     splits = pd.read_parquet(newest_version(features / "splits.parquet"))
     block = yaml.safe_load((ROOT / "conf" / "base" / "parameters_training.yml").read_text())
-    block = {**block["training"]["physionet2012"][model_name], "n_instances": 1}
+    block = {**block["training"]["physionet2012"][model_name], **(overrides or {}), "n_instances": 1}
     fold, held_out = cv_folds(bundle, splits, max_folds)
     all_folds = sorted(int(f) for f in np.unique(fold) if f >= 0)
     rows = []
@@ -102,8 +104,17 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5, help="held-out folds of the train split's CV")
     parser.add_argument("--same-steps", action="store_true",
                         help="refit for as many optimiser steps as the early-stopped model took (fewer epochs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a top-level key of the block (YAML value), e.g. patience=25: two runs with "
+                             "the same seeds and folds compare settings of the early-stopped model pairwise")
     args = parser.parse_args()
-    table = compare(args.model, args.data, args.seeds, args.folds, args.same_steps)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: use KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    table = compare(args.model, args.data, args.seeds, args.folds, args.same_steps, overrides)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for metric in METRICS:
         diff = table[f"{metric}_refit"] - table[f"{metric}_early_stopped"]
