@@ -153,9 +153,13 @@ def fit_lattice(bundle: Mapping[str, np.ndarray], max_levels: int = 100, coverag
 
 def hourly_jaccard(mask: np.ndarray) -> np.ndarray:
     """(F, F) Jaccard index of the features' observed cells, pooled over records and hours of an (N, T, F) mask:
-    the share of the cells where either is observed in which both are (1 on the diagonal; 0 where neither is)."""
-    flat = np.asarray(mask, dtype=bool).reshape(-1, np.shape(mask)[-1]).astype(np.int64)
-    both = flat.T @ flat
+    the share of the cells where either is observed in which both are (1 on the diagonal; 0 where neither is).
+    Counted RECORD_CHUNK records at a time (bounded memory for large, file-backed masks)."""
+    n_features = np.shape(mask)[-1]
+    both = np.zeros((n_features, n_features), dtype=np.int64)
+    for start in range(0, len(mask), RECORD_CHUNK):
+        flat = np.asarray(mask[start:start + RECORD_CHUNK], dtype=bool).reshape(-1, n_features).astype(np.float64)
+        both += np.rint(flat.T @ flat).astype(np.int64)  # exact: float64 counts far below 2**53
     observed = np.diag(both)
     either = observed[:, None] + observed[None, :] - both
     jaccard = np.where(either > 0, both / np.maximum(either, 1), 0.0)
