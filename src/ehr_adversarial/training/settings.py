@@ -143,7 +143,7 @@ class _TorchTraining(_Block):
     refit_epochs: Literal[tuple(REFIT_EPOCH_RULES)] = "own"
     # own: each early-stopped instance keeps its own best epoch; median: every instance trains all max_epochs and
     # all keep the weights of the median of their best epochs (training.torch_models.keep_shared_epoch)
-    kept_epoch: Literal["own", "median"] = "own"
+    kept_epoch: Literal[tuple(REFIT_EPOCH_RULES)] = "own"
 
     @model_validator(mode="after")
     def _refit_has_no_monitored_score(self):

@@ -196,12 +196,13 @@ def train_torch_model(
     torch_device = resolve_device(device)
     validation = to_tensors(model_input_validation, torch_device)
     n_instances = int(selected_config.get("n_instances", 1))
-    shared = selected_config.get("kept_epoch", "own") == "median" and n_instances > 1
+    kept_epoch = selected_config.get("kept_epoch", "own")
+    shared = kept_epoch != "own" and n_instances > 1
     fitted = _train_instances([selected_config] * n_instances, feature_spec, model_input_train, model_input_validation,
                               seed, [f"{_instance_name(model, selected_config, k)} early-stopped"
                                      for k in range(n_instances)], torch_device, every_epoch=shared)
     if shared:
-        fitted = keep_shared_epoch(fitted, model or selected_config["architecture"])
+        fitted = keep_shared_epoch(fitted, kept_epoch, model or selected_config["architecture"])
     members = [member for member, _, _ in fitted]
     histories = [history.assign(instance=k) for k, (_, history, _) in enumerate(fitted)]
     model = _one_model(members)
@@ -266,15 +267,17 @@ def refit_torch_model(
     return refit
 
 
-def keep_shared_epoch(fitted: list[tuple[nn.Module, pd.DataFrame, list]], name: str) -> list[tuple[nn.Module, pd.DataFrame, None]]:
-    """`kept_epoch: median`: the instances (trained all max_epochs, every epoch's weights kept) all keep the weights
-    of one epoch, the median of the epochs their own early stopping would keep (best epoch + 1, rounded half up);
-    `history["best"]` marks it, `own_best` each instance's best, and `kept_epochs` is the shared count."""
+def keep_shared_epoch(fitted: list[tuple[nn.Module, pd.DataFrame, list]], rule: str,
+                      name: str) -> list[tuple[nn.Module, pd.DataFrame, None]]:
+    """`kept_epoch: median`: the instances (trained all max_epochs, every epoch's weights kept) keep the weights of
+    the epochs `rule` (REFIT_EPOCH_RULES, as the refit's) gives from the epochs their own early stopping would keep
+    (best epoch + 1): with median, all the median, rounded half up; `history["best"]` marks it, `own_best` each
+    instance's best, and `kept_epochs` is the kept count."""
     own = [int(history.loc[history["best"], "epoch"].iloc[0]) for _, history, _ in fitted]
-    (epochs, *_) = refit_epoch_counts([epoch + 1 for epoch in own], "median")
-    logger.info("%s: the instances' best epochs %s; every instance keeps epoch %d", name, own, epochs - 1)
+    counts = refit_epoch_counts([epoch + 1 for epoch in own], rule)
+    logger.info("%s: the instances' best epochs %s; they keep epochs %s", name, own, [e - 1 for e in counts])
     shared = []
-    for member, history, epoch_states in fitted:
+    for (member, history, epoch_states), epochs in zip(fitted, counts, strict=True):
         member.load_state_dict(epoch_states[epochs - 1])
         member.config["kept_epochs"] = epochs
         history = history.assign(own_best=history["best"], best=history["epoch"] == epochs - 1)
