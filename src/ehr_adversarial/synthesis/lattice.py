@@ -262,10 +262,9 @@ def recount_hours(flags: np.ndarray, quantiles: list[int], rng: np.random.Genera
     keys = rng.random(flags.shape)
     if keep_first is not None:  # integer priorities: the random key only breaks ties
         keys = np.where(flags, keep_first + keys, keys) / (np.max(keep_first, initial=0) + 1.0)
-    if allowed is not None:
-        keys = np.where(flags | allowed, keys, 2.0 + keys)
-    # rank of each hour among the record's set (to remove) or unset (to add) hours
-    rank = np.argsort(np.argsort(np.where(flags, keys, 2.0 + keys), axis=1), axis=1)
+    # rank of each hour among the record's set (to remove) or unset (to add) hours, the allowed unset ones first
+    unset = 2.0 + keys if allowed is None else np.where(allowed, 2.0, 4.0) + keys
+    rank = np.argsort(np.argsort(np.where(flags, keys, unset), axis=1), axis=1)
     remove = flags & (rank < np.maximum(-change, 0)[:, None])
     add = ~flags & (rank - generated[:, None] < np.maximum(change, 0)[:, None])
     if allowed is not None:
